@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine lacks to build and test certgate:
+# BoringSSL's build (cmake, a C/C++ compiler, clang/libclang for bindgen, git), the real TLS
+# clients the tests drive (curl, openssl) and, with --perf, the peers and tools of perf/.
+set -euo pipefail
+
+want=(cmake clang libclang-dev git curl openssl ca-certificates build-essential)
+if [[ "${1:-}" == "--perf" ]]; then
+  want+=(nginx-light haproxy wrk nghttp2-client valgrind)
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "scripts/deps.sh: installing ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "scripts/deps.sh: cargo not found; install Rust (rustup) first" >&2
+  exit 1
+fi

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, then the integration suite once on io_uring and once on
+# epoll (the integration tests read CERTGATE_TEST_IO), then checks that benches build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+
+export CARGO_TERM_COLOR=never
+echo "== unit tests and integration tests (io_uring)"
+CERTGATE_TEST_IO=io_uring cargo test --all-targets --no-fail-fast
+echo "== integration tests (epoll)"
+CERTGATE_TEST_IO=epoll cargo test --test '*' --no-fail-fast
+echo "== benches build"
+cargo bench --no-run

@@ -1,0 +1,82 @@
+//! A connection on either side of the proxy, plain TCP or TLS, with one set of cancel-safe
+//! operations (see `io::Socket` and `tls::TlsStream`).
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+
+use crate::io::Socket;
+use crate::tls::TlsStream;
+
+pub enum Conn {
+    Plain(Socket),
+    Tls(Box<TlsStream>),
+}
+
+impl Conn {
+    pub fn peer_addr(&self) -> SocketAddr {
+        match self {
+            Self::Plain(s) => s.peer_addr(),
+            Self::Tls(t) => t.socket().peer_addr(),
+        }
+    }
+
+    /// Appends what arrived to `dst`; 0 means the peer closed. Cancel-safe.
+    pub async fn read_into(&mut self, dst: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Self::Plain(s) => {
+                dst.reserve(crate::io::READ_CHUNK);
+                s.read_into(dst).await
+            }
+            Self::Tls(t) => t.read_into(dst).await,
+        }
+    }
+
+    /// Waits for input without holding a read buffer. Cancel-safe.
+    pub async fn readable(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.readable().await,
+            Self::Tls(t) => t.readable().await,
+        }
+    }
+
+    /// Sends all of `data`; bytes accepted before a cancellation are still sent, in order.
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.write_all(data).await,
+            Self::Tls(t) => t.write_all(data).await,
+        }
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush().await,
+            Self::Tls(t) => t.flush().await,
+        }
+    }
+
+    /// Half-close: FIN (after close_notify on TLS); reading goes on.
+    pub async fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Self::Plain(s) => s.shutdown_write().await,
+            Self::Tls(t) => t.shutdown_write().await,
+        }
+    }
+
+    pub fn release_buffers(&mut self) {
+        match self {
+            Self::Plain(s) => s.release_buffers(),
+            Self::Tls(t) => t.release_buffers(),
+        }
+    }
+
+    /// A pooled connection is reusable when nothing is in flight and the peer neither closed
+    /// it nor sent unrequested bytes.
+    pub fn is_reusable(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_reusable(),
+            Self::Tls(t) => !t.has_buffered_input() && t.socket().is_reusable(),
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Forward: one admitted request to the upstream and its response back.
+//!
+//! The request head is rewritten (identity headers stripped and set, hop-by-hop removed), the
+//! body streamed, the response head relayed after 1xx interims, the response body streamed.
+//! A pooled connection that the server closed before answering is retried once on a new
+//! connection when that is safe: nothing of a body was sent and the method is idempotent.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use monoio::time::timeout;
+use tracing::{debug, warn};
+
+use super::body::{self, BodyError, Side};
+use super::Session;
+use crate::http::{self, BodyKind, Page, RequestHead, ResponseHead};
+use crate::upstream::{ConnectError, UpstreamConn};
+
+/// How a forwarded request failed, and so what the client gets.
+enum Failure {
+    /// Nothing usable came from the upstream: 502 (if nothing was sent to the client yet).
+    BadGateway(String),
+    /// The upstream did not connect or answer in time: 504.
+    Timeout(String),
+    /// The client's request body was malformed or truncated: 400, or just close.
+    Client(String, Option<Page>),
+    /// The response was under way when something broke: only closing is left.
+    Abort(String),
+}
+
+/// Forwards one request. Returns whether the client connection may carry another request.
+pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
+    let started = Instant::now();
+    let mut upstream_head = Vec::with_capacity(raw.len() + 1024);
+    let add: Vec<(&str, &[u8])> = s
+        .identity
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    let ctx = http::RewriteCtx {
+        strip: &s.listener.strip,
+        add: &add,
+    };
+    http::rewrite_request(head, raw, &ctx, &mut upstream_head);
+
+    let pool = s.worker.pools[s.listener.upstream].clone();
+    let t = s.listener.timeouts;
+    let retry_safe = head.body == BodyKind::None && is_idempotent(head);
+    let mut tries = 0;
+    let (mut up, resp, up_buf) = loop {
+        tries += 1;
+        let addr = pool.pick();
+        let up = match pool.checkout(addr, t.upstream_connect).await {
+            Ok(up) => up,
+            Err(ConnectError::Timeout) => {
+                return fail(s, head, raw, started, Failure::Timeout(format!("{addr}: connect timed out")), None).await
+            }
+            Err(ConnectError::Refused(e)) => {
+                return fail(s, head, raw, started, Failure::BadGateway(format!("{addr}: {e}")), None).await
+            }
+        };
+        match exchange(s, head, &upstream_head, up).await {
+            Ok(done) => break done,
+            Err((failure, reused)) => {
+                if reused && retry_safe && tries < 2 {
+                    if let Failure::BadGateway(reason) = &failure {
+                        debug!(upstream = %addr, "pooled connection failed ({reason}); retrying on a new one");
+                        continue;
+                    }
+                }
+                return fail(s, head, raw, started, failure, Some(addr)).await;
+            }
+        }
+    };
+    let upstream_time = started.elapsed();
+    let addr = up.addr;
+    let status = resp.status;
+
+    // The client may keep the connection when it asked to, its body was read to the end and
+    // the response is not delimited by closing.
+    let mut client_keep_alive = head.keep_alive && resp.head.body != BodyKind::Close;
+    let expect_refused = head.expect_continue && head.body != BodyKind::None && !resp.sent_continue;
+    if expect_refused {
+        // The body the client held back never came; the connection's framing is unknown.
+        client_keep_alive = false;
+    }
+
+    let mut out = Vec::with_capacity(resp.head.head_len + 64);
+    http::rewrite_response(&resp.head, &resp.raw, &mut out, client_keep_alive, &[]);
+    if let Err(e) = timeout(t.body_idle, s.client.write_all(&out)).await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
+        s.log_request(head, raw, status, &format!("client write failed: {e}"), Some((addr, upstream_time)), started);
+        return false;
+    }
+
+    if resp.head.status == 101 {
+        let from_client = std::mem::take(&mut s.buf);
+        let res = body::tunnel(&mut s.client, from_client, &mut up.conn, up_buf, t.body_idle).await;
+        let decision = match res {
+            Ok((a, b)) => format!("{}; tunnel closed after {a}+{b} bytes", s.identity.admitted_by),
+            Err(e) => format!("{}; tunnel ended: {e}", s.identity.admitted_by),
+        };
+        s.log_request(head, raw, status, &decision, Some((addr, upstream_time)), started);
+        return false;
+    }
+
+    let mut up_buf = up_buf;
+    let kind = if head.is_head() { BodyKind::None } else { resp.head.body };
+    let relayed = body::relay(&mut up.conn, Side::Upstream, &mut up_buf, &mut s.client, kind, t.body_idle).await;
+    let decision = &s.identity.admitted_by;
+    match relayed {
+        Ok(_) => {
+            s.log_request(head, raw, status, decision, Some((addr, upstream_time)), started);
+            if resp.head.keep_alive && kind != BodyKind::Close && up_buf.is_empty() && !expect_refused {
+                pool.checkin(up);
+            }
+            client_keep_alive
+        }
+        Err(e) => {
+            warn!(upstream = %addr, peer = %s.peer, "response body relay failed: {e}");
+            s.log_request(head, raw, status, &format!("{decision}; response aborted: {e}"), Some((addr, upstream_time)), started);
+            false
+        }
+    }
+}
+
+/// A response head and what came with it.
+struct Response {
+    head: ResponseHead,
+    raw: Bytes,
+    status: u16,
+    /// A 100 Continue was relayed and the request body sent after it.
+    sent_continue: bool,
+}
+
+/// Sends the request (head and body) and reads the final response head. Returns the
+/// connection, the head, and response bytes already read past the head.
+async fn exchange(
+    s: &mut Session,
+    head: &RequestHead,
+    upstream_head: &[u8],
+    mut up: UpstreamConn,
+) -> Result<(UpstreamConn, Response, BytesMut), (Failure, bool)> {
+    let t = s.listener.timeouts;
+    let reused = up.reused;
+    let addr = up.addr;
+    match timeout(t.upstream_read, up.conn.write_all(upstream_head)).await {
+        Err(_) => return Err((Failure::Timeout(format!("{addr}: writing the request timed out")), reused)),
+        Ok(Err(e)) => return Err((Failure::BadGateway(format!("{addr}: writing the request failed: {e}")), reused)),
+        Ok(Ok(())) => {}
+    }
+    let mut body_sent = head.body == BodyKind::None;
+    let mut sent_continue = false;
+    if !body_sent && !head.expect_continue {
+        send_body(s, head, &mut up).await.map_err(|f| (f, false))?;
+        body_sent = true;
+    }
+    let mut up_buf = BytesMut::with_capacity(8 * 1024);
+    let limits = http::Limits {
+        max_head_bytes: 64 * 1024,
+    };
+    loop {
+        let resp = read_response_head(&mut up, &mut up_buf, head.is_head(), &limits, t.upstream_read)
+            .await
+            .map_err(|f| (f, reused && body_sent && head.body == BodyKind::None))?;
+        let raw = up_buf.split_to(resp.head_len).freeze();
+        if resp.status == 101 || resp.status >= 200 {
+            if !body_sent && resp.status < 300 {
+                // A final answer without 100 Continue: RFC 9110 lets the client send the body
+                // anyway; the upstream gave up waiting for it, so the connection closes after.
+                debug!(upstream = %addr, "final response before 100-continue");
+            }
+            let status = resp.status;
+            return Ok((
+                up,
+                Response {
+                    head: resp,
+                    raw,
+                    status,
+                    sent_continue,
+                },
+                up_buf,
+            ));
+        }
+        // 1xx interim: relay it (100 only to a client that asked for it).
+        if resp.status != 100 || head.expect_continue {
+            if let Err(e) = s.client.write_all(&raw).await {
+                return Err((Failure::Abort(format!("client write failed: {e}")), false));
+            }
+        }
+        if resp.status == 100 && !body_sent {
+            sent_continue = true;
+            send_body(s, head, &mut up).await.map_err(|f| (f, false))?;
+            body_sent = true;
+        }
+    }
+}
+
+async fn send_body(s: &mut Session, head: &RequestHead, up: &mut UpstreamConn) -> Result<(), Failure> {
+    let idle = s.listener.timeouts.body_idle;
+    match body::relay(&mut s.client, Side::Client, &mut s.buf, &mut up.conn, head.body, idle).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match (&e, e.side()) {
+            (BodyError::Malformed(..), _) => Failure::Client(e.to_string(), Some(Page::BadRequest)),
+            (BodyError::Timeout(_), Side::Client) => Failure::Client(e.to_string(), Some(Page::RequestTimeout)),
+            (_, Side::Client) => Failure::Client(e.to_string(), None),
+            (BodyError::Timeout(_), Side::Upstream) => Failure::Timeout(e.to_string()),
+            (_, Side::Upstream) => Failure::BadGateway(e.to_string()),
+        }),
+    }
+}
+
+async fn read_response_head(
+    up: &mut UpstreamConn,
+    buf: &mut BytesMut,
+    is_head: bool,
+    limits: &http::Limits,
+    read_timeout: std::time::Duration,
+) -> Result<ResponseHead, Failure> {
+    let addr = up.addr;
+    loop {
+        if !buf.is_empty() {
+            match http::parse_response(buf, is_head, limits) {
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+                Err(e) => return Err(Failure::BadGateway(format!("{addr}: invalid response: {}", e.reason))),
+            }
+        }
+        match timeout(read_timeout, up.conn.read_into(buf)).await {
+            Err(_) => return Err(Failure::Timeout(format!("{addr}: no response in time"))),
+            Ok(Err(e)) => return Err(Failure::BadGateway(format!("{addr}: reading the response failed: {e}"))),
+            Ok(Ok(0)) => {
+                return Err(Failure::BadGateway(format!(
+                    "{addr}: upstream closed the connection {}",
+                    if buf.is_empty() { "before responding" } else { "mid-head" }
+                )))
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Answers a failed forward and logs it. Returns false: the client connection closes.
+async fn fail(
+    s: &mut Session,
+    head: &RequestHead,
+    raw: &[u8],
+    started: Instant,
+    failure: Failure,
+    upstream: Option<std::net::SocketAddr>,
+) -> bool {
+    let (page, reason) = match failure {
+        Failure::BadGateway(r) => (Some(Page::BadGateway), r),
+        Failure::Timeout(r) => (Some(Page::GatewayTimeout), r),
+        Failure::Client(r, page) => (page, r),
+        Failure::Abort(r) => (None, r),
+    };
+    let status = page.map_or(0, |p| p.status());
+    if matches!(page, Some(Page::BadGateway | Page::GatewayTimeout)) {
+        warn!(listener = %s.listener.name, peer = %s.peer, "upstream failed: {reason}");
+    }
+    let up = upstream.map(|a| (a, started.elapsed()));
+    s.log_request(head, raw, status, &format!("{}; {reason}", s.identity.admitted_by), up, started);
+    if let Some(page) = page {
+        s.send_page(page, false, head.is_head()).await;
+    }
+    false
+}
+
+fn is_idempotent(head: &RequestHead) -> bool {
+    use ::http::Method;
+    matches!(
+        head.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}

@@ -1,0 +1,139 @@
+//! Authorize: what a connection's client certificate establishes, decided once per connection
+//! right after the handshake. The verdict and the identity headers are computed here once and
+//! reused by every request on the connection.
+
+use std::net::SocketAddr;
+
+use boring::ssl::SslRef;
+
+use crate::config::{Listener, VerifyMode};
+use crate::http::Page;
+use crate::identity::ClientCert;
+
+/// Why requests on a connection are refused.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// `required` and no certificate: 400 "No required SSL certificate was sent".
+    NoCert,
+    /// A certificate that failed verification: 400 "The SSL certificate error".
+    CertError(String),
+    /// Rules exist and the client does not satisfy them: 403.
+    Forbidden(String),
+}
+
+impl Refusal {
+    pub fn page(&self) -> Page {
+        match self {
+            Self::NoCert => Page::NoCert,
+            Self::CertError(_) => Page::CertError,
+            Self::Forbidden(_) => Page::Forbidden,
+        }
+    }
+
+    pub fn reason(&self) -> String {
+        match self {
+            Self::NoCert => "no client certificate sent".into(),
+            Self::CertError(r) => format!("client certificate failed verification: {r}"),
+            Self::Forbidden(r) => format!("forbidden: {r}"),
+        }
+    }
+}
+
+/// A connection's client identity and verdict.
+pub struct Identity {
+    /// `SUCCESS`, `NONE` or `FAILED:<reason>`, as nginx's `$ssl_client_verify`.
+    pub verify: String,
+    /// Subject DN for the log (`-` when none).
+    pub subject: String,
+    /// `None`: requests are forwarded.
+    pub refusal: Option<Refusal>,
+    /// What admitted the client, for the log.
+    pub admitted_by: String,
+    /// Headers sent upstream with every request: identity then forwarding, names as configured.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Identity {
+    /// Judges the peer of a finished handshake (`ssl` is None on a plain listener).
+    pub fn establish(listener: &Listener, ssl: Option<&SslRef>, peer: SocketAddr) -> Identity {
+        let auth = &listener.client_auth;
+        let cert = match (auth.mode, ssl) {
+            (VerifyMode::Off, _) | (_, None) => None,
+            (_, Some(ssl)) => ssl.peer_certificate(),
+        };
+        let verified = match (&cert, ssl) {
+            (Some(_), Some(ssl)) => ssl.verify_result().map_err(|e| e.error_string().to_owned()),
+            _ => Err(String::new()),
+        };
+        let facts = cert.as_deref().map(ClientCert::from_x509);
+
+        let verify = match (&facts, &verified) {
+            (None, _) => "NONE".to_owned(),
+            (Some(_), Ok(())) => "SUCCESS".to_owned(),
+            (Some(_), Err(reason)) => format!("FAILED:{reason}"),
+        };
+
+        let refusal = match (auth.mode, &facts, &verified) {
+            (VerifyMode::Required, None, _) => Some(Refusal::NoCert),
+            (VerifyMode::Required | VerifyMode::Optional, Some(_), Err(r)) => {
+                Some(Refusal::CertError(r.clone()))
+            }
+            _ => None,
+        };
+        let mut admitted_by = String::from("-");
+        let refusal = refusal.or_else(|| {
+            if auth.rules.is_empty() {
+                return None;
+            }
+            let Some(facts) = &facts else {
+                return Some(Refusal::Forbidden("no client certificate for the rules".into()));
+            };
+            match auth.rules.check(facts, verified.is_ok()) {
+                Ok(admit) => {
+                    admitted_by = admit.to_string();
+                    None
+                }
+                Err(refuse) => Some(Refusal::Forbidden(refuse.to_string())),
+            }
+        });
+
+        let mut headers = Vec::with_capacity(12);
+        let names = &listener.headers;
+        let mut add = |name: &Option<String>, value: &[u8]| {
+            if let Some(name) = name {
+                headers.push((name.clone(), value.to_vec()));
+            }
+        };
+        add(&names.verify, verify.as_bytes());
+        if let Some(c) = &facts {
+            add(&names.subject_dn, c.subject_rfc2253().as_bytes());
+            add(&names.subject_dn_legacy, c.subject_legacy().as_bytes());
+            add(&names.issuer_dn, c.issuer_rfc2253().as_bytes());
+            add(&names.serial, c.serial().as_bytes());
+            add(&names.fingerprint, c.fingerprint().as_bytes());
+            let san = c.san_header();
+            if !san.is_empty() {
+                add(&names.san, san.as_bytes());
+            }
+            add(&names.not_after, c.not_after().as_bytes());
+            if names.cert.is_some() {
+                add(&names.cert, c.escaped_pem().as_bytes());
+            }
+        }
+        let ip = peer.ip().to_canonical().to_string();
+        add(&names.forwarded_for, ip.as_bytes());
+        let proto: &[u8] = if ssl.is_some() { b"https" } else { b"http" };
+        add(&names.forwarded_proto, proto);
+        add(&names.real_ip, ip.as_bytes());
+
+        Identity {
+            verify,
+            subject: facts
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |c| c.subject_rfc2253().to_owned()),
+            refusal,
+            admitted_by,
+            headers,
+        }
+    }
+}

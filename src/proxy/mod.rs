@@ -1,0 +1,239 @@
+//! One client connection's life: handshake -> authorize -> (read head -> forward -> log)*.
+//!
+//! Phases, in order:
+//! - `handshake`: TLS with the listener's context; a failed handshake is logged and closed.
+//! - `authorize`: once per connection (`Identity::establish`): the verify result, the rules'
+//!   verdict and the identity headers, reused by every request on the connection.
+//! - per request: the head is read under the head timeout and validated (bad input gets its
+//!   status and the connection closes); a refused client gets nginx's page; otherwise the
+//!   request is forwarded (`forward`) and one access line is logged.
+
+mod body;
+mod forward;
+pub mod identity;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use boring::ssl::Ssl;
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+use monoio::time::timeout;
+use tracing::{debug, info};
+
+use crate::config::Listener;
+use crate::conn::Conn;
+use crate::http::{self, Page, RequestHead};
+use crate::io::Socket;
+use crate::runtime::Worker;
+use crate::tls::TlsStream;
+
+pub use self::body::{BodyError, Side};
+use self::identity::Identity;
+
+/// Where one connection is: what every phase needs.
+pub struct Session {
+    pub listener: Arc<Listener>,
+    pub worker: Rc<Worker>,
+    pub client: Conn,
+    /// Bytes read from the client and not yet consumed (a pipelined request may wait here).
+    pub buf: BytesMut,
+    pub identity: Identity,
+    pub peer: SocketAddr,
+    pub requests: u64,
+}
+
+/// Serves one accepted connection until it closes. Never panics on network input; every
+/// failure ends as a log line.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, listener: Arc<Listener>, worker: Rc<Worker>) {
+    let _ = stream.set_nodelay(true);
+    let sock = match Socket::new(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(%peer, "cannot set up the connection: {e}");
+            return;
+        }
+    };
+    let client = match &listener.tls {
+        None => Conn::Plain(sock),
+        Some(ctx) => match handshake(ctx, sock, &listener).await {
+            Ok(tls) => Conn::Tls(Box::new(tls)),
+            Err(reason) => {
+                info!(listener = %listener.name, %peer, "TLS handshake failed: {reason}");
+                return;
+            }
+        },
+    };
+    let identity = match &client {
+        Conn::Tls(t) => Identity::establish(&listener, Some(t.ssl()), peer),
+        Conn::Plain(_) => Identity::establish(&listener, None, peer),
+    };
+    let mut session = Session {
+        listener,
+        worker,
+        client,
+        buf: BytesMut::new(),
+        identity,
+        peer,
+        requests: 0,
+    };
+    session.run().await;
+}
+
+async fn handshake(
+    ctx: &boring::ssl::SslContext,
+    sock: Socket,
+    listener: &Listener,
+) -> Result<TlsStream, String> {
+    let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
+    match timeout(listener.timeouts.handshake, TlsStream::accept(ssl, sock)).await {
+        Err(_) => Err("timed out".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(tls)) => Ok(tls),
+    }
+}
+
+/// How reading a request head ended without a head.
+enum HeadEnd {
+    /// The client closed (or went idle) between requests: close quietly.
+    Closed,
+    /// Invalid, too large or truncated: answer this page and close.
+    Bad(Page, &'static str),
+    /// The head did not arrive in time.
+    TimedOut,
+}
+
+impl Session {
+    async fn run(&mut self) {
+        loop {
+            let head = match self.read_head().await {
+                Ok(h) => h,
+                Err(HeadEnd::Closed) => return,
+                Err(HeadEnd::TimedOut) => {
+                    debug!(listener = %self.listener.name, peer = %self.peer, "request head timed out");
+                    return;
+                }
+                Err(HeadEnd::Bad(page, reason)) => {
+                    self.log_refusal(None, page, reason);
+                    self.send_page(page, false, false).await;
+                    return;
+                }
+            };
+            self.requests += 1;
+            let raw = self.buf.split_to(head.head_len).freeze();
+            if let Some(refusal) = &self.identity.refusal {
+                let page = refusal.page();
+                let reason = refusal.reason();
+                self.log_request(&head, &raw, page.status(), &reason, None, Instant::now());
+                self.send_page(page, false, head.is_head()).await;
+                return;
+            }
+            let keep_alive = forward::forward(self, &head, &raw).await;
+            let limit = self.listener.limits.max_requests_per_connection;
+            if !keep_alive || (limit > 0 && self.requests >= limit) {
+                let _ = self.client.shutdown_write().await;
+                return;
+            }
+        }
+    }
+
+    /// Reads until a complete request head is buffered. The first request gets the head
+    /// timeout from the start; later ones wait for their first byte under the keep-alive
+    /// timeout, holding no read buffer meanwhile.
+    async fn read_head(&mut self) -> Result<RequestHead, HeadEnd> {
+        let t = self.listener.timeouts;
+        if self.requests > 0 && self.buf.is_empty() {
+            // Shrink an idle connection to its bare TLS state.
+            self.buf = BytesMut::new();
+            self.client.release_buffers();
+            match timeout(t.keepalive_idle, self.client.readable()).await {
+                Err(_) | Ok(Err(_)) => return Err(HeadEnd::Closed),
+                Ok(Ok(())) => {}
+            }
+        }
+        let deadline = monoio::time::Instant::now() + t.request_head;
+        let limits = http::Limits {
+            max_head_bytes: self.listener.limits.max_header_bytes,
+        };
+        loop {
+            if !self.buf.is_empty() {
+                match http::parse_request(&self.buf, &limits) {
+                    Ok(Some(head)) => return Ok(head),
+                    Ok(None) => {}
+                    Err(e) => return Err(HeadEnd::Bad(http::status_page_for(&e), e.reason)),
+                }
+            }
+            match monoio::time::timeout_at(deadline, self.client.read_into(&mut self.buf)).await {
+                Err(_) => return Err(HeadEnd::TimedOut),
+                Ok(Err(e)) => {
+                    debug!(peer = %self.peer, "client read failed: {e}");
+                    return Err(HeadEnd::Closed);
+                }
+                Ok(Ok(0)) if self.buf.is_empty() => return Err(HeadEnd::Closed),
+                Ok(Ok(0)) => return Err(HeadEnd::Bad(Page::BadRequest, "client closed mid-head")),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Answers one of the built-in pages; the connection closes after it unless `keep_alive`.
+    async fn send_page(&mut self, page: Page, keep_alive: bool, head_only: bool) {
+        let bytes = http::render(page, keep_alive, head_only);
+        let t = self.listener.timeouts.body_idle;
+        if timeout(t, self.client.write_all(&bytes)).await.is_ok() && !keep_alive {
+            let _ = timeout(t, self.client.shutdown_write()).await;
+        }
+    }
+
+    fn log_refusal(&self, _head: Option<&RequestHead>, page: Page, reason: &str) {
+        if !self.worker.config.log.access {
+            return;
+        }
+        info!(
+            target: "certgate::access",
+            listener = %self.listener.name,
+            peer = %self.peer,
+            status = page.status(),
+            verify = %self.identity.verify,
+            dn = %self.identity.subject,
+            "bad request: {reason}"
+        );
+    }
+
+    /// The access line: who, what, the admission decision, the outcome and how long it took.
+    pub(crate) fn log_request(
+        &self,
+        head: &RequestHead,
+        raw: &[u8],
+        status: u16,
+        decision: &str,
+        upstream: Option<(SocketAddr, std::time::Duration)>,
+        started: Instant,
+    ) {
+        if !self.worker.config.log.access {
+            return;
+        }
+        let path = String::from_utf8_lossy(head.path(raw));
+        let (up, up_ms) = match upstream {
+            Some((addr, d)) => (addr.to_string(), d.as_secs_f64() * 1e3),
+            None => ("-".to_owned(), 0.0),
+        };
+        info!(
+            target: "certgate::access",
+            listener = %self.listener.name,
+            peer = %self.peer,
+            method = %head.method,
+            path = %path,
+            status,
+            verify = %self.identity.verify,
+            dn = %self.identity.subject,
+            decision,
+            upstream = %up,
+            upstream_ms = format_args!("{up_ms:.3}"),
+            total_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
+            "request"
+        );
+    }
+}

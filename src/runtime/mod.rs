@@ -1,0 +1,99 @@
+//! Workers: one thread per configured CPU, each pinned, each with its own monoio runtime
+//! (io_uring, or epoll where io_uring is missing) and its own SO_REUSEPORT listening socket per
+//! listener, so the kernel spreads connections and no lock is taken on the accept path.
+
+mod listen;
+mod worker;
+
+use std::io;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::config::{Config, IoMode};
+
+/// The I/O driver a worker runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Epoll,
+}
+
+/// Decides the driver: io_uring unless configured otherwise or unavailable.
+pub fn choose_driver(mode: IoMode) -> io::Result<Driver> {
+    match mode {
+        IoMode::Epoll => Ok(Driver::Epoll),
+        IoMode::IoUring => {
+            probe_uring().map_err(|e| io::Error::other(format!("io = \"io_uring\": {e}")))?;
+            Ok(Driver::IoUring)
+        }
+        IoMode::Auto => match probe_uring() {
+            Ok(()) => Ok(Driver::IoUring),
+            Err(e) => {
+                warn!("io_uring is not available ({e}); falling back to epoll");
+                Ok(Driver::Epoll)
+            }
+        },
+    }
+}
+
+fn probe_uring() -> io::Result<()> {
+    monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(8)
+        .build()
+        .map(drop)
+}
+
+/// Binds every listener once per worker, starts the workers and returns their handles. Binding
+/// happens here, before any worker runs, so an address in use is reported at start.
+pub fn start(config: Arc<Config>) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let driver = choose_driver(config.runtime.io)?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut handles = Vec::with_capacity(config.runtime.workers);
+    let mut sockets = Vec::with_capacity(config.runtime.workers);
+    for _ in 0..config.runtime.workers {
+        let mut per_worker = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            per_worker.push(listen::bind(l.addr).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("listener {:?}: cannot listen on {}: {e}", l.name, l.addr),
+                )
+            })?);
+        }
+        sockets.push(per_worker);
+    }
+    for (id, listeners) in sockets.into_iter().enumerate() {
+        let config = config.clone();
+        let core = if config.runtime.pin_workers && !cores.is_empty() {
+            Some(cores[id % cores.len()])
+        } else {
+            None
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("certgate-w{id}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    if !core_affinity::set_for_current(core) {
+                        warn!(worker = id, "could not pin worker to CPU {}", core.id);
+                    }
+                }
+                if let Err(e) = worker::run(id, driver, config, listeners) {
+                    tracing::error!(worker = id, "worker stopped: {e}");
+                    std::process::exit(1);
+                }
+            })?;
+        handles.push(handle);
+    }
+    info!(
+        workers = config.runtime.workers,
+        driver = ?driver,
+        "certgate started"
+    );
+    for l in &config.listeners {
+        info!(listener = %l.name, addr = %l.addr, tls = l.tls.is_some(), "listening");
+    }
+    Ok(handles)
+}
+
+pub use self::worker::Worker;

@@ -1,0 +1,105 @@
+//! One worker: a monoio runtime on one thread, accepting on its own listening sockets and
+//! serving each connection as a task. Per-worker state is `Rc`; only `Config` is shared.
+
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use monoio::net::TcpListener;
+use tracing::{debug, warn};
+
+use super::Driver;
+use crate::config::{Config, Listener};
+use crate::upstream::Pool;
+
+/// io_uring submission queue size per worker.
+const RING_ENTRIES: u32 = 1024;
+
+/// What a worker's tasks share.
+pub struct Worker {
+    pub id: usize,
+    pub config: Arc<Config>,
+    /// One pool per configured upstream, same order.
+    pub pools: Vec<Rc<Pool>>,
+}
+
+pub fn run(
+    id: usize,
+    driver: Driver,
+    config: Arc<Config>,
+    listeners: Vec<std::net::TcpListener>,
+) -> io::Result<()> {
+    match driver {
+        Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(RING_ENTRIES)
+            .enable_timer()
+            .build()?
+            .block_on(main(id, config, listeners)),
+        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()?
+            .block_on(main(id, config, listeners)),
+    }
+}
+
+async fn main(
+    id: usize,
+    config: Arc<Config>,
+    listeners: Vec<std::net::TcpListener>,
+) -> io::Result<()> {
+    let worker = Rc::new(Worker {
+        id,
+        pools: config
+            .upstreams
+            .iter()
+            .map(|u| Rc::new(Pool::new(u.clone())))
+            .collect(),
+        config: config.clone(),
+    });
+    let mut tasks = Vec::new();
+    for (std_listener, listener) in listeners.into_iter().zip(config.listeners.iter()) {
+        let l = TcpListener::from_std(std_listener)?;
+        tasks.push(monoio::spawn(accept_loop(l, listener.clone(), worker.clone())));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    Ok(())
+}
+
+async fn accept_loop(l: TcpListener, listener: Arc<Listener>, worker: Rc<Worker>) -> io::Result<()> {
+    let open = Rc::new(Cell::new(0usize));
+    loop {
+        let (stream, peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: keep serving the connections we have.
+                warn!(listener = %listener.name, "accept failed: {e}");
+                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.get() >= listener.limits.max_connections {
+            debug!(listener = %listener.name, %peer, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let guard = OpenGuard(open.clone());
+        let listener = listener.clone();
+        let worker = worker.clone();
+        monoio::spawn(async move {
+            let _guard = guard;
+            crate::proxy::serve(stream, peer, listener, worker).await;
+        });
+    }
+}
+
+struct OpenGuard(Rc<Cell<usize>>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}

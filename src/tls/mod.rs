@@ -1,0 +1,7 @@
+//! TLS: server contexts built at load, and the BoringSSL-on-monoio stream.
+
+mod server;
+pub mod stream;
+
+pub use self::server::{server_context, ContextError, Part, ServerSettings};
+pub use self::stream::{HandshakeError, TlsStream};

@@ -1,0 +1,138 @@
+//! Upstream servers as one worker sees them: which server takes the next request, and the idle
+//! keep-alive connections this worker keeps to each. Nothing here is shared between workers.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use crate::config::Upstream;
+use crate::conn::Conn;
+use crate::io::Socket;
+
+/// An idle connection older than this is closed rather than reused: servers commonly close
+/// idle keep-alive connections after 60 s or more, and racing them costs a retry.
+const POOL_IDLE_MAX: Duration = Duration::from_secs(30);
+
+/// Why no connection to an upstream server could be had.
+#[derive(Debug)]
+pub enum ConnectError {
+    Refused(io::Error),
+    Timeout,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(e) => write!(f, "connect failed: {e}"),
+            Self::Timeout => f.write_str("connect timed out"),
+        }
+    }
+}
+
+/// A connection checked out of the pool or newly made.
+pub struct UpstreamConn {
+    pub conn: Conn,
+    pub addr: SocketAddr,
+    /// Came from the pool: the server may have closed it meanwhile, so a failure before any
+    /// response byte may be retried on a fresh connection.
+    pub reused: bool,
+}
+
+/// One worker's view of one upstream.
+pub struct Pool {
+    upstream: Arc<Upstream>,
+    next: Cell<usize>,
+    idle: RefCell<HashMap<SocketAddr, Vec<(Conn, Instant)>>>,
+}
+
+impl Pool {
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        Self {
+            upstream,
+            next: Cell::new(0),
+            idle: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.upstream.name
+    }
+
+    /// The server for the next request, round robin.
+    pub fn pick(&self) -> SocketAddr {
+        let servers = &self.upstream.servers;
+        let i = self.next.get();
+        self.next.set(i.wrapping_add(1));
+        servers[i % servers.len()]
+    }
+
+    /// An idle connection to `addr` that is still usable, or a new one.
+    pub async fn checkout(
+        &self,
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<UpstreamConn, ConnectError> {
+        if let Some(conn) = self.take_idle(addr) {
+            return Ok(UpstreamConn {
+                conn,
+                addr,
+                reused: true,
+            });
+        }
+        let conn = connect(addr, connect_timeout).await?;
+        Ok(UpstreamConn {
+            conn,
+            addr,
+            reused: false,
+        })
+    }
+
+    fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some((conn, since)) = list.pop() {
+            if since.elapsed() < POOL_IDLE_MAX && conn.is_reusable() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last response was read completely.
+    pub fn checkin(&self, c: UpstreamConn) {
+        if self.upstream.keepalive == 0 {
+            return;
+        }
+        let mut conn = c.conn;
+        conn.release_buffers();
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry(c.addr).or_default();
+        if list.len() >= self.upstream.keepalive {
+            // Drop the oldest: it is the likeliest to be closed by the server.
+            list.remove(0);
+        }
+        list.push((conn, Instant::now()));
+    }
+
+    /// Idle connections kept to `addr` (for tests and metrics).
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.borrow().get(&addr).map_or(0, Vec::len)
+    }
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
+    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout),
+        Ok(Err(e)) => return Err(ConnectError::Refused(e)),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    Socket::new(stream)
+        .map(Conn::Plain)
+        .map_err(ConnectError::Refused)
+}

@@ -34,8 +34,12 @@ fn leaf(cn: &str) -> X509 {
         .expect("serial");
     b.set_subject_name(&name(&[("C", "FI"), ("O", "Acme"), ("CN", cn)]))
         .expect("subject");
-    b.set_issuer_name(&name(&[("C", "FI"), ("O", "Acme"), ("CN", "Intermediate 1")]))
-        .expect("issuer");
+    b.set_issuer_name(&name(&[
+        ("C", "FI"),
+        ("O", "Acme"),
+        ("CN", "Intermediate 1"),
+    ]))
+    .expect("issuer");
     b.set_pubkey(&key).expect("pubkey");
     b.set_not_before(&Asn1Time::days_from_now(0).expect("time"))
         .expect("not before");

@@ -18,7 +18,8 @@ pub fn prepare(listen: &str) -> Result<(Config, String), String> {
         .keep();
     let p = pki::generate(&dir).map_err(|e| format!("cannot generate the demo PKI: {e}"))?;
     let echo_addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let echo = crate::echo::spawn(echo_addr).map_err(|e| format!("cannot start the echo upstream: {e}"))?;
+    let echo = crate::echo::spawn(echo_addr)
+        .map_err(|e| format!("cannot start the echo upstream: {e}"))?;
     let upstream = echo.addr;
     // The echo server runs for the life of the process.
     std::mem::forget(echo);
@@ -52,7 +53,8 @@ servers = ["{upstream}"]
         subject = pki::dn::CLIENT1,
         issuer = pki::dn::INTERMEDIATE1_LEGACY,
     );
-    std::fs::write(&config_path, text).map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
+    std::fs::write(&config_path, text)
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
 
     let port = config.listeners[0].addr.port();

@@ -106,7 +106,9 @@ impl EchoServer {
     }
 
     fn shutdown(&mut self) {
-        let Some(handle) = self.handle.take() else { return };
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
         self.shared.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept().
         let wake = match self.addr {
@@ -142,7 +144,11 @@ pub fn spawn(addr: SocketAddr) -> io::Result<EchoServer> {
     let handle = thread::Builder::new()
         .name(format!("echo-accept-{}", addr.port()))
         .spawn(move || accept_loop(listener, accept_shared))?;
-    Ok(EchoServer { addr, shared, handle: Some(handle) })
+    Ok(EchoServer {
+        addr,
+        shared,
+        handle: Some(handle),
+    })
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -167,12 +173,14 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             lock(&shared.open).insert(conn_id, clone);
         }
         let conn_shared = Arc::clone(&shared);
-        let spawned = thread::Builder::new().name(format!("echo-conn-{conn_id}")).spawn(move || {
-            let _ = serve(stream, conn_id, &conn_shared);
-            if let Some(s) = lock(&conn_shared.open).remove(&conn_id) {
-                let _ = s.shutdown(Shutdown::Both);
-            }
-        });
+        let spawned = thread::Builder::new()
+            .name(format!("echo-conn-{conn_id}"))
+            .spawn(move || {
+                let _ = serve(stream, conn_id, &conn_shared);
+                if let Some(s) = lock(&conn_shared.open).remove(&conn_id) {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+            });
         if spawned.is_err() {
             if let Some(s) = lock(&shared.open).remove(&conn_id) {
                 let _ = s.shutdown(Shutdown::Both);
@@ -327,10 +335,14 @@ fn framing(head: &Head) -> Result<Framing, Refusal> {
     let has_cl = head.values("content-length").next().is_some();
     if !te.is_empty() {
         if te.last().map(String::as_str) != Some("chunked") {
-            return Err(Refusal::Bad(format!("transfer-encoding {te:?} does not end in chunked")));
+            return Err(Refusal::Bad(format!(
+                "transfer-encoding {te:?} does not end in chunked"
+            )));
         }
         if has_cl {
-            return Err(Refusal::Bad("both transfer-encoding and content-length".into()));
+            return Err(Refusal::Bad(
+                "both transfer-encoding and content-length".into(),
+            ));
         }
         return Ok(Framing::Chunked);
     }
@@ -340,7 +352,9 @@ fn framing(head: &Head) -> Result<Framing, Refusal> {
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Refusal::Bad(format!("invalid content-length {v:?}")));
         }
-        let n: u64 = v.parse().map_err(|_| Refusal::Bad(format!("content-length {v:?}")))?;
+        let n: u64 = v
+            .parse()
+            .map_err(|_| Refusal::Bad(format!("content-length {v:?}")))?;
         if length.is_some_and(|l| l != n) {
             return Err(Refusal::Bad("conflicting content-length values".into()));
         }
@@ -363,7 +377,12 @@ fn read_head(conn: &mut Conn) -> Result<Option<Head>, Refusal> {
                         headers: req
                             .headers
                             .iter()
-                            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                            .map(|h| {
+                                (
+                                    h.name.to_string(),
+                                    String::from_utf8_lossy(h.value).into_owned(),
+                                )
+                            })
                             .collect(),
                     };
                     conn.consume(n);
@@ -400,7 +419,12 @@ struct Body {
 
 impl Body {
     fn new() -> Self {
-        Body { len: 0, sha: boring::sha::Sha256::new(), sample: Vec::new(), trailers: Vec::new() }
+        Body {
+            len: 0,
+            sha: boring::sha::Sha256::new(),
+            sample: Vec::new(),
+            trailers: Vec::new(),
+        }
     }
 
     fn push(&mut self, data: &[u8]) {
@@ -416,7 +440,10 @@ fn read_exact_body(conn: &mut Conn, mut remaining: u64, body: &mut Body) -> Resu
         if conn.available().is_empty() {
             conn.fill_or_eof("request body")?;
         }
-        let n = conn.available().len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let n = conn
+            .available()
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
         body.push(&conn.available()[..n]);
         conn.consume(n);
         remaining -= n as u64;
@@ -430,7 +457,9 @@ fn read_chunked_body(conn: &mut Conn, body: &mut Body) -> Result<(), Refusal> {
         let size_part = line.split(|&b| b == b';').next().unwrap_or_default();
         let size_str = std::str::from_utf8(size_part)
             .map_err(|_| Refusal::Bad("non-ASCII chunk size".into()))?;
-        if size_str.is_empty() || size_str.len() > 16 || !size_str.bytes().all(|b| b.is_ascii_hexdigit())
+        if size_str.is_empty()
+            || size_str.len() > 16
+            || !size_str.bytes().all(|b| b.is_ascii_hexdigit())
         {
             return Err(Refusal::Bad(format!("bad chunk size {size_str:?}")));
         }
@@ -446,7 +475,8 @@ fn read_chunked_body(conn: &mut Conn, body: &mut Body) -> Result<(), Refusal> {
                 let Some((name, value)) = text.split_once(':') else {
                     return Err(Refusal::Bad(format!("bad trailer line {text:?}")));
                 };
-                body.trailers.push((name.to_string(), value.trim().to_string()));
+                body.trailers
+                    .push((name.to_string(), value.trim().to_string()));
             }
         }
         read_exact_body(conn, size, body)?;
@@ -489,8 +519,15 @@ fn hex(bytes: &[u8]) -> String {
 fn serve(stream: TcpStream, conn_id: u64, shared: &Shared) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let mut conn = Conn { stream, buf: Vec::new(), pos: 0 };
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        pos: 0,
+    };
     let mut request_no = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
         let result = read_head(&mut conn).and_then(|head| match head {
@@ -533,7 +570,9 @@ fn respond(
 ) -> Result<bool, Refusal> {
     let framing = framing(&head)?;
     let expects_continue = head.minor >= 1
-        && head.values("expect").any(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+        && head
+            .values("expect")
+            .any(|v| v.trim().eq_ignore_ascii_case("100-continue"));
     if expects_continue && !matches!(framing, Framing::None | Framing::Length(0)) {
         conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
@@ -544,7 +583,12 @@ fn respond(
         Framing::Chunked => read_chunked_body(conn, &mut body)?,
     }
 
-    let path = head.target.split('?').next().unwrap_or_default().to_string();
+    let path = head
+        .target
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let is_head = head.method.eq_ignore_ascii_case("HEAD");
     let mut keep_alive = head.keep_alive();
     let describe = || {
@@ -570,7 +614,10 @@ fn respond(
         text.into_bytes()
     };
 
-    let number = |prefix: &str| path.strip_prefix(prefix).and_then(|n| n.parse::<u64>().ok());
+    let number = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|n| n.parse::<u64>().ok())
+    };
     let mut status = 200u16;
     let mut streamed: Option<(u64, bool)> = None; // (length, chunked)
     let mut json = None;
@@ -602,10 +649,16 @@ fn respond(
         json = Some(describe());
     }
 
-    let mut out = format!("HTTP/1.1 {status} {}\r\nX-Echo-Conn: {conn_id}\r\n", reason(status));
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nX-Echo-Conn: {conn_id}\r\n",
+        reason(status)
+    );
     match (&json, streamed) {
         (Some(json), _) => {
-            out += &format!("Content-Type: application/json\r\nContent-Length: {}\r\n", json.len());
+            out += &format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                json.len()
+            );
         }
         (None, Some((n, false))) => {
             out += &format!("Content-Type: application/octet-stream\r\nContent-Length: {n}\r\n");
@@ -620,7 +673,11 @@ fn respond(
         }
         (None, None) => {}
     }
-    out += if keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" };
+    out += if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    };
 
     // Counted before writing, so a client that has read the response sees it counted.
     shared.requests.fetch_add(1, Ordering::SeqCst);
@@ -643,7 +700,12 @@ fn write_pattern(w: &mut impl Write, n: u64, chunked: bool) -> io::Result<()> {
     let mut offset = 0u64;
     let mut i = 0;
     while offset < n {
-        let len = if chunked { SIZES[i % SIZES.len()] } else { 16_384 }.min(n - offset);
+        let len = if chunked {
+            SIZES[i % SIZES.len()]
+        } else {
+            16_384
+        }
+        .min(n - offset);
         i += 1;
         buf.clear();
         buf.extend((offset..offset + len).map(pattern_byte));

@@ -46,7 +46,8 @@ pub mod dn {
     /// Subject of `client1.pem`, the admitted client.
     pub const CLIENT1: &str = "CN=client.1.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
     /// Subject of `client1.pem` in the legacy one-line form.
-    pub const CLIENT1_LEGACY: &str = "/C=FI/ST=Some-State/O=Internet Widgits Pty Ltd/CN=client.1.local";
+    pub const CLIENT1_LEGACY: &str =
+        "/C=FI/ST=Some-State/O=Internet Widgits Pty Ltd/CN=client.1.local";
     /// Subject of `client2.pem`.
     pub const CLIENT2: &str = "CN=client.2.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
     /// Subject of `lookalike.pem`: CLIENT1 is a prefix of its CN.
@@ -58,7 +59,8 @@ pub mod dn {
     /// Subject of `spiffe.pem`.
     pub const SPIFFE: &str = "CN=web,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
     /// Subject of `int10-client.pem`.
-    pub const INT10_CLIENT: &str = "CN=client.10.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
+    pub const INT10_CLIENT: &str =
+        "CN=client.10.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
     /// The root CA.
     pub const ROOT: &str = "CN=Acme Root CA,O=Acme,C=FI";
     /// Intermediate 1 (also the DN of the rogue CA).
@@ -216,7 +218,11 @@ fn ca(dn: DistinguishedName, issuer: Option<&Cert>) -> io::Result<Cert> {
         }
     }
     .map_err(err)?;
-    Ok(Cert { pem: cert.pem(), key, params: p })
+    Ok(Cert {
+        pem: cert.pem(),
+        key,
+        params: p,
+    })
 }
 
 fn leaf(
@@ -233,7 +239,11 @@ fn leaf(
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = vec![eku];
     let cert = p.signed_by(&key, &issuer.issuer()).map_err(err)?;
-    Ok(Cert { pem: cert.pem(), key, params: p })
+    Ok(Cert {
+        pem: cert.pem(),
+        key,
+        params: p,
+    })
 }
 
 fn client(dn: DistinguishedName, sans: Vec<SanType>, issuer: &Cert) -> io::Result<Cert> {
@@ -320,7 +330,12 @@ pub fn generate(dir: &Path) -> io::Result<Pki> {
     let client2 = client(widgits("client.2.local")?, vec![], &int2)?;
     let lookalike = client(widgits("client.1.local.evil.com")?, vec![], &int1)?;
     let extra_attr = client(
-        name(Some("Some-State"), "Internet Widgits Pty Ltd", Some("x"), "client.1.local")?,
+        name(
+            Some("Some-State"),
+            "Internet Widgits Pty Ltd",
+            Some("x"),
+            "client.1.local",
+        )?,
         vec![],
         &int1,
     )?;
@@ -334,7 +349,11 @@ pub fn generate(dir: &Path) -> io::Result<Pki> {
         p.not_before = date_time_ymd(2019, 1, 1);
         p.not_after = date_time_ymd(2020, 1, 1);
         let cert = p.signed_by(&key, &int1.issuer()).map_err(err)?;
-        Cert { pem: cert.pem(), key, params: p }
+        Cert {
+            pem: cert.pem(),
+            key,
+            params: p,
+        }
     };
     let rogue = client(widgits("client.1.local")?, client1_sans()?, &rogue_ca)?;
     let int10_client = client(widgits("client.10.local")?, vec![], &int10)?;

@@ -65,23 +65,35 @@ fn admitted_client_identity_reaches_the_backend_exactly() {
     assert_eq!(seen.one("X-SSL-Client-I-DN"), dn::INTERMEDIATE1);
     assert_eq!(seen.one("X-SSL-Client-S-DN-Legacy"), dn::CLIENT1_LEGACY);
     assert_eq!(seen.one("X-SSL-Client-Serial"), serial(&pki.client1.cert));
-    assert_eq!(seen.one("X-SSL-Client-Fingerprint"), fingerprint(&pki.client1.cert));
+    assert_eq!(
+        seen.one("X-SSL-Client-Fingerprint"),
+        fingerprint(&pki.client1.cert)
+    );
     assert_eq!(
         seen.one("X-SSL-Client-SAN"),
         format!("DNS:{}, email:{}", san::CLIENT1_DNS, san::CLIENT1_EMAIL)
     );
     let not_after = seen.one("X-SSL-Client-Not-After");
-    assert!(not_after.contains("2049"), "Not-After {not_after:?} is not the end of 2049");
+    assert!(
+        not_after.contains("2049"),
+        "Not-After {not_after:?} is not the end of 2049"
+    );
     assert_eq!(seen.one("X-Forwarded-For"), "127.0.0.1");
     assert_eq!(seen.one("X-Real-IP"), "127.0.0.1");
     assert_eq!(seen.one("X-Forwarded-Proto"), "https");
 
     // nginx's $ssl_client_escaped_cert: the leaf's PEM, URL-escaped.
     let escaped = seen.one("X-SSL-Client-Cert");
-    assert!(escaped.starts_with("-----BEGIN%20CERTIFICATE-----%0A"), "{escaped:?}");
+    assert!(
+        escaped.starts_with("-----BEGIN%20CERTIFICATE-----%0A"),
+        "{escaped:?}"
+    );
     let pem = percent_decode(&escaped);
     let sent = boring::x509::X509::from_pem(&pem).expect("escaped PEM decodes to a certificate");
-    assert_eq!(sent.to_der().unwrap(), leaf(&pki.client1.cert).to_der().unwrap());
+    assert_eq!(
+        sent.to_der().unwrap(),
+        leaf(&pki.client1.cert).to_der().unwrap()
+    );
 }
 
 #[test]
@@ -115,8 +127,18 @@ fn required_without_rules_admits_every_verified_client() {
     for (who, ck, subject, issuer) in [
         ("client1", &pki.client1, dn::CLIENT1, dn::INTERMEDIATE1),
         ("client2", &pki.client2, dn::CLIENT2, dn::INTERMEDIATE2),
-        ("int10", &pki.int10_client, dn::INT10_CLIENT, dn::INTERMEDIATE10),
-        ("lookalike", &pki.lookalike, dn::LOOKALIKE, dn::INTERMEDIATE1),
+        (
+            "int10",
+            &pki.int10_client,
+            dn::INT10_CLIENT,
+            dn::INTERMEDIATE10,
+        ),
+        (
+            "lookalike",
+            &pki.lookalike,
+            dn::LOOKALIKE,
+            dn::INTERMEDIATE1,
+        ),
     ] {
         let seen = assert_status(&gate, Some(ck), 200, who).seen();
         assert_eq!(seen.one("X-SSL-Client-Verify"), "SUCCESS", "{who}");
@@ -131,7 +153,12 @@ fn issuer_rule_is_exact_not_a_prefix() {
     let pki = gate.pki();
     assert_status(&gate, Some(&pki.client1), 200, "client1 (Intermediate 1)");
     assert_status(&gate, Some(&pki.client2), 403, "client2 (Intermediate 2)");
-    assert_status(&gate, Some(&pki.int10_client), 403, "int10 client (Intermediate 10)");
+    assert_status(
+        &gate,
+        Some(&pki.int10_client),
+        403,
+        "int10 client (Intermediate 10)",
+    );
     // Verification comes before rules: the rogue "Intermediate 1" is an error, not a match.
     assert_status(&gate, Some(&pki.rogue), 400, "rogue Intermediate 1");
 }
@@ -141,10 +168,25 @@ fn subject_rule_is_exact_not_a_substring() {
     let gate = Gate::start(Config::new().allow_subjects(&[dn::CLIENT1]));
     let pki = gate.pki();
     assert_status(&gate, Some(&pki.client1), 200, "client1");
-    assert_status(&gate, Some(&pki.lookalike), 403, "CN=client.1.local.evil.com");
-    assert_status(&gate, Some(&pki.extra_attr), 403, "client.1.local with an extra OU");
+    assert_status(
+        &gate,
+        Some(&pki.lookalike),
+        403,
+        "CN=client.1.local.evil.com",
+    );
+    assert_status(
+        &gate,
+        Some(&pki.extra_attr),
+        403,
+        "client.1.local with an extra OU",
+    );
     assert_status(&gate, Some(&pki.client2), 403, "client2");
-    assert_status(&gate, Some(&pki.rogue), 400, "rogue CA with client1's subject");
+    assert_status(
+        &gate,
+        Some(&pki.rogue),
+        400,
+        "rogue CA with client1's subject",
+    );
     assert_status(&gate, Some(&pki.expired), 400, "expired client1");
 }
 
@@ -183,7 +225,10 @@ fn san_rules() {
     ]));
     let pki = gate.pki();
     let seen = assert_status(&gate, Some(&pki.spiffe), 200, "spiffe").seen();
-    assert_eq!(seen.one("X-SSL-Client-SAN"), format!("URI:{}", san::SPIFFE_URI));
+    assert_eq!(
+        seen.one("X-SSL-Client-SAN"),
+        format!("URI:{}", san::SPIFFE_URI)
+    );
     assert_status(&gate, Some(&pki.client1), 200, "client1 by e-mail");
     assert_status(&gate, Some(&pki.client2), 403, "client2 (no SAN)");
     assert_status(&gate, Some(&pki.lookalike), 403, "look-alike (no SAN)");
@@ -199,7 +244,12 @@ fn every_rule_family_must_match() {
     );
     let pki = gate.pki();
     assert_status(&gate, Some(&pki.client2), 200, "client2");
-    assert_status(&gate, Some(&pki.client1), 403, "client1 from the wrong issuer");
+    assert_status(
+        &gate,
+        Some(&pki.client1),
+        403,
+        "client1 from the wrong issuer",
+    );
 }
 
 #[test]
@@ -208,7 +258,10 @@ fn optional_without_certificate_is_forwarded_as_none() {
     let seen = assert_status(&gate, None, 200, "no certificate").seen();
     assert_eq!(seen.one("X-SSL-Client-Verify"), "NONE");
     for h in CERT_HEADERS {
-        assert!(seen.all(h).is_empty(), "{h} sent without a certificate: {seen}");
+        assert!(
+            seen.all(h).is_empty(),
+            "{h} sent without a certificate: {seen}"
+        );
     }
     assert_eq!(seen.one("X-Forwarded-For"), "127.0.0.1");
     assert_eq!(seen.one("X-Forwarded-Proto"), "https");
@@ -235,7 +288,9 @@ fn optional_no_ca_forwards_the_failure_reason() {
 
     let seen = assert_status(&gate, Some(&pki.rogue), 200, "rogue").seen();
     let verify = seen.one("X-SSL-Client-Verify");
-    let reason = verify.strip_prefix("FAILED:").unwrap_or_else(|| panic!("{verify:?}"));
+    let reason = verify
+        .strip_prefix("FAILED:")
+        .unwrap_or_else(|| panic!("{verify:?}"));
     assert!(!reason.trim().is_empty(), "FAILED without a reason");
 
     let seen = assert_status(&gate, Some(&pki.expired), 200, "expired").seen();
@@ -258,7 +313,10 @@ fn off_never_reports_a_certificate() {
     // curl offers the certificate only if asked; with client auth off it is never asked.
     let seen = assert_status(&gate, Some(&gate.pki().client1), 200, "client1").seen();
     for h in CERT_HEADERS {
-        assert!(seen.all(h).is_empty(), "{h} sent with client auth off: {seen}");
+        assert!(
+            seen.all(h).is_empty(),
+            "{h} sent with client auth off: {seen}"
+        );
     }
     let verify = seen.all("X-SSL-Client-Verify");
     assert!(verify.is_empty() || verify == ["NONE"], "{verify:?}");
@@ -270,11 +328,23 @@ const REQUEST: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\
 fn handshake_reject_without_certificate_sends_certificate_required() {
     let gate = Gate::start(Config::new().reject("handshake"));
     let s = gate.s_client(None, REQUEST);
-    assert!(s.alert("certificate required"), "no certificate_required alert:\n{}", s.output);
-    assert!(!s.output.contains("HTTP/1.1"), "got an HTTP response:\n{}", s.output);
+    assert!(
+        s.alert("certificate required"),
+        "no certificate_required alert:\n{}",
+        s.output
+    );
+    assert!(
+        !s.output.contains("HTTP/1.1"),
+        "got an HTTP response:\n{}",
+        s.output
+    );
 
     let out = gate.curl("/").run();
-    assert!(matches!(out.exit, 35 | 56), "curl exit {}: {out:?}", out.exit);
+    assert!(
+        matches!(out.exit, 35 | 56),
+        "curl exit {}: {out:?}",
+        out.exit
+    );
     assert_eq!(out.status, 0, "{out:?}");
     assert_eq!(gate.echo().requests(), 0);
 }
@@ -284,9 +354,17 @@ fn handshake_reject_of_untrusted_and_expired_certificates() {
     let gate = Gate::start(Config::new().reject("handshake"));
     let pki = gate.pki();
     let s = gate.s_client(Some(&pki.rogue), REQUEST);
-    assert!(s.alert("unknown ca"), "rogue: no unknown_ca alert:\n{}", s.output);
+    assert!(
+        s.alert("unknown ca"),
+        "rogue: no unknown_ca alert:\n{}",
+        s.output
+    );
     let s = gate.s_client(Some(&pki.expired), REQUEST);
-    assert!(s.alert("certificate expired"), "expired: no certificate_expired alert:\n{}", s.output);
+    assert!(
+        s.alert("certificate expired"),
+        "expired: no certificate_expired alert:\n{}",
+        s.output
+    );
     for ck in [&pki.rogue, &pki.expired] {
         let out = gate.curl("/").cert(ck).run();
         assert_ne!(out.exit, 0, "{out:?}");
@@ -296,6 +374,10 @@ fn handshake_reject_of_untrusted_and_expired_certificates() {
 
     // A good client is unaffected.
     let s = gate.s_client(Some(&pki.client1), REQUEST);
-    assert!(s.output.contains("HTTP/1.1 200"), "client1 refused:\n{}", s.output);
+    assert!(
+        s.output.contains("HTTP/1.1 200"),
+        "client1 refused:\n{}",
+        s.output
+    );
     assert_status(&gate, Some(&pki.client1), 200, "client1");
 }

@@ -28,7 +28,10 @@ fn describes_requests_and_keeps_connections_alive() {
     let echo = spawn();
     let mut c = client(&echo);
     for k in 1..=3u64 {
-        let r = roundtrip(&mut c, &get("h", "/a?b=c", &["X-Mixed-Case: v1", "x-dup: 1", "X-Dup: 2"]));
+        let r = roundtrip(
+            &mut c,
+            &get("h", "/a?b=c", &["X-Mixed-Case: v1", "x-dup: 1", "X-Dup: 2"]),
+        );
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-type"), Some("application/json"));
         let seen = r.seen();
@@ -132,7 +135,8 @@ fn special_paths() {
 fn expect_100_continue_and_upgrade() {
     let echo = spawn();
     let mut c = client(&echo);
-    c.send(b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").unwrap();
+    c.send(b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        .unwrap();
     let interim = c.response(false).unwrap();
     assert_eq!(interim.status, 100);
     c.send(b"abc").unwrap();
@@ -152,7 +156,10 @@ fn expect_100_continue_and_upgrade() {
     let r = c.response(false).unwrap();
     assert_eq!(r.status, 101);
     // RFC 6455 section 1.3's example.
-    assert_eq!(r.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    assert_eq!(
+        r.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
     c.send(b"ping").unwrap();
     assert_eq!(c.read_n(4).unwrap(), b"ping");
     let big = noise(200_000, 7);

@@ -38,12 +38,17 @@ const FORGED_UNDERSCORE: &[&str] = &[
 /// Header names that only the proxy may set, normalised (lowercase, `_` as `-`).
 fn proxy_owned(name: &str) -> bool {
     let n = name.to_ascii_lowercase().replace('_', "-");
-    n.starts_with("x-ssl-client-") || ["x-forwarded-for", "x-real-ip", "x-forwarded-proto"].contains(&n.as_str())
+    n.starts_with("x-ssl-client-")
+        || ["x-forwarded-for", "x-real-ip", "x-forwarded-proto"].contains(&n.as_str())
 }
 
 /// Sends the forged requests as `client` and checks what reached the backend; returns what the
 /// backend saw for the main one.
-fn forged_request(gate: &Gate, client: Option<&CertKey>, expect_verify: &dyn Fn(&[String])) -> Seen {
+fn forged_request(
+    gate: &Gate,
+    client: Option<&CertKey>,
+    expect_verify: &dyn Fn(&[String]),
+) -> Seen {
     let mut extra = vec!["X-Innocent: kept"];
     extra.extend_from_slice(FORGED);
     let mut c = gate.connect(client);
@@ -59,7 +64,11 @@ fn forged_request(gate: &Gate, client: Option<&CertKey>, expect_verify: &dyn Fn(
     let r = c.roundtrip(&get(&gate.host(), "/forged-underscore", &extra));
     match r.status {
         200 => check_clean(gate, &r.seen(), expect_verify),
-        400 => assert_eq!(gate.echo().requests(), before, "refused, yet reached the backend"),
+        400 => assert_eq!(
+            gate.echo().requests(),
+            before,
+            "refused, yet reached the backend"
+        ),
         other => panic!("underscore headers: status {other}: {}", r.text()),
     }
     seen
@@ -83,13 +92,26 @@ fn check_clean(gate: &Gate, seen: &Seen, expect_verify: &dyn Fn(&[String])) {
     names.sort();
     let total = names.len();
     names.dedup();
-    assert_eq!(total, names.len(), "a proxy-owned header appears twice:\n{seen}");
-    assert!(seen.headers().iter().all(|(n, _)| !(proxy_owned(n) && n.contains('_'))), "{seen}");
+    assert_eq!(
+        total,
+        names.len(),
+        "a proxy-owned header appears twice:\n{seen}"
+    );
+    assert!(
+        seen.headers()
+            .iter()
+            .all(|(n, _)| !(proxy_owned(n) && n.contains('_'))),
+        "{seen}"
+    );
 
     assert_eq!(seen.one("X-Forwarded-For"), "127.0.0.1");
     assert_eq!(seen.one("X-Real-IP"), "127.0.0.1");
     assert_eq!(seen.one("X-Forwarded-Proto"), "https");
-    assert_eq!(seen.one("X-Innocent"), "kept", "an ordinary header was lost");
+    assert_eq!(
+        seen.one("X-Innocent"),
+        "kept",
+        "an ordinary header was lost"
+    );
     assert_eq!(seen.one("Host"), gate.host());
     expect_verify(&seen.all("X-SSL-Client-Verify"));
 }
@@ -97,7 +119,9 @@ fn check_clean(gate: &Gate, seen: &Seen, expect_verify: &dyn Fn(&[String])) {
 #[test]
 fn required_mode_with_admitted_client() {
     let gate = Gate::start(Config::new().allow_subjects(&[dn::CLIENT1]));
-    let seen = forged_request(&gate, Some(&gate.pki().client1), &|v| assert_eq!(v, ["SUCCESS"]));
+    let seen = forged_request(&gate, Some(&gate.pki().client1), &|v| {
+        assert_eq!(v, ["SUCCESS"])
+    });
     assert_eq!(seen.one("X-SSL-Client-S-DN"), dn::CLIENT1);
     assert_eq!(seen.one("X-SSL-Client-I-DN"), dn::INTERMEDIATE1);
 }
@@ -121,7 +145,9 @@ fn optional_no_ca_mode_with_failed_certificate() {
 #[test]
 fn off_mode() {
     let gate = Gate::start(Config::new().mode("off"));
-    let seen = forged_request(&gate, None, &|v| assert!(v.is_empty() || v == ["NONE"], "{v:?}"));
+    let seen = forged_request(&gate, None, &|v| {
+        assert!(v.is_empty() || v == ["NONE"], "{v:?}")
+    });
     assert!(seen.all("X-SSL-Client-S-DN").is_empty(), "{seen}");
 }
 
@@ -134,7 +160,10 @@ fn forged_headers_on_every_request_of_a_keepalive_connection() {
         let r = c.roundtrip(&get(
             &gate.host(),
             &format!("/{i}"),
-            &["X-SSL-Client-S-DN: CN=FORGED", "X-SSL-Client-Verify: FORGED"],
+            &[
+                "X-SSL-Client-S-DN: CN=FORGED",
+                "X-SSL-Client-Verify: FORGED",
+            ],
         ));
         assert_eq!(r.status, 200);
         let seen = r.seen();

@@ -16,8 +16,8 @@ use std::time::Duration;
 use boring::ssl::SslContext;
 use toml::Spanned;
 
-pub use self::file::{IoMode, Reject, VerifyMode};
 use self::file::{ConfigFile, HeadersFile, ListenerFile, UpstreamFile};
+pub use self::file::{IoMode, Reject, VerifyMode};
 use crate::http::StripSet;
 use crate::identity::Rules;
 
@@ -287,10 +287,7 @@ impl Cx<'_> {
         if p.is_absolute() {
             return p.to_owned();
         }
-        self.path
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(p)
+        self.path.parent().unwrap_or_else(|| Path::new(".")).join(p)
     }
 
     /// Reads a file a key names, with an error naming the key.
@@ -337,11 +334,16 @@ impl Cx<'_> {
             ));
         }
         if u.servers.get_ref().is_empty() {
-            return Err(self.err(Some(&u.servers), &key("servers"), "needs at least one server"));
+            return Err(self.err(
+                Some(&u.servers),
+                &key("servers"),
+                "needs at least one server",
+            ));
         }
         let mut servers = Vec::new();
         for s in u.servers.get_ref() {
-            let addr = resolve_addr(s.get_ref()).map_err(|r| self.err(Some(s), &key("servers"), &r))?;
+            let addr =
+                resolve_addr(s.get_ref()).map_err(|r| self.err(Some(s), &key("servers"), &r))?;
             servers.push(addr);
         }
         Ok(Upstream {
@@ -390,19 +392,21 @@ impl Cx<'_> {
             rule_list(|a| &a.allow_issuers),
             rule_list(|a| &a.allow_sans),
         );
-        let texts = |v: &Vec<Spanned<String>>| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
-        let rules = Rules::compile(&texts(subjects), &texts(issuers), &texts(sans)).map_err(|e| {
-            let family = match e.family {
-                "allow_subjects" => subjects,
-                "allow_issuers" => issuers,
-                _ => sans,
-            };
-            self.err(
-                family.get(e.index),
-                &key(&format!("client_auth.{}", e.family)),
-                &e.to_string(),
-            )
-        })?;
+        let texts =
+            |v: &Vec<Spanned<String>>| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
+        let rules =
+            Rules::compile(&texts(subjects), &texts(issuers), &texts(sans)).map_err(|e| {
+                let family = match e.family {
+                    "allow_subjects" => subjects,
+                    "allow_issuers" => issuers,
+                    _ => sans,
+                };
+                self.err(
+                    family.get(e.index),
+                    &key(&format!("client_auth.{}", e.family)),
+                    &e.to_string(),
+                )
+            })?;
         if mode == VerifyMode::Off && !rules.is_empty() {
             return Err(self.err::<String>(
                 None,
@@ -462,8 +466,12 @@ impl Cx<'_> {
                 };
                 let ctx = crate::tls::server_context(&settings).map_err(|e| {
                     let (at, k, p) = match e.part {
-                        crate::tls::Part::Certificate => (&t.certificate, "tls.certificate", &cert_path),
-                        crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key", &key_path),
+                        crate::tls::Part::Certificate => {
+                            (&t.certificate, "tls.certificate", &cert_path)
+                        }
+                        crate::tls::Part::PrivateKey => {
+                            (&t.private_key, "tls.private_key", &key_path)
+                        }
                         crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
                             Some(ca) => (ca, "client_auth.ca", &cert_path),
                             None => (&t.certificate, "tls", &cert_path),
@@ -481,29 +489,53 @@ impl Cx<'_> {
             let d = Timeouts::default();
             Timeouts {
                 handshake: self.duration(&t.handshake, &key("timeouts.handshake"), d.handshake)?,
-                request_head: self.duration(&t.request_head, &key("timeouts.request_head"), d.request_head)?,
-                keepalive_idle: self.duration(&t.keepalive_idle, &key("timeouts.keepalive_idle"), d.keepalive_idle)?,
+                request_head: self.duration(
+                    &t.request_head,
+                    &key("timeouts.request_head"),
+                    d.request_head,
+                )?,
+                keepalive_idle: self.duration(
+                    &t.keepalive_idle,
+                    &key("timeouts.keepalive_idle"),
+                    d.keepalive_idle,
+                )?,
                 upstream_connect: self.duration(
                     &t.upstream_connect,
                     &key("timeouts.upstream_connect"),
                     d.upstream_connect,
                 )?,
-                upstream_read: self.duration(&t.upstream_read, &key("timeouts.upstream_read"), d.upstream_read)?,
+                upstream_read: self.duration(
+                    &t.upstream_read,
+                    &key("timeouts.upstream_read"),
+                    d.upstream_read,
+                )?,
                 body_idle: self.duration(&t.body_idle, &key("timeouts.body_idle"), d.body_idle)?,
             }
         };
         let limits = Limits {
-            max_header_bytes: l.limits.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            max_header_bytes: l
+                .limits
+                .max_header_bytes
+                .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
             max_connections: l.limits.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             max_requests_per_connection: l.limits.max_requests_per_connection.unwrap_or(0),
         };
         if limits.max_header_bytes < 1024 {
-            return Err(self.err::<String>(None, &key("limits.max_header_bytes"), "must be at least 1024"));
+            return Err(self.err::<String>(
+                None,
+                &key("limits.max_header_bytes"),
+                "must be at least 1024",
+            ));
         }
         if limits.max_connections == 0 {
-            return Err(self.err::<String>(None, &key("limits.max_connections"), "must be at least 1"));
+            return Err(self.err::<String>(
+                None,
+                &key("limits.max_connections"),
+                "must be at least 1",
+            ));
         }
-        let (headers, strip) = identity_headers(&l.headers).map_err(|r: String| self.err::<String>(None, &key("headers"), &r))?;
+        let (headers, strip) = identity_headers(&l.headers)
+            .map_err(|r: String| self.err::<String>(None, &key("headers"), &r))?;
 
         Ok(Listener {
             name,
@@ -596,9 +628,8 @@ fn identity_headers(h: &HeadersFile) -> Result<(IdentityHeaders, StripSet), Stri
 /// RFC 9110 token characters.
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
@@ -668,7 +699,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "listener[0].tls.certificate");
-        assert!(e.reason.contains("/nonexistent/missing.pem"), "{}", e.reason);
+        assert!(
+            e.reason.contains("/nonexistent/missing.pem"),
+            "{}",
+            e.reason
+        );
     }
 
     #[test]
@@ -678,6 +713,9 @@ mod tests {
         )
         .unwrap();
         assert!(c.listeners[0].tls.is_none());
-        assert_eq!(c.listeners[0].headers.verify.as_deref(), Some("X-SSL-Client-Verify"));
+        assert_eq!(
+            c.listeners[0].headers.verify.as_deref(),
+            Some("X-SSL-Client-Verify")
+        );
     }
 }

@@ -309,7 +309,10 @@ mod tests {
         assert_eq!(c.subject_legacy(), "/C=FI/O=Acme/CN=client.1.local");
         assert_eq!(c.issuer_rfc2253(), "CN=Intermediate 1,O=Acme,C=FI");
         assert_eq!(c.issuer_legacy(), "/C=FI/O=Acme/CN=Intermediate 1");
-        assert_eq!(c.subject(), &Dn::parse("/C=FI/O=Acme/CN=client.1.local").unwrap());
+        assert_eq!(
+            c.subject(),
+            &Dn::parse("/C=FI/O=Acme/CN=client.1.local").unwrap()
+        );
         assert_eq!(c.subject_key(), &c.subject().key());
         assert_eq!(c.issuer_key(), &c.issuer().key());
         assert_eq!(c.serial(), "1A2B");
@@ -341,8 +344,14 @@ mod tests {
         let x509 = typical_cert(&[]);
         let c = ClientCert::from_x509(&x509);
         let escaped = c.escaped_pem();
-        assert!(escaped.starts_with("-----BEGIN%20CERTIFICATE-----%0A"), "{escaped}");
-        assert!(escaped.ends_with("-----END%20CERTIFICATE-----%0A"), "{escaped}");
+        assert!(
+            escaped.starts_with("-----BEGIN%20CERTIFICATE-----%0A"),
+            "{escaped}"
+        );
+        assert!(
+            escaped.ends_with("-----END%20CERTIFICATE-----%0A"),
+            "{escaped}"
+        );
         assert!(escaped
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)));

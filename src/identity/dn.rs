@@ -38,27 +38,57 @@ static KNOWN_ATTRS: &[KnownAttr] = &[
     known!("CN", "2.5.4.3", NID_commonName, ["commonName"]),
     known!("C", "2.5.4.6", NID_countryName, ["countryName"]),
     known!("L", "2.5.4.7", NID_localityName, ["localityName"]),
-    known!("ST", "2.5.4.8", NID_stateOrProvinceName, ["stateOrProvinceName"]),
+    known!(
+        "ST",
+        "2.5.4.8",
+        NID_stateOrProvinceName,
+        ["stateOrProvinceName"]
+    ),
     known!("O", "2.5.4.10", NID_organizationName, ["organizationName"]),
-    known!("OU", "2.5.4.11", NID_organizationalUnitName, ["organizationalUnitName"]),
+    known!(
+        "OU",
+        "2.5.4.11",
+        NID_organizationalUnitName,
+        ["organizationalUnitName"]
+    ),
     known!("street", "2.5.4.9", NID_streetAddress, ["streetAddress"]),
-    known!("DC", "0.9.2342.19200300.100.1.25", NID_domainComponent, ["domainComponent"]),
+    known!(
+        "DC",
+        "0.9.2342.19200300.100.1.25",
+        NID_domainComponent,
+        ["domainComponent"]
+    ),
     known!("UID", "0.9.2342.19200300.100.1.1", NID_userId, ["userId"]),
-    known!("emailAddress", "1.2.840.113549.1.9.1", NID_pkcs9_emailAddress, ["E", "email"]),
+    known!(
+        "emailAddress",
+        "1.2.840.113549.1.9.1",
+        NID_pkcs9_emailAddress,
+        ["E", "email"]
+    ),
     known!("serialNumber", "2.5.4.5", NID_serialNumber, []),
     known!("title", "2.5.4.12", NID_title, []),
     known!("GN", "2.5.4.42", NID_givenName, ["givenName"]),
     known!("SN", "2.5.4.4", NID_surname, ["surname"]),
     known!("initials", "2.5.4.43", NID_initials, []),
     known!("pseudonym", "2.5.4.65", NID_pseudonym, []),
-    known!("generationQualifier", "2.5.4.44", NID_generationQualifier, []),
+    known!(
+        "generationQualifier",
+        "2.5.4.44",
+        NID_generationQualifier,
+        []
+    ),
     known!("businessCategory", "2.5.4.15", NID_businessCategory, []),
     known!("postalCode", "2.5.4.17", NID_postalCode, []),
     known!("dnQualifier", "2.5.4.46", NID_dnQualifier, []),
     known!("name", "2.5.4.41", NID_name, []),
     known!("description", "2.5.4.13", NID_description, []),
     known!("role", "2.5.4.72", NID_role, []),
-    known!("unstructuredName", "1.2.840.113549.1.9.2", NID_pkcs9_unstructuredName, []),
+    known!(
+        "unstructuredName",
+        "1.2.840.113549.1.9.2",
+        NID_pkcs9_unstructuredName,
+        []
+    ),
 ];
 
 /// The type of one attribute (`CN`, `O`, an OID...). Equality, ordering and hashing go by OID
@@ -288,8 +318,9 @@ impl Dn {
     /// RFC 4514: attribute types by name (case-insensitive) or dotted OID; `,` between RDNs, `+`
     /// inside a multi-valued RDN; spaces around `,` `+` `=` are ignored; escapes `\,` `\+` `\"`
     /// `\\` `\<` `\>` `\;` `\=` `\#` `\ ` and `\XX` hex pairs (forming UTF-8). Unescaped leading
-    /// and trailing spaces of a value are dropped, so write `\ ` to keep one. `#hex` BER values
-    /// and `"quoted"` values are rejected.
+    /// and trailing spaces of a value are dropped, so write `\ ` to keep one. A `#hex` value (the
+    /// DER of the value, as OpenSSL prints types it has no name for) is decoded when it is a
+    /// character string; other BER values and `"quoted"` values are rejected.
     ///
     /// Legacy: `/` before each RDN, `+` inside an RDN; `\/`, `\+`, `\\` (any escaped ASCII
     /// punctuation or space), `\XX` and `\xXX` hex escapes. Values may contain `,` and `=`
@@ -562,9 +593,7 @@ impl<'a> Parser<'a> {
 
     fn legacy(mut self, after_slash: usize) -> Result<Dn, DnError> {
         self.pos = after_slash;
-        Ok(Dn {
-            rdns: self.rdns()?,
-        })
+        Ok(Dn { rdns: self.rdns()? })
     }
 
     fn rdns(&mut self) -> Result<Vec<Rdn>, DnError> {
@@ -610,7 +639,9 @@ impl<'a> Parser<'a> {
         }
         let attr_type = AttrType::from_name(name).ok_or_else(|| {
             let kind = if name.starts_with(|c: char| c.is_ascii_digit())
-                || name.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("oid."))
+                || name
+                    .get(..4)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("oid."))
             {
                 DnErrorKind::BadOid(name.to_owned())
             } else {
@@ -677,7 +708,7 @@ impl<'a> Parser<'a> {
         if self.peek().is_some_and(|b| !self.is_separator(b)) {
             return self.err(self.pos, DnErrorKind::BerValue("expected hex digits"));
         }
-        if hex.is_empty() || hex.len() % 2 != 0 {
+        if hex.is_empty() || !hex.len().is_multiple_of(2) {
             return self.err(start, DnErrorKind::BerValue("odd number of hex digits"));
         }
         let der: Vec<u8> = hex
@@ -741,11 +772,11 @@ fn decode_der_string(der: &[u8]) -> Result<String, &'static str> {
         // TeletexString: BoringSSL reads it as Latin-1.
         0x14 => Ok(body.iter().map(|&b| char::from(b)).collect()),
         // BMPString (UCS-2) and UniversalString (UCS-4), big-endian.
-        0x1e if body.len() % 2 == 0 => body
+        0x1e if body.len().is_multiple_of(2) => body
             .chunks(2)
             .map(|c| char::from_u32(u32::from(c[0]) << 8 | u32::from(c[1])).ok_or(BAD))
             .collect(),
-        0x1c if body.len() % 4 == 0 => body
+        0x1c if body.len().is_multiple_of(4) => body
             .chunks(4)
             .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])).ok_or(BAD))
             .collect(),
@@ -889,7 +920,11 @@ mod tests {
     #[test]
     fn rfc4514_is_reversed_into_stored_order() {
         let d = dn("CN=client.1.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI");
-        let names: Vec<_> = d.rdns().iter().map(|r| r.avas()[0].attr_type().name()).collect();
+        let names: Vec<_> = d
+            .rdns()
+            .iter()
+            .map(|r| r.avas()[0].attr_type().name())
+            .collect();
         assert_eq!(names, ["C", "ST", "O", "CN"]);
         assert_eq!(value(&d, 2), "Internet Widgits Pty Ltd");
         assert_eq!(
@@ -1020,7 +1055,10 @@ mod tests {
     fn escapes() {
         assert_eq!(value(&dn("CN=a\\,b"), 0), "a,b");
         assert_eq!(value(&dn("CN=a\\2Cb"), 0), "a,b");
-        assert_eq!(value(&dn("CN=\\\"q\\\" \\\\ \\<\\>\\;\\=\\+"), 0), "\"q\" \\ <>;=+");
+        assert_eq!(
+            value(&dn("CN=\\\"q\\\" \\\\ \\<\\>\\;\\=\\+"), 0),
+            "\"q\" \\ <>;=+"
+        );
         assert_eq!(value(&dn("CN=\\#x"), 0), "#x");
         assert_eq!(value(&dn("CN=x#"), 0), "x#");
         assert_eq!(value(&dn("CN=\\ x \\ "), 0), " x  ");
@@ -1058,7 +1096,10 @@ mod tests {
         assert_eq!(err("CN=a\\").kind, DnErrorKind::DanglingEscape);
         assert_eq!(err("CN=a\\4").kind, DnErrorKind::BadEscape);
         assert_eq!(err("CN=\\FF").kind, DnErrorKind::InvalidUtf8);
-        assert!(matches!(err("CN=#0403616263").kind, DnErrorKind::BerValue(_)));
+        assert!(matches!(
+            err("CN=#0403616263").kind,
+            DnErrorKind::BerValue(_)
+        ));
         assert!(matches!(err("CN=#0C01").kind, DnErrorKind::BerValue(_)));
         assert!(matches!(err("CN=#0C017").kind, DnErrorKind::BerValue(_)));
         assert!(matches!(err("CN=#0C0170x").kind, DnErrorKind::BerValue(_)));
@@ -1140,16 +1181,15 @@ mod tests {
 
     #[test]
     fn output_escaping() {
-        let d = dn("CN=\\ a\\,b\\+c\\\"d\\\\e\\<f\\>g\\;h=i \\");
+        let d = dn("CN=\\ a\\,b\\+c\\\"d\\\\e\\<f\\>g\\;h=i\\ ");
         assert_eq!(d.to_rfc2253(), "CN=\\ a\\,b\\+c\\\"d\\\\e\\<f\\>g\\;h=i\\ ");
         assert_eq!(dn("CN=\\#a#").to_rfc2253(), "CN=\\#a#");
         assert_eq!(dn("CN=a\\0Ab").to_rfc2253(), "CN=a\\0Ab");
         assert_eq!(dn("CN=a\\0Ab").to_legacy(), "/CN=a\\x0Ab");
-        assert_eq!(dn("CN=a/b+c").to_legacy(), "/CN=a\\/b\\+c");
+        assert_eq!(dn("CN=a/b\\+c").to_legacy(), "/CN=a\\/b\\+c");
         assert_eq!(dn("CN=Jürgen").to_rfc2253(), "CN=Jürgen");
         assert_eq!(dn("CN=Jürgen").to_string(), "CN=Jürgen");
     }
-
 
     #[test]
     fn from_certificate_names() {
@@ -1188,12 +1228,30 @@ mod tests {
     }
 
     #[test]
-    fn invalid_strings_do_not_panic() {
-        // Invalid UTF-8 inside a UTF8String and an odd-length BMPString.
-        let name = der_name(&[&[(CN, UTF8, b"a\xffb")], &[(O, BMP, b"\x00a\x00")]]);
+    fn non_string_values_do_not_panic() {
+        // BoringSSL rejects malformed UTF8String/BMPString at parse time, but an attribute value
+        // may be any ASN.1 type; one that has no text form is kept as lossy bytes.
+        let name = der_name(&[&[(CN, 0x04, b"a\xffb")], &[(O, 0x02, b"\x01")]]);
         let d = Dn::from_x509_name(&name);
         assert_eq!(d.rdns().len(), 2);
-        assert_ne!(d, dn("CN=ab,O=a"));
+        assert_eq!(value(&d, 0), "a\u{fffd}b");
+        assert_ne!(d, dn("CN=ab,O=1"));
+    }
+
+    #[test]
+    fn ber_hexstring_values() {
+        let private = AttrType::from_oid("1.3.6.1.4.1.99999.7");
+        let want = Dn {
+            rdns: vec![Rdn {
+                avas: vec![Ava::new(private, "p")],
+            }],
+        };
+        assert_eq!(dn("1.3.6.1.4.1.99999.7=#0C0170"), want);
+        assert_eq!(dn("1.3.6.1.4.1.99999.7=#130170 "), want);
+        assert_eq!(value(&dn("CN=#1E04004A00FC"), 0), "J\u{fc}");
+        assert_eq!(value(&dn("CN=#1C080000004A000000FC"), 0), "J\u{fc}");
+        assert_eq!(value(&dn("CN=#14024AFC"), 0), "J\u{fc}");
+        assert_eq!(value(&dn("CN=#0C00,O=x"), 1), "");
     }
 
     /// Our RFC 2253 output is byte-identical to BoringSSL's (nginx's `$ssl_client_s_dn`) for
@@ -1208,8 +1266,8 @@ mod tests {
             ]),
             der_name(&[
                 &[(O, UTF8, b" a,b+c\"d\\e<f>g;h=i#j ")],
-                &[(CN, UTF8, b"#x"), (UID, UTF8, b"y\x01z")],
-                &[(PRIVATE, UTF8, b"p")],
+                &[(CN, UTF8, b"#x"), (UID, UTF8, b"y\x01z\x7f")],
+                &[(CN, BMP, b"\x00a\x00 ")],
             ]),
         ];
         for name in names {
@@ -1217,5 +1275,18 @@ mod tests {
             let theirs = name.print_ex(boring_sys::XN_FLAG_RFC2253);
             assert_eq!(Some(ours), theirs);
         }
+        // Deliberate differences: OpenSSL dumps values of types it has no name for as `#` DER
+        // (which `parse` accepts) and escapes non-ASCII bytes; we print text.
+        let name = der_name(&[
+            &[(PRIVATE, UTF8, b"p")],
+            &[(CN, UTF8, "J\u{fc}".as_bytes())],
+        ]);
+        let d = Dn::from_x509_name(&name);
+        assert_eq!(d.to_rfc2253(), "CN=J\u{fc},1.3.6.1.4.1.99999.7=p");
+        let theirs = name
+            .print_ex(boring_sys::XN_FLAG_RFC2253)
+            .unwrap_or_default();
+        assert_eq!(theirs, "CN=J\\C3\\BC,1.3.6.1.4.1.99999.7=#0C0170");
+        assert_eq!(d, dn("CN=J\\C3\\BC,1.3.6.1.4.1.99999.7=#0C0170"));
     }
 }

@@ -50,9 +50,12 @@ pub(crate) mod test_support {
         out
     }
 
-    /// A name from raw DER pieces: each RDN a list of (OID, string tag, value bytes). Building
-    /// the DER directly gives multi-valued RDNs and odd string types exactly as a CA would.
-    pub(crate) fn der_name(rdns: &[&[(&[u8], u8, &[u8])]]) -> X509Name {
+    /// One AVA as raw DER pieces: (OID, string tag, value bytes).
+    pub(crate) type RawAva<'a> = (&'a [u8], u8, &'a [u8]);
+
+    /// A name from raw DER pieces, one slice of AVAs per RDN. Building the DER directly gives
+    /// multi-valued RDNs and odd string types exactly as a CA would.
+    pub(crate) fn der_name(rdns: &[&[RawAva<'_>]]) -> X509Name {
         let mut seq = Vec::new();
         for rdn in rdns {
             let mut set = Vec::new();

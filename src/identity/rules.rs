@@ -527,14 +527,18 @@ impl fmt::Display for RuleError {
             RuleErrorKind::Empty => f.write_str("empty rule"),
             RuleErrorKind::Dn(e) => write!(f, "{e}"),
             RuleErrorKind::Regex(e) => write!(f, "invalid regex: {e}"),
-            RuleErrorKind::SanSyntax => f.write_str("expected `kind:value` (e.g. `dns:api.example.com`)"),
+            RuleErrorKind::SanSyntax => {
+                f.write_str("expected `kind:value` (e.g. `dns:api.example.com`)")
+            }
             RuleErrorKind::SanKind(k) => {
                 write!(f, "unknown SAN kind {k:?} (expected dns, email, uri or ip)")
             }
             RuleErrorKind::DnsWildcard => f.write_str(
                 "in dns rules '*' may only be the whole leftmost label, as in `*.example.com`",
             ),
-            RuleErrorKind::Email => f.write_str("email rules need a local part and a domain (`user@example.com`)"),
+            RuleErrorKind::Email => {
+                f.write_str("email rules need a local part and a domain (`user@example.com`)")
+            }
             RuleErrorKind::Ip(v) => write!(
                 f,
                 "{v:?} is not an IP address (wildcards and CIDR are not supported; use a ~regex)"
@@ -581,8 +585,14 @@ mod tests {
         ClientCert::from_x509(&typical_cert(sans))
     }
 
-    fn cert_named(subject: &[&[(&[u8], u8, &[u8])]], issuer: &[&[(&[u8], u8, &[u8])]]) -> ClientCert {
-        let x509 = make_cert(&der_name(subject), &der_name(issuer), &[], &[1], 2_041_709_861);
+    fn cert_named(subject: &[&[RawAva<'_>]], issuer: &[&[RawAva<'_>]]) -> ClientCert {
+        let x509 = make_cert(
+            &der_name(subject),
+            &der_name(issuer),
+            &[],
+            &[1],
+            2_041_709_861,
+        );
         ClientCert::from_x509(&x509)
     }
 
@@ -635,10 +645,7 @@ mod tests {
                 })
             );
             assert_eq!(admit.issuer, None);
-            assert_eq!(
-                admit.to_string(),
-                format!("allow_subjects[1] {rule:?}")
-            );
+            assert_eq!(admit.to_string(), format!("allow_subjects[1] {rule:?}"));
         }
     }
 
@@ -668,7 +675,10 @@ mod tests {
         assert!(admits(&rules(&["/O=Acme, Inc"], &[], &[]), &acme_inc));
         assert!(!admits(&rules(&["O=Inc,O=Acme"], &[], &[]), &acme_inc));
         assert!(!admits(&rules(&["O=Acme"], &[], &[]), &acme_inc));
-        let two = cert_named(&[&[(O, UTF8, b"Acme")], &[(O, UTF8, b"Inc")]], &[&[(CN, UTF8, b"x")]]);
+        let two = cert_named(
+            &[&[(O, UTF8, b"Acme")], &[(O, UTF8, b"Inc")]],
+            &[&[(CN, UTF8, b"x")]],
+        );
         assert!(!admits(&rules(&["O=Acme\\, Inc"], &[], &[]), &two));
         assert!(admits(&rules(&["O=Inc,O=Acme"], &[], &[]), &two));
     }
@@ -682,7 +692,14 @@ mod tests {
         assert_eq!(admit.subject, None);
         let r = rules(&[], &["CN=Intermediate 10,O=Acme,C=FI"], &[]);
         assert_eq!(r.check(&c, true), Err(Refuse::Issuer));
-        let ten = cert_named(&[&[(CN, UTF8, b"x")]], &[&[(C, PRINTABLE, b"FI")], &[(O, UTF8, b"Acme")], &[(CN, UTF8, b"Intermediate 10")]]);
+        let ten = cert_named(
+            &[&[(CN, UTF8, b"x")]],
+            &[
+                &[(C, PRINTABLE, b"FI")],
+                &[(O, UTF8, b"Acme")],
+                &[(CN, UTF8, b"Intermediate 10")],
+            ],
+        );
         assert_eq!(ok.check(&ten, true), Err(Refuse::Issuer));
         // The subject DN is not the issuer DN.
         let r = rules(&[], &["CN=client.1.local,O=Acme,C=FI"], &[]);
@@ -693,8 +710,14 @@ mod tests {
     fn regex_rules_match_the_whole_dn() {
         let c = typical(&[]);
         assert!(admits(&rules(&["~CN=client\\..*"], &[], &[]), &c));
-        assert!(admits(&rules(&["~CN=client\\.\\d+\\.local,O=Acme,C=FI"], &[], &[]), &c));
-        assert!(admits(&rules(&[], &["~CN=Intermediate \\d+,O=Acme,C=FI"], &[]), &c));
+        assert!(admits(
+            &rules(&["~CN=client\\.\\d+\\.local,O=Acme,C=FI"], &[], &[]),
+            &c
+        ));
+        assert!(admits(
+            &rules(&[], &["~CN=Intermediate \\d+,O=Acme,C=FI"], &[]),
+            &c
+        ));
         for rule in [
             "~CN=client",
             "~client\\.1\\.local",
@@ -718,7 +741,11 @@ mod tests {
         let e = compile_err(&["~a)|(b"], &[], &[]);
         assert!(matches!(e.kind, RuleErrorKind::Regex(_)), "{e}");
         // Exact and regex rules mix; the reported rule is the one that matched.
-        let r = rules(&["~CN=nobody", "CN=client.1.local,O=Acme,C=FI", "~.*"], &[], &[]);
+        let r = rules(
+            &["~CN=nobody", "CN=client.1.local,O=Acme,C=FI", "~.*"],
+            &[],
+            &[],
+        );
         assert_eq!(r.check(&c, true).unwrap().subject.map(|r| r.index), Some(1));
         let r = rules(&["~CN=nobody", "~.*"], &[], &[]);
         assert_eq!(r.check(&c, true).unwrap().subject.map(|r| r.index), Some(1));
@@ -748,7 +775,10 @@ mod tests {
             Err(Refuse::Subject)
         );
         // A certificate without SANs fails a non-empty SAN family.
-        assert_eq!(rules(&[], &[], &["dns:~.*"]).check(&typical(&[]), true), Err(Refuse::San));
+        assert_eq!(
+            rules(&[], &[], &["dns:~.*"]).check(&typical(&[]), true),
+            Err(Refuse::San)
+        );
     }
 
     fn san_admits(rule: &str, sans: &[&str]) -> bool {
@@ -761,15 +791,36 @@ mod tests {
         assert!(san_admits("DNS:API.Acme.Test", &["dns:api.acme.test"]));
         assert!(san_admits("dns:api.acme.test", &["dns:API.ACME.TEST"]));
         assert!(san_admits(" dns : api.acme.test ", &["dns:api.acme.test"]));
-        assert!(!san_admits("dns:api.acme.test", &["dns:api.acme.test.evil.com"]));
+        assert!(!san_admits(
+            "dns:api.acme.test",
+            &["dns:api.acme.test.evil.com"]
+        ));
         assert!(!san_admits("dns:api.acme.test", &["dns:xapi.acme.test"]));
         assert!(!san_admits("dns:api.acme.test", &["email:api.acme.test@x"]));
-        assert!(san_admits("email:John.Doe@Example.COM", &["email:John.Doe@example.com"]));
-        assert!(!san_admits("email:john.doe@example.com", &["email:John.Doe@example.com"]));
-        assert!(!san_admits("email:john@example.com", &["email:john@example.com.evil"]));
-        assert!(san_admits("uri:spiffe://acme.test/x", &["uri:spiffe://acme.test/x"]));
-        assert!(!san_admits("uri:spiffe://acme.test/x", &["uri:spiffe://acme.test/x/y"]));
-        assert!(!san_admits("uri:spiffe://acme.test/x", &["uri:SPIFFE://acme.test/x"]));
+        assert!(san_admits(
+            "email:John.Doe@Example.COM",
+            &["email:John.Doe@example.com"]
+        ));
+        assert!(!san_admits(
+            "email:john.doe@example.com",
+            &["email:John.Doe@example.com"]
+        ));
+        assert!(!san_admits(
+            "email:john@example.com",
+            &["email:john@example.com.evil"]
+        ));
+        assert!(san_admits(
+            "uri:spiffe://acme.test/x",
+            &["uri:spiffe://acme.test/x"]
+        ));
+        assert!(!san_admits(
+            "uri:spiffe://acme.test/x",
+            &["uri:spiffe://acme.test/x/y"]
+        ));
+        assert!(!san_admits(
+            "uri:spiffe://acme.test/x",
+            &["uri:SPIFFE://acme.test/x"]
+        ));
         assert!(san_admits("ip:10.0.0.1", &["ip:10.0.0.1"]));
         assert!(san_admits("IP:2001:db8::1", &["ip:2001:DB8:0:0:0:0:0:1"]));
         assert!(!san_admits("ip:10.0.0.1", &["ip:10.0.0.10"]));
@@ -799,9 +850,18 @@ mod tests {
         assert!(san_admits(uri, &["uri:spiffe://acme.test/"]));
         assert!(!san_admits(uri, &["uri:spiffe://acme.test"]));
         assert!(!san_admits(uri, &["uri:spiffe://acme.test.evil/x"]));
-        assert!(!san_admits(uri, &["uri:spiffe://evil/spiffe://acme.test/x"]));
-        assert!(san_admits("uri:spiffe://*/ns/*/sa/web", &["uri:spiffe://acme.test/ns/prod/sa/web"]));
-        assert!(!san_admits("uri:spiffe://*/ns/*/sa/web", &["uri:spiffe://acme.test/ns/prod/sa/web2"]));
+        assert!(!san_admits(
+            uri,
+            &["uri:spiffe://evil/spiffe://acme.test/x"]
+        ));
+        assert!(san_admits(
+            "uri:spiffe://*/ns/*/sa/web",
+            &["uri:spiffe://acme.test/ns/prod/sa/web"]
+        ));
+        assert!(!san_admits(
+            "uri:spiffe://*/ns/*/sa/web",
+            &["uri:spiffe://acme.test/ns/prod/sa/web2"]
+        ));
         assert!(san_admits("uri:*a*a*", &["uri:aa"]));
         assert!(!san_admits("uri:*ab*ba", &["uri:aba"]));
         let email = "email:*@Acme.Test";
@@ -815,26 +875,47 @@ mod tests {
 
     #[test]
     fn san_regexes() {
-        assert!(san_admits("dns:~api-\\d+\\.acme\\.test", &["dns:api-7.acme.test"]));
-        assert!(!san_admits("dns:~api-\\d+\\.acme\\.test", &["dns:api-7.acme.test.evil"]));
+        assert!(san_admits(
+            "dns:~api-\\d+\\.acme\\.test",
+            &["dns:api-7.acme.test"]
+        ));
+        assert!(!san_admits(
+            "dns:~api-\\d+\\.acme\\.test",
+            &["dns:api-7.acme.test.evil"]
+        ));
         assert!(!san_admits("dns:~api", &["dns:api.acme.test"]));
         assert!(san_admits("ip:~10\\.0\\.0\\.\\d+", &["ip:10.0.0.42"]));
-        assert!(!san_admits("ip:~10\\.0\\.0\\.\\d+", &["ip:10.0.0.4.2", "ip:110.0.0.4"]));
-        assert!(san_admits("uri:~spiffe://acme\\.test/.*", &["uri:spiffe://acme.test/a"]));
+        assert!(!san_admits(
+            "ip:~10\\.0\\.0\\.\\d+",
+            &["ip:110.0.0.4", "ip:10.1.0.4"]
+        ));
+        assert!(san_admits(
+            "uri:~spiffe://acme\\.test/.*",
+            &["uri:spiffe://acme.test/a"]
+        ));
         assert!(!san_admits("email:~.*@acme\\.test", &["uri:x@acme.test"]));
     }
 
     #[test]
     fn compile_errors_name_family_index_and_reason() {
         let e = compile_err(&["CN=ok", "CN=a,Foo=b"], &[], &[]);
-        assert_eq!((e.family, e.index, e.rule.as_str()), ("allow_subjects", 1, "CN=a,Foo=b"));
+        assert_eq!(
+            (e.family, e.index, e.rule.as_str()),
+            ("allow_subjects", 1, "CN=a,Foo=b")
+        );
         assert!(matches!(e.kind, RuleErrorKind::Dn(_)));
         let msg = e.to_string();
-        assert!(msg.starts_with("allow_subjects[1] \"CN=a,Foo=b\": invalid DN at offset 5"), "{msg}");
+        assert!(
+            msg.starts_with("allow_subjects[1] \"CN=a,Foo=b\": invalid DN at offset 5"),
+            "{msg}"
+        );
         let e = compile_err(&[], &["~("], &[]);
         assert_eq!((e.family, e.index), ("allow_issuers", 0));
         assert!(matches!(e.kind, RuleErrorKind::Regex(_)));
-        assert!(matches!(compile_err(&[""], &[], &[]).kind, RuleErrorKind::Empty));
+        assert!(matches!(
+            compile_err(&[""], &[], &[]).kind,
+            RuleErrorKind::Empty
+        ));
         for (rule, want) in [
             ("api.acme.test", "SanSyntax"),
             ("dns:", "SanSyntax"),
@@ -858,10 +939,22 @@ mod tests {
 
     #[test]
     fn refusal_messages() {
-        assert_eq!(Refuse::Subject.to_string(), "subject DN matched no allow_subjects rule");
-        assert_eq!(Refuse::Issuer.to_string(), "issuer DN matched no allow_issuers rule");
-        assert_eq!(Refuse::San.to_string(), "no subjectAltName matched an allow_sans rule");
-        assert_eq!(Refuse::Unverified.to_string(), "client certificate did not verify");
+        assert_eq!(
+            Refuse::Subject.to_string(),
+            "subject DN matched no allow_subjects rule"
+        );
+        assert_eq!(
+            Refuse::Issuer.to_string(),
+            "issuer DN matched no allow_issuers rule"
+        );
+        assert_eq!(
+            Refuse::San.to_string(),
+            "no subjectAltName matched an allow_sans rule"
+        );
+        assert_eq!(
+            Refuse::Unverified.to_string(),
+            "client certificate did not verify"
+        );
     }
 
     #[test]
@@ -872,12 +965,34 @@ mod tests {
         let r = Rules::compile(&subjects, &[], &[]).unwrap();
         let c = typical(&[]);
         let admit = r.check(&c, true).unwrap();
-        assert_eq!(admit.subject.map(|r| (r.index, r.text)), Some((1, "CN=client.1.local,O=Acme,C=FI")));
-        let other = cert_named(&[&[(CN, UTF8, b"client.10000.local")], &[(O, UTF8, b"Acme")], &[(C, PRINTABLE, b"FI")]], &[&[(CN, UTF8, b"i")]]);
+        assert_eq!(
+            admit.subject.map(|r| (r.index, r.text)),
+            Some((1, "CN=client.1.local,O=Acme,C=FI"))
+        );
+        let other = cert_named(
+            &[
+                &[(CN, UTF8, b"client.10000.local")],
+                &[(O, UTF8, b"Acme")],
+                &[(C, PRINTABLE, b"FI")],
+            ],
+            &[&[(CN, UTF8, b"i")]],
+        );
         assert_eq!(r.check(&other, true), Err(Refuse::Subject));
-        let last = cert_named(&[&[(C, PRINTABLE, b"FI")], &[(O, UTF8, b"Acme")], &[(CN, UTF8, b"client.9999.local")]], &[&[(CN, UTF8, b"i")]]);
-        assert_eq!(r.check(&last, true).unwrap().subject.map(|r| r.index), Some(9999));
-        let sans: Vec<String> = (0..10_000).map(|i| format!("dns:host-{i}.acme.test")).collect();
+        let last = cert_named(
+            &[
+                &[(C, PRINTABLE, b"FI")],
+                &[(O, UTF8, b"Acme")],
+                &[(CN, UTF8, b"client.9999.local")],
+            ],
+            &[&[(CN, UTF8, b"i")]],
+        );
+        assert_eq!(
+            r.check(&last, true).unwrap().subject.map(|r| r.index),
+            Some(9999)
+        );
+        let sans: Vec<String> = (0..10_000)
+            .map(|i| format!("dns:host-{i}.acme.test"))
+            .collect();
         let r = Rules::compile(&[], &[], &sans).unwrap();
         assert!(admits(&r, &typical(&["dns:host-4242.acme.test"])));
         assert!(!admits(&r, &typical(&["dns:host-10000.acme.test"])));
@@ -886,7 +1001,10 @@ mod tests {
     #[test]
     fn multi_valued_rdn_rules() {
         let c = cert_named(
-            &[&[(O, UTF8, b"Acme")], &[(CN, UTF8, b"alice"), (UID, UTF8, b"42")]],
+            &[
+                &[(O, UTF8, b"Acme")],
+                &[(CN, UTF8, b"alice"), (UID, UTF8, b"42")],
+            ],
             &[&[(CN, UTF8, b"i")]],
         );
         assert!(admits(&rules(&["CN=alice+UID=42,O=Acme"], &[], &[]), &c));

@@ -72,7 +72,9 @@ pub async fn relay(
                 if buf.is_empty() {
                     fill(src, src_side, buf, idle).await?;
                 }
-                let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(buf.len());
+                let take = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
                 let chunk = buf.split_to(take);
                 send(dst, dst_side, &chunk, idle).await?;
                 remaining -= take as u64;
@@ -127,7 +129,12 @@ fn other(side: Side) -> Side {
 }
 
 /// Reads more from `src` into `buf`; EOF is a truncated body.
-async fn fill(src: &mut Conn, side: Side, buf: &mut BytesMut, idle: Duration) -> Result<(), BodyError> {
+async fn fill(
+    src: &mut Conn,
+    side: Side,
+    buf: &mut BytesMut,
+    idle: Duration,
+) -> Result<(), BodyError> {
     match timeout(idle, src.read_into(buf)).await {
         Err(_) => Err(BodyError::Timeout(side)),
         Ok(Err(e)) => Err(BodyError::Io(side, e)),

@@ -54,10 +54,26 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
         let up = match pool.checkout(addr, t.upstream_connect).await {
             Ok(up) => up,
             Err(ConnectError::Timeout) => {
-                return fail(s, head, raw, started, Failure::Timeout(format!("{addr}: connect timed out")), None).await
+                return fail(
+                    s,
+                    head,
+                    raw,
+                    started,
+                    Failure::Timeout(format!("{addr}: connect timed out")),
+                    None,
+                )
+                .await
             }
             Err(ConnectError::Refused(e)) => {
-                return fail(s, head, raw, started, Failure::BadGateway(format!("{addr}: {e}")), None).await
+                return fail(
+                    s,
+                    head,
+                    raw,
+                    started,
+                    Failure::BadGateway(format!("{addr}: {e}")),
+                    None,
+                )
+                .await
             }
         };
         match exchange(s, head, &upstream_head, up).await {
@@ -88,37 +104,94 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
 
     let mut out = Vec::with_capacity(resp.head.head_len + 64);
     http::rewrite_response(&resp.head, &resp.raw, &mut out, client_keep_alive, &[]);
-    if let Err(e) = timeout(t.body_idle, s.client.write_all(&out)).await.unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())) {
-        s.log_request(head, raw, status, &format!("client write failed: {e}"), Some((addr, upstream_time)), started);
+    if let Err(e) = timeout(t.body_idle, s.client.write_all(&out))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    {
+        s.log_request(
+            head,
+            raw,
+            status,
+            &format!("client write failed: {e}"),
+            Some((addr, upstream_time)),
+            started,
+        );
         return false;
     }
 
     if resp.head.status == 101 {
         let from_client = std::mem::take(&mut s.buf);
-        let res = body::tunnel(&mut s.client, from_client, &mut up.conn, up_buf, t.body_idle).await;
+        let res = body::tunnel(
+            &mut s.client,
+            from_client,
+            &mut up.conn,
+            up_buf,
+            t.body_idle,
+        )
+        .await;
         let decision = match res {
-            Ok((a, b)) => format!("{}; tunnel closed after {a}+{b} bytes", s.identity.admitted_by),
+            Ok((a, b)) => format!(
+                "{}; tunnel closed after {a}+{b} bytes",
+                s.identity.admitted_by
+            ),
             Err(e) => format!("{}; tunnel ended: {e}", s.identity.admitted_by),
         };
-        s.log_request(head, raw, status, &decision, Some((addr, upstream_time)), started);
+        s.log_request(
+            head,
+            raw,
+            status,
+            &decision,
+            Some((addr, upstream_time)),
+            started,
+        );
         return false;
     }
 
     let mut up_buf = up_buf;
-    let kind = if head.is_head() { BodyKind::None } else { resp.head.body };
-    let relayed = body::relay(&mut up.conn, Side::Upstream, &mut up_buf, &mut s.client, kind, t.body_idle).await;
+    let kind = if head.is_head() {
+        BodyKind::None
+    } else {
+        resp.head.body
+    };
+    let relayed = body::relay(
+        &mut up.conn,
+        Side::Upstream,
+        &mut up_buf,
+        &mut s.client,
+        kind,
+        t.body_idle,
+    )
+    .await;
     let decision = &s.identity.admitted_by;
     match relayed {
         Ok(_) => {
-            s.log_request(head, raw, status, decision, Some((addr, upstream_time)), started);
-            if resp.head.keep_alive && kind != BodyKind::Close && up_buf.is_empty() && !expect_refused {
+            s.log_request(
+                head,
+                raw,
+                status,
+                decision,
+                Some((addr, upstream_time)),
+                started,
+            );
+            if resp.head.keep_alive
+                && kind != BodyKind::Close
+                && up_buf.is_empty()
+                && !expect_refused
+            {
                 pool.checkin(up);
             }
             client_keep_alive
         }
         Err(e) => {
             warn!(upstream = %addr, peer = %s.peer, "response body relay failed: {e}");
-            s.log_request(head, raw, status, &format!("{decision}; response aborted: {e}"), Some((addr, upstream_time)), started);
+            s.log_request(
+                head,
+                raw,
+                status,
+                &format!("{decision}; response aborted: {e}"),
+                Some((addr, upstream_time)),
+                started,
+            );
             false
         }
     }
@@ -145,8 +218,18 @@ async fn exchange(
     let reused = up.reused;
     let addr = up.addr;
     match timeout(t.upstream_read, up.conn.write_all(upstream_head)).await {
-        Err(_) => return Err((Failure::Timeout(format!("{addr}: writing the request timed out")), reused)),
-        Ok(Err(e)) => return Err((Failure::BadGateway(format!("{addr}: writing the request failed: {e}")), reused)),
+        Err(_) => {
+            return Err((
+                Failure::Timeout(format!("{addr}: writing the request timed out")),
+                reused,
+            ))
+        }
+        Ok(Err(e)) => {
+            return Err((
+                Failure::BadGateway(format!("{addr}: writing the request failed: {e}")),
+                reused,
+            ))
+        }
         Ok(Ok(())) => {}
     }
     let mut body_sent = head.body == BodyKind::None;
@@ -160,9 +243,15 @@ async fn exchange(
         max_head_bytes: 64 * 1024,
     };
     loop {
-        let resp = read_response_head(&mut up, &mut up_buf, head.is_head(), &limits, t.upstream_read)
-            .await
-            .map_err(|f| (f, reused && body_sent && head.body == BodyKind::None))?;
+        let resp = read_response_head(
+            &mut up,
+            &mut up_buf,
+            head.is_head(),
+            &limits,
+            t.upstream_read,
+        )
+        .await
+        .map_err(|f| (f, reused && body_sent && head.body == BodyKind::None))?;
         let raw = up_buf.split_to(resp.head_len).freeze();
         if resp.status == 101 || resp.status >= 200 {
             if !body_sent && resp.status < 300 {
@@ -196,13 +285,28 @@ async fn exchange(
     }
 }
 
-async fn send_body(s: &mut Session, head: &RequestHead, up: &mut UpstreamConn) -> Result<(), Failure> {
+async fn send_body(
+    s: &mut Session,
+    head: &RequestHead,
+    up: &mut UpstreamConn,
+) -> Result<(), Failure> {
     let idle = s.listener.timeouts.body_idle;
-    match body::relay(&mut s.client, Side::Client, &mut s.buf, &mut up.conn, head.body, idle).await {
+    match body::relay(
+        &mut s.client,
+        Side::Client,
+        &mut s.buf,
+        &mut up.conn,
+        head.body,
+        idle,
+    )
+    .await
+    {
         Ok(_) => Ok(()),
         Err(e) => Err(match (&e, e.side()) {
             (BodyError::Malformed(..), _) => Failure::Client(e.to_string(), Some(Page::BadRequest)),
-            (BodyError::Timeout(_), Side::Client) => Failure::Client(e.to_string(), Some(Page::RequestTimeout)),
+            (BodyError::Timeout(_), Side::Client) => {
+                Failure::Client(e.to_string(), Some(Page::RequestTimeout))
+            }
             (_, Side::Client) => Failure::Client(e.to_string(), None),
             (BodyError::Timeout(_), Side::Upstream) => Failure::Timeout(e.to_string()),
             (_, Side::Upstream) => Failure::BadGateway(e.to_string()),
@@ -223,16 +327,29 @@ async fn read_response_head(
             match http::parse_response(buf, is_head, limits) {
                 Ok(Some(h)) => return Ok(h),
                 Ok(None) => {}
-                Err(e) => return Err(Failure::BadGateway(format!("{addr}: invalid response: {}", e.reason))),
+                Err(e) => {
+                    return Err(Failure::BadGateway(format!(
+                        "{addr}: invalid response: {}",
+                        e.reason
+                    )))
+                }
             }
         }
         match timeout(read_timeout, up.conn.read_into(buf)).await {
             Err(_) => return Err(Failure::Timeout(format!("{addr}: no response in time"))),
-            Ok(Err(e)) => return Err(Failure::BadGateway(format!("{addr}: reading the response failed: {e}"))),
+            Ok(Err(e)) => {
+                return Err(Failure::BadGateway(format!(
+                    "{addr}: reading the response failed: {e}"
+                )))
+            }
             Ok(Ok(0)) => {
                 return Err(Failure::BadGateway(format!(
                     "{addr}: upstream closed the connection {}",
-                    if buf.is_empty() { "before responding" } else { "mid-head" }
+                    if buf.is_empty() {
+                        "before responding"
+                    } else {
+                        "mid-head"
+                    }
                 )))
             }
             Ok(Ok(_)) => {}
@@ -260,7 +377,14 @@ async fn fail(
         warn!(listener = %s.listener.name, peer = %s.peer, "upstream failed: {reason}");
     }
     let up = upstream.map(|a| (a, started.elapsed()));
-    s.log_request(head, raw, status, &format!("{}; {reason}", s.identity.admitted_by), up, started);
+    s.log_request(
+        head,
+        raw,
+        status,
+        &format!("{}; {reason}", s.identity.admitted_by),
+        up,
+        started,
+    );
     if let Some(page) = page {
         s.send_page(page, false, head.is_head()).await;
     }

@@ -86,7 +86,9 @@ impl Identity {
                 return None;
             }
             let Some(facts) = &facts else {
-                return Some(Refusal::Forbidden("no client certificate for the rules".into()));
+                return Some(Refusal::Forbidden(
+                    "no client certificate for the rules".into(),
+                ));
             };
             match auth.rules.check(facts, verified.is_ok()) {
                 Ok(admit) => {

@@ -47,7 +47,12 @@ pub struct Session {
 
 /// Serves one accepted connection until it closes. Never panics on network input; every
 /// failure ends as a log line.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, listener: Arc<Listener>, worker: Rc<Worker>) {
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+    worker: Rc<Worker>,
+) {
     let _ = stream.set_nodelay(true);
     let sock = match Socket::new(stream) {
         Ok(s) => s,

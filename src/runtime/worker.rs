@@ -60,7 +60,11 @@ async fn main(
     let mut tasks = Vec::new();
     for (std_listener, listener) in listeners.into_iter().zip(config.listeners.iter()) {
         let l = TcpListener::from_std(std_listener)?;
-        tasks.push(monoio::spawn(accept_loop(l, listener.clone(), worker.clone())));
+        tasks.push(monoio::spawn(accept_loop(
+            l,
+            listener.clone(),
+            worker.clone(),
+        )));
     }
     for t in tasks {
         t.await?;
@@ -68,7 +72,11 @@ async fn main(
     Ok(())
 }
 
-async fn accept_loop(l: TcpListener, listener: Arc<Listener>, worker: Rc<Worker>) -> io::Result<()> {
+async fn accept_loop(
+    l: TcpListener,
+    listener: Arc<Listener>,
+    worker: Rc<Worker>,
+) -> io::Result<()> {
     let open = Rc::new(Cell::new(0usize));
     loop {
         let (stream, peer) = match l.accept().await {

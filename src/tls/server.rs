@@ -68,8 +68,12 @@ pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError
     // Buffers of idle connections are given back to the allocator.
     b.set_mode(SslMode::RELEASE_BUFFERS);
 
-    let chain = X509::stack_from_pem(s.cert_pem)
-        .map_err(|e| fail(Part::Certificate, format!("not a PEM certificate chain: {e}")))?;
+    let chain = X509::stack_from_pem(s.cert_pem).map_err(|e| {
+        fail(
+            Part::Certificate,
+            format!("not a PEM certificate chain: {e}"),
+        )
+    })?;
     let mut chain = chain.into_iter();
     let leaf = chain
         .next()

@@ -44,7 +44,11 @@ pub fn free_port() -> u16 {
     static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let given = GIVEN.get_or_init(Default::default);
     for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         if given.lock().unwrap().insert(port) {
             return port;
         }
@@ -74,9 +78,16 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::Builder::new().prefix("certgate-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("certgate-test-")
+            .tempdir()
+            .expect("tempdir");
         let pki = pki::generate(&dir.path().join("pki")).expect("generate PKI");
-        Env { dir, pki, counter: AtomicU64::new(0) }
+        Env {
+            dir,
+            pki,
+            counter: AtomicU64::new(0),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -271,8 +282,13 @@ impl Config {
     /// relative to the config file, which lives next to the `pki/` directory.
     pub fn render(&self, port: u16, servers: &[SocketAddr]) -> String {
         let mut t = String::new();
-        writeln!(t, "[runtime]\nworkers = {}\nio = {}\n", self.workers, toml_str(&io_driver()))
-            .unwrap();
+        writeln!(
+            t,
+            "[runtime]\nworkers = {}\nio = {}\n",
+            self.workers,
+            toml_str(&io_driver())
+        )
+        .unwrap();
         writeln!(
             t,
             "[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"app\"\n"
@@ -309,7 +325,12 @@ impl Config {
             }
         }
         let servers: Vec<String> = servers.iter().map(|a| a.to_string()).collect();
-        writeln!(t, "\n[[upstream]]\nname = \"app\"\nservers = {}", toml_list(&servers)).unwrap();
+        writeln!(
+            t,
+            "\n[[upstream]]\nname = \"app\"\nservers = {}",
+            toml_list(&servers)
+        )
+        .unwrap();
         t
     }
 }
@@ -333,7 +354,9 @@ impl ProcGuard {
     }
 
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// SIGTERM, then up to `grace` for it to exit; SIGKILL after that. Returns the exit status
@@ -396,15 +419,25 @@ impl Gate {
             .arg("--config")
             .arg(&config_path)
             .current_dir(env.dir.path())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("spawn certgate");
-        let mut gate =
-            Gate { env, port, config, config_path, log_path, echo, proc: ProcGuard::new(child) };
+        let mut gate = Gate {
+            env,
+            port,
+            config,
+            config_path,
+            log_path,
+            echo,
+            proc: ProcGuard::new(child),
+        };
         gate.wait_ready();
         gate
     }
@@ -491,7 +524,8 @@ impl Gate {
 
     /// A TLS connection as `client` (no client certificate when `None`); panics on failure.
     pub fn connect(&self, client: Option<&CertKey>) -> TlsClient {
-        self.try_connect(client).unwrap_or_else(|e| panic!("TLS connect: {e}\nlog:\n{}", self.log()))
+        self.try_connect(client)
+            .unwrap_or_else(|e| panic!("TLS connect: {e}\nlog:\n{}", self.log()))
     }
 
     pub fn try_connect(&self, client: Option<&CertKey>) -> Result<TlsClient, String> {
@@ -529,7 +563,10 @@ impl Gate {
         }
         let status = wait_bounded(&mut child, Duration::from_secs(15));
         let output = String::from_utf8_lossy(&fs::read(&out_path).unwrap_or_default()).into_owned();
-        SClient { timed_out: status.is_none(), output }
+        SClient {
+            timed_out: status.is_none(),
+            output,
+        }
     }
 }
 
@@ -684,7 +721,10 @@ pub struct Seen(pub Value);
 impl Seen {
     pub fn parse(body: &[u8]) -> Result<Seen, String> {
         serde_json::from_slice(body).map(Seen).map_err(|e| {
-            format!("not an echo response ({e}): {:?}", String::from_utf8_lossy(body))
+            format!(
+                "not an echo response ({e}): {:?}",
+                String::from_utf8_lossy(body)
+            )
         })
     }
 
@@ -715,7 +755,11 @@ impl Seen {
     /// The single value of `name`; panics when absent or repeated.
     pub fn one(&self, name: &str) -> String {
         let all = self.all(name);
-        assert_eq!(all.len(), 1, "expected exactly one {name} header, got {all:?}; {self}");
+        assert_eq!(
+            all.len(),
+            1,
+            "expected exactly one {name} header, got {all:?}; {self}"
+        );
         all.into_iter().next().unwrap()
     }
 
@@ -724,17 +768,26 @@ impl Seen {
     }
 
     pub fn str(&self, field: &str) -> String {
-        self.0[field].as_str().unwrap_or_else(|| panic!("no string {field} in {self}")).to_string()
+        self.0[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string {field} in {self}"))
+            .to_string()
     }
 
     pub fn u64(&self, field: &str) -> u64 {
-        self.0[field].as_u64().unwrap_or_else(|| panic!("no number {field} in {self}"))
+        self.0[field]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no number {field} in {self}"))
     }
 }
 
 impl std::fmt::Display for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", serde_json::to_string_pretty(&self.0).unwrap_or_default())
+        write!(
+            f,
+            "{}",
+            serde_json::to_string_pretty(&self.0).unwrap_or_default()
+        )
     }
 }
 
@@ -745,7 +798,11 @@ impl std::fmt::Display for Seen {
 /// The first certificate (the leaf) of a PEM file.
 pub fn leaf(path: &Path) -> boring::x509::X509 {
     let pem = fs::read(path).unwrap();
-    boring::x509::X509::stack_from_pem(&pem).unwrap().into_iter().next().expect("a certificate")
+    boring::x509::X509::stack_from_pem(&pem)
+        .unwrap()
+        .into_iter()
+        .next()
+        .expect("a certificate")
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -760,7 +817,13 @@ pub fn fingerprint(path: &Path) -> String {
 
 /// The leaf's serial number, uppercase hex.
 pub fn serial(path: &Path) -> String {
-    leaf(path).serial_number().to_bn().unwrap().to_hex_str().unwrap().to_ascii_uppercase()
+    leaf(path)
+        .serial_number()
+        .to_bn()
+        .unwrap()
+        .to_hex_str()
+        .unwrap()
+        .to_ascii_uppercase()
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -821,7 +884,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header_all(&self, name: &str) -> Vec<&str> {
@@ -849,7 +915,10 @@ pub struct HttpReader<S> {
 
 impl<S: Read + Write> HttpReader<S> {
     pub fn new(stream: S) -> Self {
-        HttpReader { stream, buf: Vec::new() }
+        HttpReader {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -885,7 +954,10 @@ impl<S: Read + Write> HttpReader<S> {
                 return Ok(String::from_utf8_lossy(&line).into_owned());
             }
             if self.buf.len() > 1024 * 1024 {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "line over 1 MiB"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "line over 1 MiB",
+                ));
             }
             if self.fill()? == 0 {
                 return Err(Self::eof("a line"));
@@ -928,7 +1000,10 @@ impl<S: Read + Write> HttpReader<S> {
         let mut parts = status_line.splitn(3, ' ');
         let version = parts.next().unwrap_or_default();
         let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {status_line:?}"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {status_line:?}"),
+            )
         })?;
         if !version.starts_with("HTTP/1.") {
             return Err(io::Error::new(
@@ -944,22 +1019,37 @@ impl<S: Read + Write> HttpReader<S> {
                 break;
             }
             let (n, v) = line.split_once(':').ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad header line {line:?}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad header line {line:?}"),
+                )
             })?;
             headers.push((n.to_string(), v.trim().to_string()));
         }
-        let mut resp = Response { status, reason, headers, body: Vec::new(), chunked: false };
+        let mut resp = Response {
+            status,
+            reason,
+            headers,
+            body: Vec::new(),
+            chunked: false,
+        };
         if head_only || status < 200 || status == 204 || status == 304 {
             return Ok(resp);
         }
-        let te = resp.header_all("transfer-encoding").join(",").to_ascii_lowercase();
+        let te = resp
+            .header_all("transfer-encoding")
+            .join(",")
+            .to_ascii_lowercase();
         if te.split(',').any(|t| t.trim() == "chunked") {
             resp.chunked = true;
             loop {
                 let line = self.line()?;
                 let size = line.split(';').next().unwrap_or_default().trim();
                 let size = usize::from_str_radix(size, 16).map_err(|_| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk size {line:?}"))
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("bad chunk size {line:?}"),
+                    )
                 })?;
                 if size == 0 {
                     while !self.line()?.is_empty() {}
@@ -968,12 +1058,18 @@ impl<S: Read + Write> HttpReader<S> {
                 let data = self.read_n(size)?;
                 resp.body.extend_from_slice(&data);
                 if !self.line()?.is_empty() {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "chunk without CRLF"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "chunk without CRLF",
+                    ));
                 }
             }
         } else if let Some(cl) = resp.header("content-length") {
             let n: usize = cl.trim().parse().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("bad content-length {cl:?}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad content-length {cl:?}"),
+                )
             })?;
             resp.body = self.read_n(n)?;
         } else {
@@ -989,17 +1085,31 @@ impl<S: Read + Write> HttpReader<S> {
         S: HasTcp,
     {
         if !self.buf.is_empty() {
-            return Err(format!("unexpected bytes: {:?}", String::from_utf8_lossy(&self.buf)));
+            return Err(format!(
+                "unexpected bytes: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            ));
         }
         let deadline = Instant::now() + limit;
-        let _ = self.stream.tcp().set_read_timeout(Some(Duration::from_millis(100)));
+        let _ = self
+            .stream
+            .tcp()
+            .set_read_timeout(Some(Duration::from_millis(100)));
         let result = loop {
             match self.fill() {
                 Ok(0) => break Ok(()),
                 Ok(_) => {
-                    break Err(format!("unexpected bytes: {:?}", String::from_utf8_lossy(&self.buf)))
+                    break Err(format!(
+                        "unexpected bytes: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    ))
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     if Instant::now() >= deadline {
                         break Err(format!("connection still open after {limit:?}"));
                     }
@@ -1043,29 +1153,36 @@ impl HttpReader<SslStream<TcpStream>> {
         let mut b = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
         b.set_ca_file(server_ca).map_err(|e| e.to_string())?;
         if let Some(ck) = client {
-            b.set_certificate_chain_file(&ck.cert).map_err(|e| e.to_string())?;
-            b.set_private_key_file(&ck.key, SslFiletype::PEM).map_err(|e| e.to_string())?;
+            b.set_certificate_chain_file(&ck.cert)
+                .map_err(|e| e.to_string())?;
+            b.set_private_key_file(&ck.key, SslFiletype::PEM)
+                .map_err(|e| e.to_string())?;
         }
         let connector = b.build();
         let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|e| format!("TCP connect {addr}: {e}"))?;
         tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        tcp.set_write_timeout(Some(Duration::from_secs(60))).unwrap();
+        tcp.set_write_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
         tcp.set_nodelay(true).unwrap();
-        let tls = connector.connect("localhost", tcp).map_err(|e| format!("TLS handshake: {e}"))?;
+        let tls = connector
+            .connect("localhost", tcp)
+            .map_err(|e| format!("TLS handshake: {e}"))?;
         Ok(HttpReader::new(tls))
     }
 
     /// Sends `req`, panicking on a write error.
     pub fn send_all(&mut self, req: &[u8]) {
-        self.send(req).unwrap_or_else(|e| panic!("write request: {e}"));
+        self.send(req)
+            .unwrap_or_else(|e| panic!("write request: {e}"));
     }
 
     /// Sends `req` and reads one final response (panics on error).
     pub fn roundtrip(&mut self, req: &[u8]) -> Response {
         self.send_all(req);
         let head_only = req.starts_with(b"HEAD ");
-        self.response(head_only).unwrap_or_else(|e| panic!("read response: {e}"))
+        self.response(head_only)
+            .unwrap_or_else(|e| panic!("read response: {e}"))
     }
 
     pub fn set_read_timeout(&self, t: Duration) {
@@ -1091,7 +1208,10 @@ pub fn get(host: &str, path: &str, extra: &[&str]) -> Vec<u8> {
 
 /// An HTTP/1.1 request with a `Content-Length` body.
 pub fn post(host: &str, path: &str, extra: &[&str], body: &[u8]) -> Vec<u8> {
-    let mut r = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n", body.len());
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for h in extra {
         r.push_str(h);
         r.push_str("\r\n");
@@ -1131,7 +1251,12 @@ impl Silent {
                 held.push(conn);
             }
         });
-        Silent { addr, stop, accepted, handle: Some(handle) }
+        Silent {
+            addr,
+            stop,
+            accepted,
+            handle: Some(handle),
+        }
     }
 
     pub fn accepted(&self) -> u64 {

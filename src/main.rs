@@ -92,10 +92,13 @@ fn init_logging(level: &str) {
 }
 
 fn run(config: Arc<Config>) -> ExitCode {
-    if let Err(e) = certgate::runtime::start(config) {
-        eprintln!("certgate: {e}");
-        return ExitCode::FAILURE;
-    }
+    let running = match certgate::runtime::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("certgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -109,5 +112,6 @@ fn run(config: Arc<Config>) -> ExitCode {
     if let Some(sig) = signals.forever().next() {
         tracing::info!(signal = sig, "stopping");
     }
+    running.stop_accepting();
     ExitCode::SUCCESS
 }

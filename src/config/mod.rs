@@ -191,7 +191,7 @@ impl Config {
         let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: e.span().map(|s| line_of(text, s.start)),
-            key: String::new(),
+            key: e.span().map(|s| key_at(text, s.start)).unwrap_or_default(),
             reason: e.message().trim().to_owned(),
         })?;
 
@@ -647,6 +647,28 @@ fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
+/// The dotted key written at `offset` (`listener.client_auth.mode`), from the line's `key =` and
+/// the table header above it; empty when the line has no key.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let key = match line.split_once('=') {
+        Some((k, _)) => k.trim().trim_matches('"'),
+        None => return String::new(),
+    };
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    }
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
@@ -677,6 +699,7 @@ mod tests {
         let e = parse("[runtime]\nworkers = 1\n\n[[listener]]\nlisen = \"x\"\n").unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("lisen"), "{msg}");
+        assert_eq!(e.key, "listener.lisen");
         assert_eq!(e.line, Some(5), "{msg}");
         assert!(msg.starts_with("/nonexistent/certgate.toml:5"), "{msg}");
     }

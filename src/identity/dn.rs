@@ -34,61 +34,32 @@ macro_rules! known {
     };
 }
 
+#[rustfmt::skip]
 static KNOWN_ATTRS: &[KnownAttr] = &[
     known!("CN", "2.5.4.3", NID_commonName, ["commonName"]),
     known!("C", "2.5.4.6", NID_countryName, ["countryName"]),
     known!("L", "2.5.4.7", NID_localityName, ["localityName"]),
-    known!(
-        "ST",
-        "2.5.4.8",
-        NID_stateOrProvinceName,
-        ["stateOrProvinceName"]
-    ),
+    known!("ST", "2.5.4.8", NID_stateOrProvinceName, ["stateOrProvinceName"]),
     known!("O", "2.5.4.10", NID_organizationName, ["organizationName"]),
-    known!(
-        "OU",
-        "2.5.4.11",
-        NID_organizationalUnitName,
-        ["organizationalUnitName"]
-    ),
+    known!("OU", "2.5.4.11", NID_organizationalUnitName, ["organizationalUnitName"]),
     known!("street", "2.5.4.9", NID_streetAddress, ["streetAddress"]),
-    known!(
-        "DC",
-        "0.9.2342.19200300.100.1.25",
-        NID_domainComponent,
-        ["domainComponent"]
-    ),
+    known!("DC", "0.9.2342.19200300.100.1.25", NID_domainComponent, ["domainComponent"]),
     known!("UID", "0.9.2342.19200300.100.1.1", NID_userId, ["userId"]),
-    known!(
-        "emailAddress",
-        "1.2.840.113549.1.9.1",
-        NID_pkcs9_emailAddress,
-        ["E", "email"]
-    ),
+    known!("emailAddress", "1.2.840.113549.1.9.1", NID_pkcs9_emailAddress, ["E", "email"]),
     known!("serialNumber", "2.5.4.5", NID_serialNumber, []),
     known!("title", "2.5.4.12", NID_title, []),
     known!("GN", "2.5.4.42", NID_givenName, ["givenName"]),
     known!("SN", "2.5.4.4", NID_surname, ["surname"]),
     known!("initials", "2.5.4.43", NID_initials, []),
     known!("pseudonym", "2.5.4.65", NID_pseudonym, []),
-    known!(
-        "generationQualifier",
-        "2.5.4.44",
-        NID_generationQualifier,
-        []
-    ),
+    known!("generationQualifier", "2.5.4.44", NID_generationQualifier, []),
     known!("businessCategory", "2.5.4.15", NID_businessCategory, []),
     known!("postalCode", "2.5.4.17", NID_postalCode, []),
     known!("dnQualifier", "2.5.4.46", NID_dnQualifier, []),
     known!("name", "2.5.4.41", NID_name, []),
     known!("description", "2.5.4.13", NID_description, []),
     known!("role", "2.5.4.72", NID_role, []),
-    known!(
-        "unstructuredName",
-        "1.2.840.113549.1.9.2",
-        NID_pkcs9_unstructuredName,
-        []
-    ),
+    known!("unstructuredName", "1.2.840.113549.1.9.2", NID_pkcs9_unstructuredName, []),
 ];
 
 /// The type of one attribute (`CN`, `O`, an OID...). Equality, ordering and hashing go by OID
@@ -99,10 +70,9 @@ pub struct AttrType(AttrRepr);
 #[derive(Clone)]
 enum AttrRepr {
     Known(&'static KnownAttr),
-    /// A canonical dotted OID that is not in `KNOWN_ATTRS` (we never store a known OID here, so
-    /// the derived comparisons stay consistent). A certificate whose type cannot even be printed
-    /// as an OID (never seen in practice) gets BoringSSL's name for it, which no parsed rule can
-    /// produce, so it cannot match anything.
+    /// A canonical dotted OID that is not in `KNOWN_ATTRS` (known OIDs always become `Known`, so
+    /// they print by name). A certificate type that BoringSSL cannot print as an OID (not seen
+    /// in practice) holds BoringSSL's text for it instead, which no parsed rule can produce.
     Oid(Box<str>),
 }
 

@@ -357,7 +357,7 @@ async fn read_response_head(
     }
 }
 
-/// Answers a failed forward and logs it. Returns false: the client connection closes.
+/// Answers a failed forward and logs it. Returns whether the client connection may go on.
 async fn fail(
     s: &mut Session,
     head: &RequestHead,
@@ -385,10 +385,14 @@ async fn fail(
         up,
         started,
     );
+    // As nginx: after a 502/504 the client may go on, when no unread request body is left.
+    let keep_alive = head.keep_alive
+        && head.body == BodyKind::None
+        && matches!(page, Some(Page::BadGateway | Page::GatewayTimeout));
     if let Some(page) = page {
-        s.send_page(page, false, head.is_head()).await;
+        s.send_page(page, keep_alive, head.is_head()).await;
     }
-    false
+    keep_alive
 }
 
 fn is_idempotent(head: &RequestHead) -> bool {

@@ -138,7 +138,7 @@ impl Session {
             let keep_alive = forward::forward(self, &head, &raw).await;
             let limit = self.listener.limits.max_requests_per_connection;
             if !keep_alive || (limit > 0 && self.requests >= limit) {
-                let _ = self.client.shutdown_write().await;
+                self.close().await;
                 return;
             }
         }
@@ -188,7 +188,27 @@ impl Session {
         let bytes = http::render(page, keep_alive, head_only);
         let t = self.listener.timeouts.body_idle;
         if timeout(t, self.client.write_all(&bytes)).await.is_ok() && !keep_alive {
-            let _ = timeout(t, self.client.shutdown_write()).await;
+            self.close().await;
+        }
+    }
+
+    /// Closes as nginx's lingering close does: FIN first, then read and discard what the client
+    /// still sends (an unread body) for a bounded time, so that closing with unread bytes does
+    /// not reset the connection and destroy the response before the client read it.
+    async fn close(&mut self) {
+        const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+        const LINGER_BYTES: usize = 1 << 20;
+        if timeout(LINGER_TIME, self.client.shutdown_write()).await.is_err() {
+            return;
+        }
+        let deadline = monoio::time::Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.buf.clear();
+            match monoio::time::timeout_at(deadline, self.client.read_into(&mut self.buf)).await {
+                Ok(Ok(n)) if n > 0 => discarded += n,
+                _ => break,
+            }
         }
     }
 

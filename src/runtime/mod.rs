@@ -6,6 +6,7 @@ mod listen;
 mod worker;
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -46,7 +47,7 @@ fn probe_uring() -> io::Result<()> {
 
 /// Binds every listener once per worker, starts the workers and returns their handles. Binding
 /// happens here, before any worker runs, so an address in use is reported at start.
-pub fn start(config: Arc<Config>) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
+pub fn start(config: Arc<Config>) -> io::Result<Running> {
     let driver = choose_driver(config.runtime.io)?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(config.runtime.workers);
@@ -63,6 +64,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Vec<std::thread::JoinHandle<()>>
         }
         sockets.push(per_worker);
     }
+    let listening: Vec<RawFd> = sockets.iter().flatten().map(|s| s.as_raw_fd()).collect();
     for (id, listeners) in sockets.into_iter().enumerate() {
         let config = config.clone();
         let core = if config.runtime.pin_workers && !cores.is_empty() {
@@ -93,7 +95,28 @@ pub fn start(config: Arc<Config>) -> io::Result<Vec<std::thread::JoinHandle<()>>
     for l in &config.listeners {
         info!(listener = %l.name, addr = %l.addr, tls = l.tls.is_some(), "listening");
     }
-    Ok(handles)
+    Ok(Running {
+        workers: handles,
+        listening,
+    })
+}
+
+/// The started workers.
+pub struct Running {
+    pub workers: Vec<std::thread::JoinHandle<()>>,
+    listening: Vec<RawFd>,
+}
+
+impl Running {
+    /// Stops every listening socket at once, from outside the workers: new connections are
+    /// refused from now on, even while io_uring still holds the sockets (a ring's teardown at
+    /// exit is deferred, so an exiting process could otherwise keep accepting for a moment).
+    pub fn stop_accepting(&self) {
+        for &fd in &self.listening {
+            // SAFETY: shutdown on descriptors the workers keep open for the process's life.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+    }
 }
 
 pub use self::worker::Worker;

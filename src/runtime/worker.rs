@@ -81,6 +81,8 @@ async fn accept_loop(
     loop {
         let (stream, peer) = match l.accept().await {
             Ok(x) => x,
+            // The listening socket was shut down: the process is stopping.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
             Err(e) => {
                 // EMFILE and friends: keep serving the connections we have.
                 warn!(listener = %listener.name, "accept failed: {e}");

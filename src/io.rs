@@ -96,10 +96,7 @@ impl Socket {
             _ => Poll::Pending,
         })
         .await;
-        let res = res.map(|n| {
-            dst.extend_from_slice(&buf[..n]);
-            n
-        });
+        let res = res.inspect(|&n| dst.extend_from_slice(&buf[..n]));
         self.rd = ReadSlot::Idle(half, buf);
         res
     }

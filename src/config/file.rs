@@ -85,6 +85,19 @@ pub struct TlsFile {
     pub private_key: Spanned<String>,
     /// Lowest protocol version accepted: "1.2" or "1.3".
     pub min_version: Option<Spanned<String>>,
+    /// TLS session tickets (TLS 1.2 and 1.3 resumption without server state).
+    #[serde(default = "yes")]
+    pub session_tickets: bool,
+    /// Ticket key files in nginx's `ssl_session_ticket_key` format (48 or 80 bytes each); the
+    /// first encrypts, all decrypt. Without them keys are random and rotated.
+    #[serde(default)]
+    pub session_ticket_keys: Vec<Spanned<String>>,
+    /// How often random ticket keys are replaced; the previous two stay valid.
+    pub session_ticket_rotation: Option<Spanned<String>>,
+    /// TLS 1.2 session-ID cache entries shared by all workers; 0 disables it.
+    pub session_cache_size: Option<u32>,
+    /// Session lifetime (nginx `ssl_session_timeout`).
+    pub session_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -20,6 +20,7 @@ use self::file::{ConfigFile, HeadersFile, ListenerFile, UpstreamFile};
 pub use self::file::{IoMode, Reject, VerifyMode};
 use crate::http::StripSet;
 use crate::identity::Rules;
+use crate::tls::{TicketKey, TicketKeys};
 
 /// Default request-head limit: nginx's `large_client_header_buffers` of 4 × 8k serves larger
 /// heads, but one head over 32 KiB is almost always abuse.
@@ -74,6 +75,8 @@ pub struct Listener {
     pub upstream: usize,
     /// None: plain HTTP.
     pub tls: Option<SslContext>,
+    /// The TLS context's ticket keys, for rotation.
+    pub tickets: Option<Arc<TicketKeys>>,
     pub client_auth: ClientAuth,
     pub timeouts: Timeouts,
     pub limits: Limits,
@@ -415,6 +418,7 @@ impl Cx<'_> {
             ));
         }
 
+        let mut tickets = None;
         let tls = match &l.tls {
             None => {
                 if mode != VerifyMode::Off {
@@ -454,6 +458,39 @@ impl Cx<'_> {
                         }
                     },
                 };
+                if t.session_tickets {
+                    tickets = Some(if t.session_ticket_keys.is_empty() {
+                        let every = self.duration(
+                            &t.session_ticket_rotation,
+                            &key("tls.session_ticket_rotation"),
+                            Duration::from_secs(3600),
+                        )?;
+                        if every.is_zero() {
+                            return Err(self.err(
+                                t.session_ticket_rotation.as_ref(),
+                                &key("tls.session_ticket_rotation"),
+                                "must be longer than 0",
+                            ));
+                        }
+                        TicketKeys::rotating(every)
+                    } else {
+                        let mut keys = Vec::new();
+                        for f in &t.session_ticket_keys {
+                            let k = key("tls.session_ticket_keys");
+                            let (path, bytes) = self.read(f, &k)?;
+                            let parsed = TicketKey::from_nginx_bytes(&bytes).map_err(|r| {
+                                self.err(Some(f), &k, &format!("{}: {r}", path.display()))
+                            })?;
+                            keys.push(parsed);
+                        }
+                        TicketKeys::fixed(keys)
+                    });
+                }
+                let session_timeout = self.duration(
+                    &t.session_timeout,
+                    &key("tls.session_timeout"),
+                    Duration::from_secs(300),
+                )?;
                 let settings = crate::tls::ServerSettings {
                     cert_pem: &cert_pem,
                     key_pem: &key_pem,
@@ -463,6 +500,9 @@ impl Cx<'_> {
                     verify_depth: auth_file.map(|a| a.verify_depth).unwrap_or(1),
                     min_tls13,
                     policy_tag: &policy_tag(&[subjects, issuers, sans]),
+                    tickets: tickets.as_ref(),
+                    session_cache_size: t.session_cache_size.unwrap_or(20 * 1024),
+                    session_timeout,
                 };
                 let ctx = crate::tls::server_context(&settings).map_err(|e| {
                     let (at, k, p) = match e.part {
@@ -542,6 +582,7 @@ impl Cx<'_> {
             addr,
             upstream,
             tls,
+            tickets,
             client_auth: ClientAuth {
                 mode,
                 reject,

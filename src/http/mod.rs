@@ -227,12 +227,22 @@ impl HeaderClass {
 /// set and framing aliases (many application servers treat the two as the same).
 #[inline]
 pub(crate) fn fold(b: u8) -> u8 {
-    if b == b'_' {
-        b'-'
-    } else {
-        b.to_ascii_lowercase()
-    }
+    FOLD[b as usize]
 }
+
+static FOLD: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = if b as u8 == b'_' {
+            b'-'
+        } else {
+            (b as u8).to_ascii_lowercase()
+        };
+        b += 1;
+    }
+    table
+};
 
 /// `name` equals `folded` (already lower-case, `-` only) under [`fold`].
 #[inline]
@@ -380,6 +390,7 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 /// Appends `name: value\r\n`.
 #[inline]
 pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -456,6 +467,18 @@ mod tests {
         assert_eq!(s.slice(1, 3).get(buf), b"or");
         assert_eq!(s.slice(4, 99).get(buf), b"d");
         assert_eq!(s.get(b"short"), b"");
+    }
+
+    #[test]
+    fn fold_table() {
+        for b in 0..=255u8 {
+            let want = if b == b'_' {
+                b'-'
+            } else {
+                b.to_ascii_lowercase()
+            };
+            assert_eq!(fold(b), want);
+        }
     }
 
     #[test]

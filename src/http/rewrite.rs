@@ -18,10 +18,18 @@ use super::{
 /// `X-SSL-Client-Verify`), on every occurrence.
 #[derive(Clone, Debug, Default)]
 pub struct StripSet {
-    /// Names folded (lower case, `-`), so a lookup folds only the candidate.
-    names: Vec<Box<[u8]>>,
+    names: Vec<StripName>,
     /// Bit `len % 64` set for every name length: most headers are rejected on length alone.
     lengths: u64,
+}
+
+#[derive(Clone, Debug)]
+struct StripName {
+    /// Folded (lower case, `-`), so a lookup folds only the candidate.
+    folded: Box<[u8]>,
+    /// [`tail_signature`] of the name: identity names share their `x-ssl-client-` prefix and
+    /// often a length with common headers, but rarely their last eight bytes.
+    tail: u64,
 }
 
 impl StripSet {
@@ -29,22 +37,26 @@ impl StripSet {
         let mut set = StripSet::default();
         for name in names {
             let folded: Box<[u8]> = name.bytes().map(fold).collect();
-            if !set.names.contains(&folded) {
+            if !set.names.iter().any(|n| n.folded == folded) {
                 set.lengths |= 1u64 << (folded.len() % 64);
-                set.names.push(folded);
+                let tail = tail_signature(&folded);
+                set.names.push(StripName { folded, tail });
             }
         }
         set
     }
 
-    /// Whether `name` is in the set. No allocation: a length filter, then a folded compare against
-    /// each name of that length.
+    /// Whether `name` is in the set. No allocation: a length filter, a compare of the folded last
+    /// eight bytes, and only then a full folded compare.
     #[inline]
     pub fn contains(&self, name: &[u8]) -> bool {
         if self.lengths & (1u64 << (name.len() % 64)) == 0 {
             return false;
         }
-        self.names.iter().any(|n| eq_folded(name, n))
+        let tail = tail_signature(name);
+        self.names
+            .iter()
+            .any(|n| n.tail == tail && n.folded.len() == name.len() && eq_folded(name, &n.folded))
     }
 
     pub fn len(&self) -> usize {
@@ -54,6 +66,14 @@ impl StripSet {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+}
+
+/// The last (up to) eight bytes of `name`, folded, packed into a u64.
+#[inline]
+fn tail_signature(name: &[u8]) -> u64 {
+    let tail = name.get(name.len().saturating_sub(8)..).unwrap_or_default();
+    tail.iter()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(fold(b)))
 }
 
 /// What the caller decided for this request.

@@ -198,7 +198,10 @@ impl Session {
     async fn close(&mut self) {
         const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
         const LINGER_BYTES: usize = 1 << 20;
-        if timeout(LINGER_TIME, self.client.shutdown_write()).await.is_err() {
+        if timeout(LINGER_TIME, self.client.shutdown_write())
+            .await
+            .is_err()
+        {
             return;
         }
         let deadline = monoio::time::Instant::now() + LINGER_TIME;

@@ -87,6 +87,19 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
             })?;
         handles.push(handle);
     }
+    for l in &config.listeners {
+        if let Some(keys) = &l.tickets {
+            if let Some(every) = keys.rotation() {
+                let keys = keys.clone();
+                std::thread::Builder::new()
+                    .name("certgate-tickets".into())
+                    .spawn(move || loop {
+                        std::thread::sleep(every);
+                        keys.rotate();
+                    })?;
+            }
+        }
+    }
     info!(
         workers = config.runtime.workers,
         driver = ?driver,

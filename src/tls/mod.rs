@@ -2,6 +2,8 @@
 
 mod server;
 pub mod stream;
+pub mod tickets;
 
 pub use self::server::{server_context, ContextError, Part, ServerSettings};
 pub use self::stream::{HandshakeError, TlsStream};
+pub use self::tickets::{TicketKey, TicketKeys};

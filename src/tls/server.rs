@@ -9,6 +9,12 @@ use boring::ssl::{
 use boring::x509::store::X509StoreBuilder;
 use boring::x509::X509;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use boring::ssl::SslSessionCacheMode;
+
+use super::tickets::TicketKeys;
 use crate::config::{Reject, VerifyMode};
 
 /// TLS 1.2 suites, AES-128-GCM and ChaCha20 first: SHA-384 alone costs several percent of a
@@ -30,6 +36,12 @@ pub struct ServerSettings<'a> {
     pub min_tls13: bool,
     /// Identifies the admission rules, so a session made under other rules is never resumed.
     pub policy_tag: &'a [u8],
+    /// Ticket keys; None disables session tickets.
+    pub tickets: Option<&'a Arc<TicketKeys>>,
+    /// Session-ID cache entries (TLS 1.2), shared by all workers; 0 disables the cache.
+    pub session_cache_size: u32,
+    /// Lifetime of a session, cached or in a ticket.
+    pub session_timeout: Duration,
 }
 
 /// Which input a context error is about.
@@ -133,6 +145,25 @@ pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError
             _ => b.set_verify_callback(SslVerifyMode::PEER, |_, _| true),
         }
     }
+    // Resumption. The context is shared by every worker, so BoringSSL's session cache (behind
+    // its lock) and the ticket keys serve a client whichever worker it reconnects to.
+    match s.tickets {
+        Some(keys) => keys.install(&mut b),
+        None => {
+            b.set_options(SslOptions::NO_TICKET);
+        }
+    }
+    if s.session_cache_size == 0 {
+        b.set_session_cache_mode(SslSessionCacheMode::OFF);
+    } else {
+        b.set_session_cache_mode(SslSessionCacheMode::SERVER);
+        b.set_session_cache_size(s.session_cache_size);
+    }
+    let secs = u32::try_from(s.session_timeout.as_secs())
+        .unwrap_or(u32::MAX)
+        .max(1);
+    // SAFETY: a plain setter on the context being built.
+    unsafe { boring_sys::SSL_CTX_set_timeout(b.as_ptr(), secs) };
     // A session made under one client-auth policy never resumes under another.
     let digest = hash(MessageDigest::sha256(), &sid_ctx).map_err(internal)?;
     b.set_session_id_context(&digest).map_err(internal)?;

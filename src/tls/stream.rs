@@ -276,6 +276,9 @@ mod tests {
             verify_depth: 2,
             min_tls13: false,
             policy_tag: b"test",
+            tickets: None,
+            session_cache_size: 1024,
+            session_timeout: Duration::from_secs(300),
         };
         let server = crate::tls::server_context(&settings).unwrap();
         let mut client = SslConnector::builder(SslMethod::tls()).unwrap();

@@ -222,6 +222,8 @@ pub struct Config {
     pub allow_sans: Vec<String>,
     pub timeouts: Vec<(String, String)>,
     pub upstream: Upstream,
+    /// Extra `key = value` lines for `[listener.tls]`.
+    pub tls_extra: Vec<String>,
 }
 
 impl Default for Config {
@@ -236,6 +238,7 @@ impl Default for Config {
             allow_sans: vec![],
             timeouts: vec![],
             upstream: Upstream::Echo,
+            tls_extra: vec![],
         }
     }
 }
@@ -273,6 +276,10 @@ impl Config {
         self.timeouts.push((key.into(), value.into()));
         self
     }
+    pub fn tls_extra(mut self, line: &str) -> Self {
+        self.tls_extra.push(line.into());
+        self
+    }
     pub fn upstream(mut self, addrs: &[SocketAddr]) -> Self {
         self.upstream = Upstream::Addrs(addrs.to_vec());
         self
@@ -296,9 +303,13 @@ impl Config {
         .unwrap();
         writeln!(
             t,
-            "[listener.tls]\ncertificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\"\n"
+            "[listener.tls]\ncertificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\""
         )
         .unwrap();
+        for line in &self.tls_extra {
+            writeln!(t, "{line}").unwrap();
+        }
+        writeln!(t).unwrap();
         writeln!(t, "[listener.client_auth]\nmode = {}", toml_str(&self.mode)).unwrap();
         if self.mode != "off" {
             writeln!(t, "ca = \"pki/client-ca-bundle.pem\"").unwrap();

@@ -1,0 +1,191 @@
+//! Session resumption: TLS 1.3 tickets and TLS 1.2 session IDs work whichever worker a client
+//! reconnects to, nginx-format ticket key files let separate instances resume each other's
+//! sessions, a session never crosses client-auth policies, and a resumed session yields the same
+//! identity headers and passes through the same rules as a full handshake.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use boring::ssl::{
+    SslConnector, SslFiletype, SslMethod, SslOptions, SslSession, SslSessionCacheMode, SslVersion,
+};
+use common::*;
+
+const IDENTITY: [&str; 6] = [
+    "X-SSL-Client-Verify",
+    "X-SSL-Client-S-DN",
+    "X-SSL-Client-I-DN",
+    "X-SSL-Client-Serial",
+    "X-SSL-Client-Fingerprint",
+    "X-SSL-Client-Cert",
+];
+
+/// A client that keeps the last session it was given and offers it on the next connection.
+struct ResumingClient {
+    connector: SslConnector,
+    session: Arc<Mutex<Option<SslSession>>>,
+}
+
+impl ResumingClient {
+    fn new(server_ca: &Path, client: &CertKey, version: SslVersion) -> Self {
+        let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
+        b.set_ca_file(server_ca).unwrap();
+        b.set_certificate_chain_file(&client.cert).unwrap();
+        b.set_private_key_file(&client.key, SslFiletype::PEM)
+            .unwrap();
+        b.set_min_proto_version(Some(version)).unwrap();
+        b.set_max_proto_version(Some(version)).unwrap();
+        if version == SslVersion::TLS1_2 {
+            // Session IDs only: the server's session cache must do the work.
+            b.set_options(SslOptions::NO_TICKET);
+        }
+        b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+        let session: Arc<Mutex<Option<SslSession>>> = Arc::default();
+        let slot = session.clone();
+        // TLS 1.3 tickets arrive after the handshake: only this callback sees them.
+        b.set_new_session_callback(move |_, s| *slot.lock().unwrap() = Some(s));
+        Self {
+            connector: b.build(),
+            session,
+        }
+    }
+
+    /// One connection with one GET; returns (resumed, response).
+    fn get(&self, addr: SocketAddr) -> (bool, Response) {
+        let mut cfg = self.connector.configure().unwrap();
+        if let Some(s) = self.session.lock().unwrap().as_ref() {
+            // SAFETY: the session came from this connector's own context.
+            unsafe { cfg.set_session(s).unwrap() };
+        }
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let tls = cfg.connect("localhost", tcp).expect("handshake");
+        let resumed = tls.ssl().session_reused();
+        let mut c = HttpReader::new(tls);
+        let resp = c.roundtrip(&get("localhost", "/", &["Connection: close"]));
+        (resumed, resp)
+    }
+}
+
+fn identity(resp: &Response) -> Vec<String> {
+    let seen = resp.seen();
+    IDENTITY.iter().map(|h| seen.one(h)).collect()
+}
+
+fn resumes_across_workers(version: SslVersion) {
+    let gate = Gate::start(Config::new().workers(2).allow_subjects(&[pki::dn::CLIENT1]));
+    let client = ResumingClient::new(&gate.pki().server_ca, &gate.pki().client1, version);
+    let (resumed, first) = client.get(gate.addr());
+    assert!(!resumed);
+    assert_eq!(first.status, 200);
+    let want = identity(&first);
+    assert_eq!(want[0], "SUCCESS");
+    let mut reused = 0;
+    for _ in 0..12 {
+        let (resumed, resp) = client.get(gate.addr());
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        // A resumed session carries the same identity and passed the same rules.
+        assert_eq!(identity(&resp), want);
+        reused += resumed as usize;
+    }
+    // Both workers accept (SO_REUSEPORT spreads 12 connections over them): all must resume.
+    assert_eq!(reused, 12, "log:\n{}", gate.log());
+}
+
+#[test]
+fn tls13_tickets_resume_across_workers() {
+    resumes_across_workers(SslVersion::TLS1_3);
+}
+
+#[test]
+fn tls12_session_ids_resume_across_workers() {
+    resumes_across_workers(SslVersion::TLS1_2);
+}
+
+/// A gate whose ticket key file holds `key`; with `pki_from`, it also serves the same PKI as
+/// another gate (instances behind one balancer share certificates and CA).
+fn gate_with_key(key: &[u8], pki_from: Option<&Path>, config: Config) -> Gate {
+    let env = Env::new();
+    if let Some(src) = pki_from {
+        for entry in std::fs::read_dir(src).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), env.pki.dir.join(entry.file_name())).unwrap();
+        }
+    }
+    env.write("ticket.key", key);
+    Gate::start_in(
+        env,
+        config.tls_extra("session_ticket_keys = [\"ticket.key\"]"),
+    )
+}
+
+fn carry_session(from: &ResumingClient, to: &ResumingClient) {
+    *to.session.lock().unwrap() = from.session.lock().unwrap().clone();
+}
+
+#[test]
+fn nginx_ticket_key_files_let_instances_resume_each_other() {
+    let key: Vec<u8> = (0..80u8).map(|i| i.wrapping_mul(37)).collect();
+    let a = gate_with_key(&key, None, Config::new());
+    let shared = a.pki().dir.clone();
+    let b = gate_with_key(&key, Some(&shared), Config::new());
+    let c = gate_with_key(
+        &(0..48u8).collect::<Vec<u8>>(),
+        Some(&shared),
+        Config::new(),
+    );
+
+    let client = ResumingClient::new(&a.pki().server_ca, &a.pki().client1, SslVersion::TLS1_3);
+    let (_, first) = client.get(a.addr());
+    assert_eq!(first.status, 200);
+    let want = identity(&first);
+
+    let to_b = ResumingClient::new(&a.pki().server_ca, &a.pki().client1, SslVersion::TLS1_3);
+    carry_session(&client, &to_b);
+    let (resumed, resp) = to_b.get(b.addr());
+    assert!(
+        resumed,
+        "B must resume A's ticket (same key file); log:\n{}",
+        b.log()
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(identity(&resp), want);
+
+    let to_c = ResumingClient::new(&a.pki().server_ca, &a.pki().client1, SslVersion::TLS1_3);
+    carry_session(&client, &to_c);
+    let (resumed, resp) = to_c.get(c.addr());
+    assert!(!resumed, "C holds another key: a full handshake");
+    assert_eq!(resp.status, 200);
+}
+
+#[test]
+fn a_session_never_crosses_client_auth_policies() {
+    let key: Vec<u8> = (0..80u8).collect();
+    let permissive = gate_with_key(&key, None, Config::new());
+    let shared = permissive.pki().dir.clone();
+    let strict = gate_with_key(
+        &key,
+        Some(&shared),
+        Config::new().allow_subjects(&[pki::dn::CLIENT2]),
+    );
+    let ca = &permissive.pki().server_ca;
+    let client = ResumingClient::new(ca, &permissive.pki().client1, SslVersion::TLS1_3);
+    let (_, first) = client.get(permissive.addr());
+    assert_eq!(first.status, 200);
+
+    let other = ResumingClient::new(ca, &permissive.pki().client1, SslVersion::TLS1_3);
+    carry_session(&client, &other);
+    let (resumed, resp) = other.get(strict.addr());
+    assert!(
+        !resumed,
+        "a session made under one policy resumed under another"
+    );
+    assert_eq!(
+        resp.status, 403,
+        "client.1 is not allowed by the strict listener"
+    );
+}

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine lacks to build and test certgate:
 # BoringSSL's build (cmake, a C/C++ compiler, clang/libclang for bindgen, git), the real TLS
-# clients the tests drive (curl, openssl) and, with --perf, the peers and tools of perf/.
+# clients and peers the tests drive (curl, openssl, nginx) and, with --perf, the peers and
+# tools of perf/
 set -euo pipefail
 
-want=(cmake clang libclang-dev git curl openssl ca-certificates build-essential)
+want=(cmake clang libclang-dev git curl openssl ca-certificates build-essential nginx-light)
 if [[ "${1:-}" == "--perf" ]]; then
-  want+=(nginx-light haproxy wrk nghttp2-client valgrind)
+  want+=(haproxy wrk nghttp2-client valgrind)
 fi
 
 missing=()

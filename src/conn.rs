@@ -22,6 +22,13 @@ impl Conn {
         }
     }
 
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Plain(s) => s.local_addr(),
+            Self::Tls(t) => t.socket().local_addr(),
+        }
+    }
+
     /// Appends what arrived to `dst`; 0 means the peer closed. Cancel-safe.
     pub async fn read_into(&mut self, dst: &mut BytesMut) -> io::Result<usize> {
         match self {

@@ -45,6 +45,7 @@ pub struct Socket {
     wr: WriteSlot,
     fd: RawFd,
     peer: SocketAddr,
+    local: Option<SocketAddr>,
     /// A write error seen while completing a parked write, reported on the next write.
     write_error: Option<io::ErrorKind>,
 }
@@ -52,6 +53,7 @@ pub struct Socket {
 impl Socket {
     pub fn new(stream: TcpStream) -> io::Result<Self> {
         let peer = stream.peer_addr()?;
+        let local = stream.local_addr().ok();
         let fd = stream.as_raw_fd();
         let (rd, wr) = stream.into_split();
         Ok(Self {
@@ -59,12 +61,17 @@ impl Socket {
             wr: WriteSlot::Idle(wr, Vec::new()),
             fd,
             peer,
+            local,
             write_error: None,
         })
     }
 
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
     }
 
     /// Reads once and appends what arrived to `dst`.

@@ -13,6 +13,7 @@ pub mod echo;
 pub mod http;
 pub mod identity;
 pub mod io;
+pub mod load;
 pub mod pki;
 pub mod proxy;
 pub mod runtime;

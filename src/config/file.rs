@@ -67,6 +67,9 @@ pub struct ListenerFile {
     pub name: Spanned<String>,
     pub listen: Spanned<String>,
     pub upstream: Spanned<String>,
+    /// `http` (default): requests are parsed and forwarded; `tcp`: bytes are relayed.
+    #[serde(default)]
+    pub mode: ListenerMode,
     pub tls: Option<TlsFile>,
     pub client_auth: Option<ClientAuthFile>,
     #[serde(default)]
@@ -75,6 +78,14 @@ pub struct ListenerFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub headers: HeadersFile,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerMode {
+    #[default]
+    Http,
+    Tcp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +202,29 @@ pub struct UpstreamFile {
     /// Idle connections kept per worker and server.
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
+    /// TLS towards the servers (verification, client certificate, SNI).
+    pub tls: Option<UpstreamTlsFile>,
+    /// `"v2"`: a PROXY protocol v2 header opens each connection (tcp listeners only).
+    pub proxy_protocol: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    /// Roots that verify the servers' certificates; default: the system's.
+    pub ca: Option<Spanned<String>>,
+    /// Verification is on unless written `verify = false`.
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// SNI and the name verified; default: the server's host name or address.
+    pub server_name: Option<String>,
+    /// Client certificate presented to the servers (leaf + chain, PEM) and its key...
+    pub certificate: Option<Spanned<String>>,
+    pub private_key: Option<Spanned<String>>,
+    /// ...or both in one PEM file (Apache `SSLProxyMachineCertificateFile`).
+    pub bundle: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    pub session_reuse: bool,
 }
 
 fn yes() -> bool {

@@ -17,10 +17,10 @@ use boring::ssl::SslContext;
 use toml::Spanned;
 
 use self::file::{ConfigFile, HeadersFile, ListenerFile, UpstreamFile};
-pub use self::file::{IoMode, Reject, VerifyMode};
+pub use self::file::{IoMode, ListenerMode, Reject, VerifyMode};
 use crate::http::StripSet;
 use crate::identity::Rules;
-use crate::tls::{TicketKey, TicketKeys};
+use crate::tls::{TicketKey, TicketKeys, UpstreamTls};
 
 /// Default request-head limit: nginx's `large_client_header_buffers` of 4 × 8k serves larger
 /// heads, but one head over 32 KiB is almost always abuse.
@@ -71,6 +71,7 @@ pub struct Runtime {
 pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
+    pub mode: ListenerMode,
     /// Index into `Config::upstreams`.
     pub upstream: usize,
     /// None: plain HTTP.
@@ -174,6 +175,9 @@ pub struct Upstream {
     pub name: String,
     pub servers: Vec<SocketAddr>,
     pub keepalive: usize,
+    pub tls: Option<UpstreamTls>,
+    /// Send a PROXY protocol v2 header first (tcp listeners).
+    pub proxy_protocol: bool,
 }
 
 impl Config {
@@ -349,10 +353,86 @@ impl Cx<'_> {
                 resolve_addr(s.get_ref()).map_err(|r| self.err(Some(s), &key("servers"), &r))?;
             servers.push(addr);
         }
+        let tls = match &u.tls {
+            None => None,
+            Some(t) => Some(self.upstream_tls(i, t)?),
+        };
+        let proxy_protocol = match &u.proxy_protocol {
+            None => false,
+            Some(v) if v.get_ref() == "v2" => true,
+            Some(v) => {
+                return Err(self.err(
+                    Some(v),
+                    &key("proxy_protocol"),
+                    &format!("{:?} is not supported (only \"v2\")", v.get_ref()),
+                ))
+            }
+        };
         Ok(Upstream {
             name: name.to_owned(),
             servers,
             keepalive: u.keepalive,
+            tls,
+            proxy_protocol,
+        })
+    }
+
+    fn upstream_tls(
+        &self,
+        i: usize,
+        t: &file::UpstreamTlsFile,
+    ) -> Result<UpstreamTls, ConfigError> {
+        let key = |k: &str| format!("upstream[{i}].tls.{k}");
+        let ca = match &t.ca {
+            Some(ca) => Some(self.read(ca, &key("ca"))?),
+            None => None,
+        };
+        let (cert, pkey) = match (&t.bundle, &t.certificate, &t.private_key) {
+            (Some(b), None, None) => {
+                let (_, pem) = self.read(b, &key("bundle"))?;
+                (Some(pem.clone()), Some(pem))
+            }
+            (Some(b), _, _) => {
+                return Err(self.err(
+                    Some(b),
+                    &key("bundle"),
+                    "give either bundle or certificate + private_key, not both",
+                ))
+            }
+            (None, Some(c), Some(k)) => (
+                Some(self.read(c, &key("certificate"))?.1),
+                Some(self.read(k, &key("private_key"))?.1),
+            ),
+            (None, Some(c), None) => {
+                return Err(self.err(Some(c), &key("private_key"), "is required with certificate"))
+            }
+            (None, None, Some(k)) => {
+                return Err(self.err(Some(k), &key("certificate"), "is required with private_key"))
+            }
+            (None, None, None) => (None, None),
+        };
+        if !t.verify {
+            tracing::warn!(
+                "upstream[{i}]: tls.verify = false: the upstream's certificate is not checked"
+            );
+        }
+        let settings = crate::tls::ClientSettings {
+            ca_pem: ca.as_ref().map(|(_, b)| b.as_slice()),
+            cert_pem: cert.as_deref(),
+            key_pem: pkey.as_deref(),
+            verify: t.verify,
+        };
+        UpstreamTls::new(&settings, t.server_name.clone(), t.session_reuse).map_err(|e| {
+            let (at, k) = match e.part {
+                crate::tls::Part::Ca => (t.ca.as_ref(), "ca"),
+                crate::tls::Part::PrivateKey => {
+                    (t.private_key.as_ref().or(t.bundle.as_ref()), "private_key")
+                }
+                crate::tls::Part::Certificate => {
+                    (t.certificate.as_ref().or(t.bundle.as_ref()), "certificate")
+                }
+            };
+            self.err(at, &key(k), &e.reason)
         })
     }
 
@@ -577,9 +657,17 @@ impl Cx<'_> {
         let (headers, strip) = identity_headers(&l.headers)
             .map_err(|r: String| self.err::<String>(None, &key("headers"), &r))?;
 
+        if l.mode == ListenerMode::Http && upstreams[upstream].proxy_protocol {
+            return Err(self.err(
+                Some(&l.upstream),
+                &key("upstream"),
+                "proxy_protocol upstreams serve mode = \"tcp\" listeners only",
+            ));
+        }
         Ok(Listener {
             name,
             addr,
+            mode: l.mode,
             upstream,
             tls,
             tickets,

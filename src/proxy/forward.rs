@@ -43,6 +43,16 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
         add: &add,
     };
     http::rewrite_request(head, raw, &ctx, &mut upstream_head);
+    let http10 = head.version == ::http::Version::HTTP_10;
+    if http10 {
+        // An HTTP/1.0 client cannot read a chunked response: asking the upstream in 1.0 too
+        // makes it answer with a length or a close (nginx's proxy_http_version 1.0 default).
+        if let Some(end) = upstream_head.iter().position(|&b| b == b'\n') {
+            if upstream_head[..end].ends_with(b" HTTP/1.1\r") {
+                upstream_head[end - 2] = b'0';
+            }
+        }
+    }
 
     let pool = s.worker.pools[s.listener.upstream].clone();
     let t = s.listener.timeouts;
@@ -60,6 +70,17 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
                     raw,
                     started,
                     Failure::Timeout(format!("{addr}: connect timed out")),
+                    None,
+                )
+                .await
+            }
+            Err(ConnectError::Tls(e)) => {
+                return fail(
+                    s,
+                    head,
+                    raw,
+                    started,
+                    Failure::BadGateway(format!("{addr}: {e}")),
                     None,
                 )
                 .await
@@ -103,7 +124,13 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
     }
 
     let mut out = Vec::with_capacity(resp.head.head_len + 64);
-    http::rewrite_response(&resp.head, &resp.raw, &mut out, client_keep_alive, &[]);
+    // HTTP/1.0 clients keep a connection only when told so.
+    let extra: &[(&str, &[u8])] = if http10 && client_keep_alive {
+        &[("Connection", b"keep-alive")]
+    } else {
+        &[]
+    };
+    http::rewrite_response(&resp.head, &resp.raw, &mut out, client_keep_alive, extra);
     if let Err(e) = timeout(t.body_idle, s.client.write_all(&out))
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
@@ -271,9 +298,13 @@ async fn exchange(
                 up_buf,
             ));
         }
-        // 1xx interim: relay it (100 only to a client that asked for it).
-        if resp.status != 100 || head.expect_continue {
-            if let Err(e) = s.client.write_all(&raw).await {
+        // 1xx interim: relay it (100 only to a client that asked for it; none to HTTP/1.0
+        // clients, RFC 9110 §15.2), without its connection-level headers.
+        let http10 = head.version == ::http::Version::HTTP_10;
+        if !http10 && (resp.status != 100 || head.expect_continue) {
+            let mut interim = Vec::with_capacity(raw.len());
+            http::rewrite_response(&resp, &raw, &mut interim, true, &[]);
+            if let Err(e) = s.client.write_all(&interim).await {
                 return Err((Failure::Abort(format!("client write failed: {e}")), false));
             }
         }

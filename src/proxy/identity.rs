@@ -51,6 +51,10 @@ pub struct Identity {
     pub admitted_by: String,
     /// Headers sent upstream with every request: identity then forwarding, names as configured.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The client certificate's facts, when one was presented.
+    pub cert: Option<ClientCert>,
+    /// The certificate verified against the listener's CA.
+    pub verified: bool,
 }
 
 impl Identity {
@@ -136,6 +140,8 @@ impl Identity {
             refusal,
             admitted_by,
             headers,
+            verified: facts.is_some() && verified.is_ok(),
+            cert: facts,
         }
     }
 }

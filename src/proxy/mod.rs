@@ -11,6 +11,8 @@
 mod body;
 mod forward;
 pub mod identity;
+pub mod proxy_protocol;
+mod tcp;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -23,7 +25,7 @@ use monoio::net::TcpStream;
 use monoio::time::timeout;
 use tracing::{debug, info};
 
-use crate::config::Listener;
+use crate::config::{Listener, ListenerMode};
 use crate::conn::Conn;
 use crate::http::{self, Page, RequestHead};
 use crate::io::Socket;
@@ -84,7 +86,10 @@ pub async fn serve(
         peer,
         requests: 0,
     };
-    session.run().await;
+    match session.listener.mode {
+        ListenerMode::Http => session.run().await,
+        ListenerMode::Tcp => tcp::relay(&mut session).await,
+    }
 }
 
 async fn handshake(

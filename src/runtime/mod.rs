@@ -107,6 +107,14 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
     );
     for l in &config.listeners {
         info!(listener = %l.name, addr = %l.addr, tls = l.tls.is_some(), "listening");
+        if l.tls.is_none() && is_public(l.addr.ip()) {
+            warn!(
+                listener = %l.name,
+                addr = %l.addr,
+                "a plain-HTTP listener binds a public address: anyone who reaches it uses the \
+                 upstream's client certificate; bind it to loopback or a private address"
+            );
+        }
     }
     Ok(Running {
         workers: handles,
@@ -133,3 +141,41 @@ impl Running {
 }
 
 pub use self::worker::Worker;
+
+/// Whether `ip` may be reachable from outside: not loopback, private, link-local or unique-local.
+/// The unspecified address (all interfaces) counts as public.
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_private() || v4.is_link_local()),
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(std::net::IpAddr::V4(v4));
+            }
+            let seg0 = v6.segments()[0];
+            !(v6.is_loopback() || (seg0 & 0xfe00) == 0xfc00 || (seg0 & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn public_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["0.0.0.0", "8.8.8.8", "::", "2001:db8::1"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

@@ -1,9 +1,11 @@
 //! TLS: server contexts built at load, and the BoringSSL-on-monoio stream.
 
+mod connector;
 mod server;
 pub mod stream;
 pub mod tickets;
 
+pub use self::connector::{ClientSettings, UpstreamTls};
 pub use self::server::{server_context, ContextError, Part, ServerSettings};
 pub use self::stream::{HandshakeError, TlsStream};
 pub use self::tickets::{TicketKey, TicketKeys};

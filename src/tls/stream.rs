@@ -55,8 +55,9 @@ pub enum HandshakeError {
     Eof,
     /// Reading or writing the socket failed.
     Io(io::Error),
-    /// TLS refused the peer (bad certificate, no shared cipher, alert received...).
-    Tls(ssl::Error),
+    /// TLS refused the peer (bad certificate, no shared cipher, alert received...), with the
+    /// certificate verification error when that was the cause.
+    Tls(ssl::Error, Option<&'static str>),
 }
 
 impl std::fmt::Display for HandshakeError {
@@ -64,10 +65,16 @@ impl std::fmt::Display for HandshakeError {
         match self {
             Self::Eof => f.write_str("peer closed the connection during the handshake"),
             Self::Io(e) => write!(f, "i/o error during the handshake: {e}"),
-            Self::Tls(e) => match e.ssl_error() {
-                Some(stack) => write!(f, "TLS handshake failed: {stack}"),
-                None => write!(f, "TLS handshake failed: {e}"),
-            },
+            Self::Tls(e, verify) => {
+                match e.ssl_error() {
+                    Some(stack) => write!(f, "TLS handshake failed: {stack}")?,
+                    None => write!(f, "TLS handshake failed: {e}")?,
+                }
+                match verify {
+                    Some(reason) => write!(f, " (certificate verification: {reason})"),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }
@@ -127,7 +134,15 @@ impl TlsStream {
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => {
                     flushed.map_err(HandshakeError::Io)?;
                 }
-                Err(e) => return Err(HandshakeError::Tls(e)),
+                Err(e) => {
+                    let verify = self
+                        .tls
+                        .ssl()
+                        .verify_result()
+                        .err()
+                        .map(|v| v.error_string());
+                    return Err(HandshakeError::Tls(e, verify));
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ use monoio::net::TcpStream;
 use crate::config::Upstream;
 use crate::conn::Conn;
 use crate::io::Socket;
+use crate::tls::{TlsStream, UpstreamTls};
 
 /// An idle connection older than this is closed rather than reused: servers commonly close
 /// idle keep-alive connections after 60 s or more, and racing them costs a retry.
@@ -23,6 +24,8 @@ const POOL_IDLE_MAX: Duration = Duration::from_secs(30);
 pub enum ConnectError {
     Refused(io::Error),
     Timeout,
+    /// The TLS handshake with the upstream failed (untrusted certificate, wrong name...).
+    Tls(String),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -30,6 +33,7 @@ impl std::fmt::Display for ConnectError {
         match self {
             Self::Refused(e) => write!(f, "connect failed: {e}"),
             Self::Timeout => f.write_str("connect timed out"),
+            Self::Tls(e) => write!(f, "upstream TLS failed: {e}"),
         }
     }
 }
@@ -84,7 +88,7 @@ impl Pool {
                 reused: true,
             });
         }
-        let conn = connect(addr, connect_timeout).await?;
+        let conn = connect(addr, connect_timeout, self.upstream.tls.as_ref()).await?;
         Ok(UpstreamConn {
             conn,
             addr,
@@ -125,14 +129,30 @@ impl Pool {
     }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, ConnectError> {
-    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+/// Opens a connection to `addr`, with the upstream's TLS when it has one; the timeout covers
+/// the TCP connect and the TLS handshake together.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> Result<Conn, ConnectError> {
+    let deadline = monoio::time::Instant::now() + timeout;
+    let stream = match monoio::time::timeout_at(deadline, TcpStream::connect_addr(addr)).await {
         Err(_) => return Err(ConnectError::Timeout),
         Ok(Err(e)) => return Err(ConnectError::Refused(e)),
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    Socket::new(stream)
-        .map(Conn::Plain)
-        .map_err(ConnectError::Refused)
+    let sock = Socket::new(stream).map_err(ConnectError::Refused)?;
+    let Some(tls) = tls else {
+        return Ok(Conn::Plain(sock));
+    };
+    let ssl = tls
+        .ssl_for(addr)
+        .map_err(|e| ConnectError::Tls(format!("cannot set up TLS: {e}")))?;
+    match monoio::time::timeout_at(deadline, TlsStream::connect(ssl, sock)).await {
+        Err(_) => Err(ConnectError::Timeout),
+        Ok(Ok(t)) => Ok(Conn::Tls(Box::new(t))),
+        Ok(Err(e)) => Err(ConnectError::Tls(e.to_string())),
+    }
 }

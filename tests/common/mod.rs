@@ -30,6 +30,9 @@ pub use certgate::echo::{self, pattern_byte, EchoServer};
 #[allow(unused_imports)]
 pub use certgate::pki::{self, dn, san, CertKey, Pki};
 
+mod raw;
+pub use raw::*;
+
 /// How long the proxy may take to start listening.
 pub const STARTUP: Duration = Duration::from_secs(10);
 /// Default bound on a single client read.

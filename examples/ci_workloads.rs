@@ -1,0 +1,443 @@
+//! Fixed, deterministic workloads for the CI instruction-count regression check
+//! (`scripts/bench-ci.sh`, baseline in `perf/baseline.json`).
+//!
+//! ```text
+//! ci_workloads WORKLOAD N
+//!   handshakes-full N      N full TLS 1.3 mTLS handshakes, in memory
+//!   handshakes-resumed N   N TLS 1.3 handshakes resuming one ticket, in memory
+//!   head-rewrite N         N parses + rewrites of a typical request head
+//!   rule-match N           N checks against 10,000 exact subject rules, hit and miss alternately
+//!   identity N             N `ClientCert::from_x509` on a fixed leaf
+//! ci_workloads gen-pki     prints a fresh set of the embedded PEM fixtures (see below)
+//! ```
+//!
+//! Only [`measured`] is counted: the script runs `valgrind --tool=callgrind --collect-atstart=no
+//! --toggle-collect=ci_workloads::measured`, so setup (parsing the PKI, building the TLS
+//! contexts, obtaining the ticket, compiling the rules) and teardown are left out. `measured` is
+//! entered once per process and never recursively (a toggle inside would switch counting off).
+//!
+//! Determinism. The PKI is embedded rather than generated per run (fresh keys change signature
+//! lengths and the cost of variable-time ECDSA verification) and the ticket key is fixed. What
+//! stays random: ECDSA signing nonces, X25519 ephemeral keys, the hello randoms, the IVs of
+//! tickets and the hash seeds of the rules' `HashMap`; `scripts/bench-ci.sh` measures how much
+//! that moves the counts.
+//!
+//! `CI_WORKLOADS_EXTRA_PCT=P` runs P% more iterations than asked. The script never sets it: it
+//! exists to check that the regression gate trips (`CI_WORKLOADS_EXTRA_PCT=10 scripts/bench-ci.sh`
+//! must fail).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use boring::pkey::PKey;
+use boring::ssl::{
+    ErrorCode, HandshakeError, MidHandshakeSslStream, Ssl, SslContext, SslContextBuilder,
+    SslMethod, SslSession, SslSessionCacheMode, SslStream, SslStreamBuilder, SslVerifyMode,
+    SslVersion,
+};
+use boring::x509::X509;
+use certgate::config::{Reject, VerifyMode};
+use certgate::http::{parse_request, rewrite_request, Limits, RewriteCtx, StripSet};
+use certgate::identity::{ClientCert, Rules};
+use certgate::tls::{server_context, ServerSettings, TicketKey, TicketKeys};
+
+const USAGE: &str = "usage: ci_workloads WORKLOAD N | ci_workloads gen-pki
+workloads: handshakes-full, handshakes-resumed, head-rewrite, rule-match, identity";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (name, n) = match args.as_slice() {
+        [cmd] if cmd == "gen-pki" => return gen_pki(),
+        [name, n] => match n.parse::<u64>() {
+            Ok(n) => (name.as_str(), n),
+            Err(_) => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let n = with_extra(n);
+    match name {
+        "handshakes-full" => {
+            let peers = Peers::new(SslVersion::TLS1_3);
+            measured(&mut || {
+                for _ in 0..n {
+                    black_box(peers.handshake(None));
+                }
+            });
+        }
+        "handshakes-resumed" => {
+            let peers = Peers::new(SslVersion::TLS1_3);
+            let session = peers.ticket();
+            measured(&mut || {
+                for _ in 0..n {
+                    black_box(peers.handshake(Some(&session)));
+                }
+            });
+        }
+        "head-rewrite" => {
+            let limits = Limits::default();
+            let strip = StripSet::new(STRIP);
+            let ctx = RewriteCtx {
+                strip: &strip,
+                add: ADD,
+            };
+            let mut out = Vec::with_capacity(2048);
+            measured(&mut || {
+                for _ in 0..n {
+                    out.clear();
+                    let head = parse_request(black_box(REQUEST), &limits)
+                        .expect("valid head")
+                        .expect("complete head");
+                    rewrite_request(&head, REQUEST, &ctx, &mut out);
+                    black_box(&out);
+                }
+            });
+            assert!(out.starts_with(b"GET /api/v1/orders"));
+        }
+        "rule-match" => {
+            let subjects: Vec<String> = (0..10_000)
+                .map(|i| format!("CN=client.{}.local,{WIDGITS}", 10_000 - i))
+                .collect();
+            let rules = Rules::compile(&subjects, &[], &[]).expect("rules");
+            let hit = ClientCert::from_x509(&pem_cert(CLIENT1));
+            let miss = ClientCert::from_x509(&pem_cert(LOOKALIKE));
+            assert!(rules.check(&hit, true).is_ok() && rules.check(&miss, true).is_err());
+            let certs = [&hit, &miss];
+            let mut admitted = 0u64;
+            measured(&mut || {
+                for i in 0..n {
+                    let cert = certs[(i % 2) as usize];
+                    admitted += u64::from(rules.check(black_box(cert), true).is_ok());
+                }
+            });
+            assert_eq!(admitted, n.div_ceil(2));
+        }
+        "identity" => {
+            let leaf = pem_cert(CLIENT1);
+            measured(&mut || {
+                for _ in 0..n {
+                    black_box(ClientCert::from_x509(black_box(&leaf)));
+                }
+            });
+        }
+        _ => {
+            eprintln!("unknown workload {name:?}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The only code callgrind counts (`--toggle-collect=ci_workloads::measured`): not inlined, not
+/// generic, so it has exactly that symbol; entered once per run.
+#[inline(never)]
+fn measured(work: &mut dyn FnMut()) {
+    work();
+}
+
+/// `n` plus `CI_WORKLOADS_EXTRA_PCT` percent (to simulate a regression).
+fn with_extra(n: u64) -> u64 {
+    match std::env::var("CI_WORKLOADS_EXTRA_PCT") {
+        Ok(pct) => {
+            let pct: u64 = pct
+                .trim()
+                .parse()
+                .expect("CI_WORKLOADS_EXTRA_PCT: a whole number");
+            let more = n * pct / 100;
+            eprintln!(
+                "CI_WORKLOADS_EXTRA_PCT={pct}: running {} iterations",
+                n + more
+            );
+            n + more
+        }
+        Err(_) => n,
+    }
+}
+
+// ---- The request head (the one in benches/head.rs) ----
+
+const REQUEST: &[u8] = b"GET /api/v1/orders?page=2&sort=desc HTTP/1.1\r\n\
+Host: app.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36\r\n\
+Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n\
+Accept-Language: en-GB,en;q=0.9\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Cookie: session=4f1c2a9e7b3d4c5e8f9a0b1c2d3e4f5a; theme=dark; _ga=GA1.2.123456789.1700000000\r\n\
+Referer: https://app.example.com/orders\r\n\
+Connection: keep-alive\r\n\
+X-SSL-Client-Verify: SUCCESS\r\n\
+X-Forwarded-For: 203.0.113.9\r\n\
+Sec-Fetch-Mode: navigate\r\n\
+\r\n";
+
+/// certgate's default identity and forwarding header names, all stripped from clients.
+const STRIP: &[&str] = &[
+    "X-SSL-Client-Verify",
+    "X-SSL-Client-S-DN",
+    "X-SSL-Client-S-DN-Legacy",
+    "X-SSL-Client-I-DN",
+    "X-SSL-Client-Serial",
+    "X-SSL-Client-Fingerprint",
+    "X-SSL-Client-SAN",
+    "X-SSL-Client-Not-After",
+    "X-SSL-Client-Cert",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Real-IP",
+];
+
+const ADD: &[(&str, &[u8])] = &[
+    ("X-SSL-Client-Verify", b"SUCCESS"),
+    (
+        "X-SSL-Client-S-DN",
+        b"CN=alice,OU=Engineering,O=Example Corp,C=GB",
+    ),
+    (
+        "X-SSL-Client-I-DN",
+        b"CN=Example Issuing CA,O=Example Corp,C=GB",
+    ),
+    ("X-SSL-Client-Serial", b"4A3F9C0D12E5B7A8"),
+    (
+        "X-SSL-Client-Fingerprint",
+        b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    ),
+    (
+        "X-SSL-Client-SAN",
+        b"DNS:alice.example.com,email:alice@example.com",
+    ),
+    ("X-SSL-Client-Not-After", b"Dec 31 23:59:59 2026 GMT"),
+    ("X-Forwarded-For", b"203.0.113.9"),
+    ("X-Forwarded-Proto", b"https"),
+];
+
+// ---- TLS over in-memory pipes ----
+
+type Buf = Rc<RefCell<VecDeque<u8>>>;
+
+/// One end of an in-memory connection: reads what the other end wrote, `WouldBlock` when there
+/// is nothing (BoringSSL then reports WANT_READ).
+struct Pipe {
+    rx: Buf,
+    tx: Buf,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut rx = self.rx.borrow_mut();
+        if rx.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        rx.read(out)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.tx.borrow_mut().extend(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn pipes() -> (Pipe, Pipe) {
+    let (a, b) = (Buf::default(), Buf::default());
+    (
+        Pipe {
+            rx: a.clone(),
+            tx: b.clone(),
+        },
+        Pipe { rx: b, tx: a },
+    )
+}
+
+enum Side {
+    Mid(MidHandshakeSslStream<Pipe>),
+    Done(SslStream<Pipe>),
+}
+
+impl Side {
+    fn step(self) -> Side {
+        match self {
+            Side::Mid(mid) => match mid.handshake() {
+                Ok(s) => Side::Done(s),
+                Err(HandshakeError::WouldBlock(mid)) => Side::Mid(mid),
+                Err(e) => panic!("handshake failed: {e}"),
+            },
+            done => done,
+        }
+    }
+
+    fn done(self) -> SslStream<Pipe> {
+        match self {
+            Side::Done(s) => s,
+            Side::Mid(_) => unreachable!("handshake not finished"),
+        }
+    }
+}
+
+/// A client context and certgate's server context, as configured by default except for the
+/// fixed ticket key.
+struct Peers {
+    client: SslContext,
+    server: SslContext,
+    /// The last session the client was given (new-session callback).
+    session: Arc<Mutex<Option<SslSession>>>,
+}
+
+impl Peers {
+    fn new(version: SslVersion) -> Peers {
+        let bundle = [ROOT, INT1, INT2, INT10].concat();
+        let server_chain = [SERVER, INT1].concat();
+        // Fixed (nginx 80-byte layout: name, HMAC key, AES-256 key), as from a key file.
+        let key: Vec<u8> = (0u8..80).collect();
+        let tickets = TicketKeys::fixed(vec![TicketKey::from_nginx_bytes(&key).expect("key")]);
+        let server = server_context(&ServerSettings {
+            cert_pem: server_chain.as_bytes(),
+            key_pem: SERVER_KEY.as_bytes(),
+            ca_pem: Some(bundle.as_bytes()),
+            mode: VerifyMode::Required,
+            reject: Reject::default(),
+            verify_depth: 2,
+            min_tls13: false,
+            policy_tag: b"ci",
+            tickets: Some(&tickets),
+            session_cache_size: 20 * 1024,
+            session_timeout: Duration::from_secs(300),
+        })
+        .expect("server context");
+
+        let mut b = SslContextBuilder::new(SslMethod::tls()).expect("client context");
+        b.set_min_proto_version(Some(version)).expect("version");
+        b.set_max_proto_version(Some(version)).expect("version");
+        b.set_curves_list("X25519").expect("curves");
+        b.set_verify(SslVerifyMode::PEER);
+        b.cert_store_mut()
+            .add_cert(pem_cert(ROOT))
+            .expect("trust root");
+        b.set_certificate(&pem_cert(CLIENT1)).expect("client leaf");
+        b.add_extra_chain_cert(pem_cert(INT1))
+            .expect("client chain");
+        let key = PKey::private_key_from_pem(CLIENT1_KEY.as_bytes()).expect("client key");
+        b.set_private_key(&key).expect("client key");
+        b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+        let session: Arc<Mutex<Option<SslSession>>> = Arc::default();
+        let slot = session.clone();
+        b.set_new_session_callback(move |_, s| *slot.lock().expect("slot") = Some(s));
+        Peers {
+            client: b.build(),
+            server,
+            session,
+        }
+    }
+
+    /// One complete mTLS handshake; the client has also read what the server sent after it (the
+    /// tickets). Panics unless the server verified the client's certificate and, with `resume`,
+    /// unless both sides resumed.
+    fn handshake(&self, resume: Option<&SslSession>) -> (SslStream<Pipe>, SslStream<Pipe>) {
+        let (cp, sp) = pipes();
+        let mut ssl = Ssl::new(&self.client).expect("client ssl");
+        ssl.set_hostname("localhost").expect("sni");
+        ssl.param_mut().set_host("localhost").expect("host");
+        if let Some(session) = resume {
+            // SAFETY: the session was made by a connection of this same client context.
+            unsafe { ssl.set_session(session) }.expect("set session");
+        }
+        let mut client = Side::Mid(SslStreamBuilder::new(ssl, cp).setup_connect());
+        let ssl = Ssl::new(&self.server).expect("server ssl");
+        let mut server = Side::Mid(SslStreamBuilder::new(ssl, sp).setup_accept());
+        let mut rounds = 0;
+        while matches!(client, Side::Mid(_)) || matches!(server, Side::Mid(_)) {
+            rounds += 1;
+            assert!(rounds < 10, "handshake stalled");
+            client = client.step();
+            server = server.step();
+        }
+        let (mut client, server) = (client.done(), server.done());
+        let mut byte = [0u8; 1];
+        match client.ssl_read(&mut byte) {
+            Err(e) if e.code() == ErrorCode::WANT_READ => {}
+            other => panic!("client read after the handshake: {other:?}"),
+        }
+        assert!(server.ssl().peer_certificate().is_some());
+        assert!(
+            server.ssl().verify_result().is_ok(),
+            "client certificate not verified"
+        );
+        if resume.is_some() {
+            assert!(client.ssl().session_reused() && server.ssl().session_reused());
+        }
+        (client, server)
+    }
+
+    /// A session from a full handshake, to resume.
+    fn ticket(&self) -> SslSession {
+        drop(self.handshake(None));
+        let session = self.session.lock().expect("slot").take();
+        session.expect("the server issued no ticket")
+    }
+}
+
+fn pem_cert(pem: &str) -> X509 {
+    X509::from_pem(pem.as_bytes()).expect("PEM certificate")
+}
+
+// ---- Fixtures ----
+
+/// Prints fresh fixtures in the form below (to replace them; then `scripts/bench-ci.sh --update`).
+fn gen_pki() -> ExitCode {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = certgate::pki::generate(dir.path()).expect("pki");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("read");
+    let first = |pem: String| {
+        let end = "-----END CERTIFICATE-----\n";
+        let at = pem.find(end).expect("certificate") + end.len();
+        pem[..at].to_owned()
+    };
+    let server_chain = read(&pki.server.cert);
+    for (name, pem) in [
+        ("ROOT", read(&pki.root_ca)),
+        ("INT1", read(&pki.intermediate1)),
+        ("INT2", read(&pki.intermediate2)),
+        ("INT10", read(&pki.intermediate10)),
+        ("SERVER", first(server_chain)),
+        ("SERVER_KEY", read(&pki.server.key)),
+        ("CLIENT1", first(read(&pki.client1.cert))),
+        ("CLIENT1_KEY", read(&pki.client1.key)),
+        ("LOOKALIKE", first(read(&pki.lookalike.cert))),
+    ] {
+        println!("const {name}: &str = r\"{pem}\";\n");
+    }
+    ExitCode::SUCCESS
+}
+
+/// The O, ST and C of the client subjects (`certgate::pki::dn::CLIENT1`).
+const WIDGITS: &str = "O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
+
+// Generated once by `certgate::pki::generate` (`ci_workloads gen-pki`): Acme Root CA ->
+// Intermediate 1 -> localhost (server) and client.1.local (client1), client.1.local.evil.com
+// (lookalike); Intermediates 2 and 10 are only in the client CA bundle.
+// BEGIN FIXTURES
+const ROOT: &str = "";
+const INT1: &str = "";
+const INT2: &str = "";
+const INT10: &str = "";
+const SERVER: &str = "";
+const SERVER_KEY: &str = "";
+const CLIENT1: &str = "";
+const CLIENT1_KEY: &str = "";
+const LOOKALIKE: &str = "";
+// END FIXTURES

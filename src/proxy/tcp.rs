@@ -1,0 +1,128 @@
+//! TCP mode (as Ghostunnel): after the handshake and the rules, bytes are relayed both ways to
+//! an upstream server (plain or TLS), with no HTTP parsing. Half-closes pass through, the idle
+//! timeout applies, and the client's identity can precede the stream as a PROXY v2 header.
+
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::body;
+use super::proxy_protocol::{self, TlsFacts};
+use super::Session;
+use crate::conn::Conn;
+use crate::upstream::{self, ConnectError};
+
+/// Relays one admitted connection; refuses (closes) one that is not admitted.
+pub async fn relay(s: &mut Session) {
+    let started = Instant::now();
+    if let Some(refusal) = &s.identity.refusal {
+        // There is no HTTP to answer in: the refusal is the close, the reason is in the log.
+        info!(
+            target: "certgate::access",
+            listener = %s.listener.name,
+            peer = %s.peer,
+            verify = %s.identity.verify,
+            dn = %s.identity.subject,
+            decision = %refusal.reason(),
+            "tcp connection refused"
+        );
+        let _ = s.client.shutdown_write().await;
+        return;
+    }
+    let pool = s.worker.pools[s.listener.upstream].clone();
+    let up_cfg = &s.worker.config.upstreams[s.listener.upstream];
+    let t = s.listener.timeouts;
+    // Try each server at most once, starting with the balancer's pick.
+    let mut upstream = None;
+    let mut last_error = String::new();
+    for _ in 0..up_cfg.servers.len() {
+        let addr = pool.pick();
+        match upstream::connect(addr, t.upstream_connect, up_cfg.tls.as_ref()).await {
+            Ok(c) => {
+                upstream = Some((addr, c));
+                break;
+            }
+            Err(e @ (ConnectError::Refused(_) | ConnectError::Timeout | ConnectError::Tls(_))) => {
+                warn!(listener = %s.listener.name, upstream = %addr, "tcp upstream failed: {e}");
+                last_error = format!("{addr}: {e}");
+            }
+        }
+    }
+    let Some((addr, mut up)) = upstream else {
+        log(s, "-", &format!("no upstream: {last_error}"), started);
+        return;
+    };
+    if up_cfg.proxy_protocol {
+        let header = proxy_header(s);
+        if let Err(e) = up.write_all(&header).await {
+            log(
+                s,
+                &addr.to_string(),
+                &format!("PROXY header not sent: {e}"),
+                started,
+            );
+            return;
+        }
+    }
+    let pending = std::mem::take(&mut s.buf);
+    let res = body::tunnel(
+        &mut s.client,
+        pending,
+        &mut up,
+        Default::default(),
+        t.body_idle,
+    )
+    .await;
+    let outcome = match res {
+        Ok((a, b)) => format!("{}; relayed {a} bytes up, {b} down", s.identity.admitted_by),
+        Err(e) => format!("{}; relay ended: {e}", s.identity.admitted_by),
+    };
+    log(s, &addr.to_string(), &outcome, started);
+}
+
+fn proxy_header(s: &Session) -> Vec<u8> {
+    let local = s.client.local_addr().unwrap_or(s.listener.addr);
+    let id = &s.identity;
+    let cert = id.cert.as_ref();
+    let cn_type = crate::identity::AttrType::from_name("CN");
+    let cn = match (cert, &cn_type) {
+        (Some(c), Some(t)) => c.subject().values_of(t).last().map(str::to_owned),
+        _ => None,
+    };
+    let (version, cipher, resumed) = match &s.client {
+        Conn::Tls(t) => (
+            t.ssl().version_str(),
+            t.ssl().current_cipher().map_or("", |c| c.name()),
+            t.ssl().session_reused(),
+        ),
+        Conn::Plain(_) => ("", "", false),
+    };
+    let facts = TlsFacts {
+        tls: matches!(s.client, Conn::Tls(_)),
+        cert_presented: cert.is_some(),
+        resumed,
+        verified: id.verified,
+        version,
+        cipher,
+        common_name: cn.as_deref(),
+        subject_dn: cert.map(|c| c.subject_rfc2253()),
+        issuer_dn: cert.map(|c| c.issuer_rfc2253()),
+        verify: &id.verify,
+        fingerprint: cert.map(|c| c.fingerprint()),
+    };
+    proxy_protocol::header(s.peer, local, &facts)
+}
+
+fn log(s: &Session, upstream: &str, outcome: &str, started: Instant) {
+    info!(
+        target: "certgate::access",
+        listener = %s.listener.name,
+        peer = %s.peer,
+        verify = %s.identity.verify,
+        dn = %s.identity.subject,
+        upstream,
+        decision = outcome,
+        total_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
+        "tcp connection"
+    );
+}

@@ -1,0 +1,184 @@
+//! Client-side TLS towards upstreams: verify the upstream's certificate and name, present
+//! certgate's own client certificate (nginx `proxy_ssl_certificate`, Apache
+//! `SSLProxyMachineCertificateFile`), send SNI, and resume sessions across connections.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use boring::pkey::PKey;
+use boring::ssl::{
+    Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslSessionCacheMode, SslVerifyMode,
+    SslVersion,
+};
+use boring::x509::store::X509StoreBuilder;
+use boring::x509::X509;
+
+use super::server::{ContextError, Part};
+
+/// What an upstream's TLS needs; files are already read.
+pub struct ClientSettings<'a> {
+    /// Trusted roots for the upstream's certificate; None: the system's.
+    pub ca_pem: Option<&'a [u8]>,
+    /// Client certificate chain and key (both may come from one bundle).
+    pub cert_pem: Option<&'a [u8]>,
+    pub key_pem: Option<&'a [u8]>,
+    pub verify: bool,
+}
+
+/// An upstream's TLS: the context, the name to send and verify, and resumable sessions.
+pub struct UpstreamTls {
+    ctx: SslContext,
+    /// SNI and verified name; None: the server's address is verified as an IP SAN.
+    pub server_name: Option<String>,
+    pub verify: bool,
+    sessions: Option<Sessions>,
+}
+
+/// Resumable sessions per server, and the ex_data slot naming a connection's server.
+struct Sessions {
+    store: Arc<Mutex<HashMap<SocketAddr, SslSession>>>,
+    index: boring::ex_data::Index<Ssl, SocketAddr>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .field("verify", &self.verify)
+            .field("session_reuse", &self.sessions.is_some())
+            .finish()
+    }
+}
+
+fn fail(part: Part, reason: impl Into<String>) -> ContextError {
+    ContextError {
+        part,
+        reason: reason.into(),
+    }
+}
+
+impl UpstreamTls {
+    pub fn new(
+        s: &ClientSettings<'_>,
+        server_name: Option<String>,
+        session_reuse: bool,
+    ) -> Result<Self, ContextError> {
+        let internal = |e: boring::error::ErrorStack| fail(Part::Certificate, e.to_string());
+        let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(internal)?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(internal)?;
+        b.set_curves_list("X25519:P-256:P-384").map_err(internal)?;
+        if s.verify {
+            b.set_verify(SslVerifyMode::PEER);
+            match s.ca_pem {
+                Some(pem) => {
+                    let cas = X509::stack_from_pem(pem)
+                        .map_err(|e| fail(Part::Ca, format!("not PEM certificates: {e}")))?;
+                    if cas.is_empty() {
+                        return Err(fail(Part::Ca, "no certificate found in the file"));
+                    }
+                    let mut store = X509StoreBuilder::new().map_err(internal)?;
+                    for ca in &cas {
+                        store
+                            .add_cert(ca)
+                            .map_err(|e| fail(Part::Ca, e.to_string()))?;
+                    }
+                    b.set_verify_cert_store(store.build()).map_err(internal)?;
+                }
+                None => b.set_default_verify_paths().map_err(internal)?,
+            }
+        } else {
+            b.set_verify(SslVerifyMode::NONE);
+        }
+        if let Some(pem) = s.cert_pem {
+            let chain = X509::stack_from_pem(pem)
+                .map_err(|e| fail(Part::Certificate, format!("not PEM certificates: {e}")))?;
+            let mut chain = chain.into_iter();
+            let leaf = chain
+                .next()
+                .ok_or_else(|| fail(Part::Certificate, "no certificate found in the file"))?;
+            b.set_certificate(&leaf)
+                .map_err(|e| fail(Part::Certificate, e.to_string()))?;
+            for extra in chain {
+                b.add_extra_chain_cert(extra)
+                    .map_err(|e| fail(Part::Certificate, e.to_string()))?;
+            }
+            let key_pem = s.key_pem.unwrap_or(pem);
+            let key = PKey::private_key_from_pem(key_pem)
+                .map_err(|e| fail(Part::PrivateKey, format!("not a PEM private key: {e}")))?;
+            b.set_private_key(&key)
+                .map_err(|e| fail(Part::PrivateKey, e.to_string()))?;
+            b.check_private_key().map_err(|_| {
+                fail(
+                    Part::PrivateKey,
+                    "the private key does not match the certificate",
+                )
+            })?;
+        }
+        let sessions = if session_reuse {
+            let store: Arc<Mutex<HashMap<SocketAddr, SslSession>>> = Arc::default();
+            let index = peer_index()?;
+            let slot = store.clone();
+            b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+            // TLS 1.3 tickets arrive after the handshake: only this callback sees them.
+            b.set_new_session_callback(move |ssl, session| {
+                if let Some(addr) = ssl.ex_data(index) {
+                    if let Ok(mut map) = slot.lock() {
+                        map.insert(*addr, session);
+                    }
+                }
+            });
+            Some(Sessions { store, index })
+        } else {
+            b.set_session_cache_mode(SslSessionCacheMode::OFF);
+            None
+        };
+        Ok(Self {
+            ctx: b.build(),
+            server_name,
+            verify: s.verify,
+            sessions,
+        })
+    }
+
+    /// A client `Ssl` for a new connection to `addr`: SNI, the name to verify, and the last
+    /// session to resume.
+    pub fn ssl_for(&self, addr: SocketAddr) -> Result<Ssl, boring::error::ErrorStack> {
+        let mut ssl = Ssl::new(&self.ctx)?;
+        match &self.server_name {
+            Some(name) => {
+                if name.parse::<IpAddr>().is_err() {
+                    ssl.set_hostname(name)?;
+                }
+                if self.verify {
+                    let param = ssl.param_mut();
+                    match name.parse::<IpAddr>() {
+                        Ok(ip) => param.set_ip(ip)?,
+                        Err(_) => param.set_host(name)?,
+                    }
+                }
+            }
+            None if self.verify => ssl.param_mut().set_ip(addr.ip())?,
+            None => {}
+        }
+        if let Some(Sessions { store, index }) = &self.sessions {
+            ssl.set_ex_data(*index, addr);
+            let session = store.lock().ok().and_then(|m| m.get(&addr).cloned());
+            if let Some(session) = session {
+                // SAFETY: the session was made by this same context.
+                unsafe { ssl.set_session(&session)? };
+            }
+        }
+        Ok(ssl)
+    }
+}
+
+/// The ex_data slot carrying a connection's upstream address to the new-session callback.
+fn peer_index() -> Result<boring::ex_data::Index<Ssl, SocketAddr>, ContextError> {
+    static INDEX: std::sync::OnceLock<Option<boring::ex_data::Index<Ssl, SocketAddr>>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| Ssl::new_ex_index().ok())
+        .ok_or_else(|| fail(Part::Certificate, "cannot allocate an ex_data index"))
+}

@@ -1,0 +1,363 @@
+//! `certgate-load` against the real `certgate` binary: every mode completes exactly `--count`
+//! operations without errors, resumption actually resumes (TLS 1.3 tickets and TLS 1.2), the
+//! open loop keeps its rate, and failures land in the right error kind (400 pages without a
+//! client certificate, TLS alerts, timeouts, refused connections).
+//!
+//! Every process is a child killed and reaped on drop or after a bound ([`Gate`],
+//! [`run_bounded`]); everything is on loopback with fresh ports.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+/// Upper bound on one `certgate-load` run.
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+const ERROR_KINDS: [&str; 7] = [
+    "connect",
+    "handshake",
+    "tls_alert",
+    "http_status_non_2xx",
+    "timeout",
+    "io",
+    "protocol",
+];
+
+/// Runs `certgate-load --json` against `addr` (trusting `pki`'s server CA) with `args`, and
+/// returns the one JSON object it printed.
+fn load_at(addr: SocketAddr, pki: &Pki, args: &[&str]) -> Value {
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_certgate-load"))
+            .arg("--connect")
+            .arg(addr.to_string())
+            .arg("--ca")
+            .arg(&pki.server_ca)
+            .args(["--duration", "20s", "--timeout", "5s", "--json"])
+            .args(args),
+        RUN_LIMIT,
+    );
+    assert!(out.status.success(), "certgate-load failed: {}", out.all());
+    let mut lines = out.stdout.lines();
+    let json = lines.next().unwrap_or_default();
+    assert!(
+        lines.next().is_none(),
+        "stdout holds more than one line:\n{}",
+        out.stdout
+    );
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.all()))
+}
+
+/// The same with client1's certificate presented.
+fn load(gate: &Gate, args: &[&str]) -> Value {
+    let c = &gate.pki().client1;
+    let mut all = vec![
+        "--cert",
+        c.cert.to_str().unwrap(),
+        "--key",
+        c.key.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    load_at(gate.addr(), gate.pki(), &all)
+}
+
+fn errors(v: &Value) -> u64 {
+    ERROR_KINDS
+        .iter()
+        .map(|k| {
+            v["errors"][k]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {k}: {v}"))
+        })
+        .sum()
+}
+
+/// `ops == count`, every one of them successful, and the report is self-consistent.
+fn assert_clean(v: &Value, count: u64) {
+    assert_eq!(v["ops"], count, "{v}");
+    assert_eq!(v["ok"], count, "{v}");
+    assert_eq!(errors(v), 0, "{v}");
+    let lat = &v["latency_us"];
+    for p in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(lat[p].as_u64().unwrap() > 0, "{p}: {v}");
+    }
+    assert!(lat["p50"].as_u64() <= lat["max"].as_u64(), "{v}");
+    assert!(v["ops_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["duration_s"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+fn ratio(v: &Value) -> f64 {
+    v["resumption_ratio"].as_f64().unwrap()
+}
+
+#[test]
+fn full_handshakes() {
+    let gate = Gate::start(Config::new());
+    let v = load(
+        &gate,
+        &["--mode", "full", "--count", "200", "--connections", "8"],
+    );
+    assert_clean(&v, 200);
+    assert_eq!(v["mode"], "full");
+    assert_eq!(v["connections"], 8);
+    assert_eq!(v["handshakes"], 200);
+    assert_eq!(v["resumed"], 0);
+    // Every operation was a real request that reached the upstream.
+    assert!(gate.echo().requests() >= 200, "{}", gate.echo().requests());
+}
+
+#[test]
+fn resumed_handshakes_tls13_and_tls12() {
+    let gate = Gate::start(Config::new());
+    for version in ["1.3", "1.2"] {
+        let v = load(
+            &gate,
+            &[
+                "--mode",
+                "resume",
+                "--count",
+                "200",
+                "--connections",
+                "8",
+                "--threads",
+                "2",
+                "--tls-version",
+                version,
+            ],
+        );
+        assert_clean(&v, 200);
+        assert_eq!(v["threads"], 2);
+        assert_eq!(v["handshakes"], 200);
+        assert!(ratio(&v) > 0.9, "TLS {version}: {v}");
+    }
+}
+
+#[test]
+fn handshake_only() {
+    let gate = Gate::start(Config::new());
+    let before = gate.echo().requests();
+    let v = load(
+        &gate,
+        &[
+            "--mode",
+            "full",
+            "--handshake-only",
+            "--count",
+            "100",
+            "--connections",
+            "4",
+        ],
+    );
+    assert_clean(&v, 100);
+    assert_eq!(v["handshakes"], 100);
+    // TLS 1.3: the tickets are read after the handshake even though no request is sent.
+    let v = load(
+        &gate,
+        &[
+            "--mode",
+            "resume",
+            "--handshake-only",
+            "--count",
+            "100",
+            "--connections",
+            "4",
+        ],
+    );
+    assert_clean(&v, 100);
+    assert!(ratio(&v) > 0.9, "{v}");
+    assert_eq!(gate.echo().requests(), before, "no request was sent");
+}
+
+#[test]
+fn keepalive_requests() {
+    let gate = Gate::start(Config::new());
+    let v = load(
+        &gate,
+        &[
+            "--mode",
+            "keepalive",
+            "--count",
+            "200",
+            "--connections",
+            "4",
+        ],
+    );
+    assert_clean(&v, 200);
+    // The connections were opened before the measurement and kept.
+    assert_eq!(v["handshakes"], 0, "{v}");
+    assert!(gate.echo().requests() >= 200);
+
+    // `/close` answers with `Connection: close`: every request needs a new connection.
+    let v = load(
+        &gate,
+        &[
+            "--mode",
+            "keepalive",
+            "--count",
+            "50",
+            "--connections",
+            "2",
+            "--path",
+            "/close",
+        ],
+    );
+    assert_clean(&v, 50);
+    assert!(v["handshakes"].as_u64().unwrap() >= 48, "{v}");
+}
+
+#[test]
+fn chunked_and_large_bodies() {
+    let gate = Gate::start(Config::new());
+    for path in ["/chunked/100000", "/bytes/300000"] {
+        let v = load(
+            &gate,
+            &[
+                "--mode",
+                "keepalive",
+                "--count",
+                "20",
+                "--connections",
+                "2",
+                "--path",
+                path,
+            ],
+        );
+        assert_clean(&v, 20);
+    }
+}
+
+#[test]
+fn open_loop_keeps_its_rate() {
+    let gate = Gate::start(Config::new());
+    // 100 operations at 200/s take about half a second, whatever the server's speed.
+    let v = load(
+        &gate,
+        &[
+            "--mode",
+            "keepalive",
+            "--rate",
+            "200",
+            "--count",
+            "100",
+            "--connections",
+            "4",
+        ],
+    );
+    assert_clean(&v, 100);
+    let secs = v["duration_s"].as_f64().unwrap();
+    assert!((0.45..5.0).contains(&secs), "{v}");
+    assert_eq!(v["rate"], 200.0);
+}
+
+#[test]
+fn duration_bounds_the_run() {
+    let gate = Gate::start(Config::new());
+    let v = load(
+        &gate,
+        &[
+            "--mode",
+            "keepalive",
+            "--duration",
+            "700ms",
+            "--warmup",
+            "200ms",
+            "--connections",
+            "2",
+        ],
+    );
+    let secs = v["duration_s"].as_f64().unwrap();
+    assert!((0.69..0.75).contains(&secs), "{v}");
+    assert!(v["ops"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(errors(&v), 0, "{v}");
+}
+
+#[test]
+fn missing_client_certificate_gets_400_pages() {
+    let gate = Gate::start(Config::new());
+    let v = load_at(
+        gate.addr(),
+        gate.pki(),
+        &["--mode", "full", "--count", "20", "--connections", "4"],
+    );
+    assert_eq!(v["ops"], 20, "{v}");
+    assert_eq!(v["ok"], 0, "{v}");
+    assert_eq!(v["errors"]["http_status_non_2xx"], 20, "{v}");
+    assert_eq!(errors(&v), 20, "{v}");
+}
+
+#[test]
+fn refused_certificate_is_a_tls_alert() {
+    let gate = Gate::start(Config::new().reject("handshake"));
+    let v = load_at(
+        gate.addr(),
+        gate.pki(),
+        &["--mode", "full", "--count", "10", "--connections", "2"],
+    );
+    assert_eq!(v["ops"], 10, "{v}");
+    assert_eq!(v["errors"]["tls_alert"], 10, "{v}");
+}
+
+#[test]
+fn silent_server_times_out_and_dead_port_is_refused() {
+    let env = Env::new();
+    let silent = Silent::spawn();
+    let v = load_at(
+        silent.addr,
+        &env.pki,
+        &[
+            "--mode",
+            "full",
+            "--count",
+            "4",
+            "--connections",
+            "2",
+            "--timeout",
+            "300ms",
+        ],
+    );
+    assert_eq!(v["ops"], 4, "{v}");
+    assert_eq!(v["errors"]["timeout"], 4, "{v}");
+
+    let v = load_at(
+        dead_addr(),
+        &env.pki,
+        &["--mode", "full", "--count", "5", "--connections", "1"],
+    );
+    assert_eq!(v["ops"], 5, "{v}");
+    assert_eq!(v["errors"]["connect"], 5, "{v}");
+}
+
+#[test]
+fn setup_errors_exit_2() {
+    let env = Env::new();
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_certgate-load")).args([
+            "--connect",
+            "127.0.0.1:9",
+            "--ca",
+            "/nonexistent/ca.pem",
+            "--mode",
+            "full",
+        ]),
+        RUN_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.all());
+    assert!(out.stderr.contains("--ca"), "{}", out.all());
+    // A key that is not the certificate's.
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_certgate-load"))
+            .args(["--connect", "127.0.0.1:9", "--mode", "full", "--ca"])
+            .arg(&env.pki.server_ca)
+            .arg("--cert")
+            .arg(&env.pki.client1.cert)
+            .arg("--key")
+            .arg(&env.pki.client2.key),
+        RUN_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.all());
+    assert!(out.stderr.contains("does not match"), "{}", out.all());
+}

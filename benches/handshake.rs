@@ -29,6 +29,7 @@ use certgate::config::{Reject, VerifyMode};
 use certgate::pki::Pki;
 use certgate::tls::{server_context, ServerSettings, TicketKeys};
 use criterion::{criterion_group, criterion_main, Criterion};
+use foreign_types::ForeignTypeRef;
 
 type Buf = Rc<RefCell<VecDeque<u8>>>;
 
@@ -187,6 +188,10 @@ impl Peers {
             server = server.step();
         }
         let (mut client, server) = (client.done(), server.done());
+        // BoringSSL holds TLS 1.3 tickets back until the server first writes (in certgate, the
+        // first response); a zero-byte write sends them, and the client reads them.
+        // SAFETY: `server` owns a live SSL; a zero-length write reads nothing from the pointer.
+        unsafe { boring_sys::SSL_write(server.ssl().as_ptr(), std::ptr::null(), 0) };
         let mut byte = [0u8; 1];
         match client.ssl_read(&mut byte) {
             Err(e) if e.code() == ErrorCode::WANT_READ => {}

@@ -32,10 +32,7 @@ impl Conn {
     /// Appends what arrived to `dst`; 0 means the peer closed. Cancel-safe.
     pub async fn read_into(&mut self, dst: &mut BytesMut) -> io::Result<usize> {
         match self {
-            Self::Plain(s) => {
-                dst.reserve(crate::io::READ_CHUNK);
-                s.read_into(dst).await
-            }
+            Self::Plain(s) => s.read_into(dst).await,
             Self::Tls(t) => t.read_into(dst).await,
         }
     }

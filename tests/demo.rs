@@ -88,7 +88,7 @@ fn printed_commands_behave_as_described() {
             .copied()
             .unwrap_or("");
         let expected = expected_for(comment);
-        let cmd = format!("{line} -sS --max-time 10 -o /dev/stdout -w '\\n%{{http_code}}'");
+        let cmd = format!("{line} -sS --max-time 10 -w '\\n%{{http_code}}'");
         let out = run_bounded(
             Command::new("sh").arg("-c").arg(&cmd),
             Duration::from_secs(20),

@@ -154,7 +154,9 @@ fn handshake_only() {
     );
     assert_clean(&v, 100);
     assert_eq!(v["handshakes"], 100);
-    // TLS 1.3: the tickets are read after the handshake even though no request is sent.
+    assert_eq!(gate.echo().requests(), before, "no request was sent");
+    // A BoringSSL server sends TLS 1.3 tickets only with its first write: each slot primes its
+    // session with one unmeasured request, then resumes it without requests.
     let v = load(
         &gate,
         &[
@@ -169,7 +171,11 @@ fn handshake_only() {
     );
     assert_clean(&v, 100);
     assert!(ratio(&v) > 0.9, "{v}");
-    assert_eq!(gate.echo().requests(), before, "no request was sent");
+    assert_eq!(
+        gate.echo().requests(),
+        before + 4,
+        "only the priming requests"
+    );
 }
 
 #[test]
@@ -190,23 +196,28 @@ fn keepalive_requests() {
     // The connections were opened before the measurement and kept.
     assert_eq!(v["handshakes"], 0, "{v}");
     assert!(gate.echo().requests() >= 200);
+}
 
-    // `/close` answers with `Connection: close`: every request needs a new connection.
+#[test]
+fn keepalive_reconnects_when_the_server_closes() {
+    // Requests 250 ms apart on one connection the server closes after 100 ms idle: each one
+    // finds it closed, and is sent again on a new connection without an error.
+    let gate = Gate::start(Config::new().timeout("keepalive_idle", "100ms"));
     let v = load(
         &gate,
         &[
             "--mode",
             "keepalive",
+            "--rate",
+            "4",
             "--count",
-            "50",
+            "4",
             "--connections",
-            "2",
-            "--path",
-            "/close",
+            "1",
         ],
     );
-    assert_clean(&v, 50);
-    assert!(v["handshakes"].as_u64().unwrap() >= 48, "{v}");
+    assert_clean(&v, 4);
+    assert!(v["handshakes"].as_u64().unwrap() >= 3, "{v}");
 }
 
 #[test]

@@ -202,6 +202,13 @@ pub struct UpstreamFile {
     /// Idle connections kept per worker and server.
     #[serde(default = "default_keepalive")]
     pub keepalive: usize,
+    /// How a server is chosen: `round_robin`, `least_conn` or `client_hash`.
+    #[serde(default)]
+    pub balance: super::Balance,
+    /// Servers a request may be tried on, the first included (default 3).
+    pub tries: Option<Spanned<usize>>,
+    /// Active health checks; passive ones (`max_fails`, `fail_timeout`) are always on.
+    pub health: Option<super::HealthFile>,
     /// TLS towards the servers (verification, client certificate, SNI).
     pub tls: Option<UpstreamTlsFile>,
     /// `"v2"`: a PROXY protocol v2 header opens each connection (tcp listeners only).

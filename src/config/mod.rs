@@ -6,6 +6,7 @@
 
 mod duration;
 pub mod file;
+mod servers;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -18,6 +19,7 @@ use toml::Spanned;
 
 use self::file::{ConfigFile, HeadersFile, ListenerFile, UpstreamFile};
 pub use self::file::{IoMode, ListenerMode, Reject, VerifyMode};
+pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
 use crate::http::StripSet;
 use crate::identity::Rules;
 use crate::tls::{TicketKey, TicketKeys, UpstreamTls};
@@ -173,8 +175,17 @@ pub const DEFAULT_HEADER_NAMES: [&str; 12] = [
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
-    pub servers: Vec<SocketAddr>,
+    /// Primaries and backups in file order; a host name with several addresses gives one
+    /// server per address.
+    pub servers: Vec<Server>,
     pub keepalive: usize,
+    pub balance: Balance,
+    /// Servers a request may be tried on, the first included (nginx `proxy_next_upstream_tries`).
+    pub tries: usize,
+    /// `[upstream.health]`: active checks from one thread (`upstream::health`).
+    pub health_check: Option<HealthCheck>,
+    /// Server health shared by every worker and the checker, same order as `servers`.
+    pub health: crate::upstream::health::Health,
     pub tls: Option<UpstreamTls>,
     /// Send a PROXY protocol v2 header first (tcp listeners).
     pub proxy_protocol: bool,
@@ -340,19 +351,7 @@ impl Cx<'_> {
                 &format!("an upstream named {name:?} is already defined"),
             ));
         }
-        if u.servers.get_ref().is_empty() {
-            return Err(self.err(
-                Some(&u.servers),
-                &key("servers"),
-                "needs at least one server",
-            ));
-        }
-        let mut servers = Vec::new();
-        for s in u.servers.get_ref() {
-            let addr =
-                resolve_addr(s.get_ref()).map_err(|r| self.err(Some(s), &key("servers"), &r))?;
-            servers.push(addr);
-        }
+        let servers = self.servers(i, u)?;
         let tls = match &u.tls {
             None => None,
             Some(t) => Some(self.upstream_tls(i, t)?),
@@ -370,6 +369,10 @@ impl Cx<'_> {
         };
         Ok(Upstream {
             name: name.to_owned(),
+            balance: u.balance,
+            tries: self.tries(i, u)?,
+            health_check: self.health_check(i, u)?,
+            health: crate::upstream::health::Health::new(servers.len()),
             servers,
             keepalive: u.keepalive,
             tls,

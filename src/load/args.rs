@@ -54,7 +54,8 @@ pub enum Io {
 
 /// mTLS load generator for certgate (and any HTTPS server that wants client certificates).
 #[derive(Parser, Debug, Clone)]
-#[command(name = "certgate-load", version)]
+// A repeated flag overrides the earlier one, so scripts can append to a base command line.
+#[command(name = "certgate-load", version, args_override_self = true)]
 pub struct Args {
     /// Server address, HOST:PORT (the first resolved address is used).
     #[arg(long, value_name = "HOST:PORT")]

@@ -15,14 +15,13 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use boring::error::ErrorStack;
 use boring::ex_data::Index;
-use boring::ssl::{
-    Ssl, SslConnector, SslFiletype, SslMethod, SslSession, SslSessionCacheMode, SslVersion,
-};
+use boring::pkey::PKey;
+use boring::ssl::{Ssl, SslConnector, SslMethod, SslSession, SslSessionCacheMode, SslVersion};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
@@ -39,7 +38,7 @@ const CURVES: &str = "X25519:P-256:P-384";
 pub struct Client {
     pub plan: Plan,
     connector: SslConnector,
-    session_slot: Index<Ssl, SslSession>,
+    session_slot: Index<Ssl, SessionSink>,
     /// Measured operations started so far, against `--count`.
     claimed: AtomicU64,
 }
@@ -55,15 +54,20 @@ impl Client {
         if let Some((cert, key)) = &plan.client_cert {
             b.set_certificate_chain_file(cert)
                 .map_err(tls_err(format!("--cert {}", cert.display())))?;
-            b.set_private_key_file(key, SslFiletype::PEM)
-                .map_err(tls_err(format!("--key {}", key.display())))?;
-            b.check_private_key().map_err(|_| {
-                format!(
-                    "--key {} does not match --cert {}",
-                    key.display(),
-                    cert.display()
-                )
-            })?;
+            let pem = std::fs::read(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
+            let pkey = PKey::private_key_from_pem(&pem).map_err(tls_err(format!(
+                "--key {}: not a PEM private key",
+                key.display()
+            )))?;
+            b.set_private_key(&pkey)
+                .and_then(|()| b.check_private_key())
+                .map_err(|_| {
+                    format!(
+                        "--key {} does not match --cert {}",
+                        key.display(),
+                        cert.display()
+                    )
+                })?;
         }
         b.set_curves_list(CURVES)
             .map_err(tls_err("setting the key exchange groups".into()))?;
@@ -84,7 +88,9 @@ impl Client {
             );
             b.set_new_session_callback(move |ssl, session| {
                 // A server may send several tickets; the newest wins.
-                ssl.replace_ex_data(session_slot, session);
+                if let Some(sink) = ssl.ex_data(session_slot) {
+                    *lock(sink) = Some(session);
+                }
             });
         }
         Ok(Client {
@@ -109,10 +115,12 @@ impl Client {
             .is_some_and(|n| self.claimed.load(Ordering::Relaxed) >= n)
     }
 
-    /// TCP connect and TLS handshake, offering `session` if given.
+    /// TCP connect and TLS handshake, offering `session` if given; new sessions the server
+    /// hands out go to `sink`.
     async fn connect(
         &self,
         session: Option<&SslSession>,
+        sink: Option<&SessionSink>,
         out: &mut Outcome,
     ) -> Result<TlsStream, (ErrorKind, ErrorDetail)> {
         let tcp = TcpStream::connect_addr(self.plan.addr)
@@ -132,6 +140,9 @@ impl Client {
             unsafe { ssl.set_session(session) }
                 .map_err(|e| (ErrorKind::Handshake, ErrorDetail::Io(e.into())))?;
         }
+        if let Some(sink) = sink {
+            ssl.set_ex_data(self.session_slot, sink.clone());
+        }
         let tls = TlsStream::connect(ssl, sock)
             .await
             .map_err(|e| (handshake_kind(&e), ErrorDetail::Handshake(e)))?;
@@ -142,24 +153,25 @@ impl Client {
         Ok(tls)
     }
 
-    /// `full` and `resume`: a connection of its own, one request (or none), close.
+    /// `full` and `resume`: a connection of its own, one request (none if `handshake_only`),
+    /// close.
     async fn connection_op(
         &self,
         slot: &mut Slot,
+        handshake_only: bool,
         out: &mut Outcome,
     ) -> Result<(), (ErrorKind, ErrorDetail)> {
         let resume = self.plan.mode == Mode::Resume;
-        let offer = if resume { slot.session.as_ref() } else { None };
-        let mut tls = self.connect(offer, out).await?;
-        let result = if self.plan.handshake_only {
+        let (offer, sink) = match resume {
+            true => (slot.session.as_ref(), Some(&slot.sink)),
+            false => (None, None),
+        };
+        let mut tls = self.connect(offer, sink, out).await?;
+        let result = if handshake_only {
+            // A TLS 1.2 session comes with the handshake. A TLS 1.3 ticket comes after it, and
+            // BoringSSL servers send it only with their first write: without a request, the
+            // slot keeps offering the session it primed itself with.
             let _ = tls.shutdown_write().await;
-            // A TLS 1.3 ticket comes after the handshake: read until the server closes.
-            if resume && tls.ssl().ex_data(self.session_slot).is_none() {
-                slot.buf.clear();
-                while let Ok(1..) = tls.read_into(&mut slot.buf).await {
-                    slot.buf.clear();
-                }
-            }
             out.completed = true;
             Ok(())
         } else {
@@ -171,10 +183,8 @@ impl Client {
             }
             result.map_err(ExchangeError::into_error).and_then(judge)
         };
-        if resume {
-            if let Some(session) = tls.ssl().ex_data(self.session_slot) {
-                slot.session = Some(session.clone());
-            }
+        if let Some(session) = lock(&slot.sink).take() {
+            slot.session = Some(session);
         }
         result
     }
@@ -196,7 +206,7 @@ impl Client {
                 }
             }
         }
-        let tls = slot.conn.insert(self.connect(None, out).await?);
+        let tls = slot.conn.insert(self.connect(None, None, out).await?);
         match self.exchange(tls, &mut slot.buf).await {
             Ok(resp) => self.finish_request(slot, resp, out).await,
             Err(e) => {
@@ -245,10 +255,11 @@ impl Client {
             match self.plan.mode {
                 Mode::Full => {}
                 Mode::Resume => {
-                    let _ = self.connection_op(slot, &mut scratch).await;
+                    // With a request even for `--handshake-only`: see `connection_op`.
+                    let _ = self.connection_op(slot, false, &mut scratch).await;
                 }
                 Mode::Keepalive => {
-                    if let Ok(tls) = self.connect(None, &mut scratch).await {
+                    if let Ok(tls) = self.connect(None, None, &mut scratch).await {
                         slot.conn = Some(tls);
                     }
                 }
@@ -259,9 +270,18 @@ impl Client {
     }
 }
 
-/// The ex-data index where the new-session callback parks sessions; one per process.
-fn session_index() -> Result<Index<Ssl, SslSession>, String> {
-    static INDEX: OnceLock<Result<Index<Ssl, SslSession>, String>> = OnceLock::new();
+/// Where the new-session callback leaves a connection's newest session for its slot (through
+/// the connection's ex-data). The slot keeps one sink for all its connections.
+type SessionSink = Arc<Mutex<Option<SslSession>>>;
+
+fn lock(sink: &SessionSink) -> std::sync::MutexGuard<'_, Option<SslSession>> {
+    // Nothing can panic while holding it; a poisoned lock still holds a valid value.
+    sink.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The ex-data index where the new-session callback finds the slot's sink; one per process.
+fn session_index() -> Result<Index<Ssl, SessionSink>, String> {
+    static INDEX: OnceLock<Result<Index<Ssl, SessionSink>, String>> = OnceLock::new();
     INDEX
         .get_or_init(|| Ssl::new_ex_index().map_err(|e| format!("allocating ex-data: {e}")))
         .clone()
@@ -339,7 +359,9 @@ fn io_kind(e: &io::Error) -> ErrorKind {
 /// One connection slot's state across operations.
 #[derive(Default)]
 pub struct Slot {
+    /// The session the next connection offers (`resume`).
     session: Option<SslSession>,
+    sink: SessionSink,
     conn: Option<TlsStream>,
     /// Response bytes; kept across operations so its capacity is reused.
     buf: BytesMut,
@@ -372,7 +394,7 @@ impl Schedule {
 
 /// One thread's measurement phase.
 pub struct Thread {
-    pub client: std::sync::Arc<Client>,
+    pub client: Arc<Client>,
     /// `--rate`: when operations are due. `None`: closed loop.
     pub schedule: Option<Schedule>,
     /// Start of the measurement (end of the warm-up).
@@ -386,7 +408,7 @@ pub struct Thread {
 
 impl Thread {
     /// Connects or primes `n` slots concurrently (see [`Client::prime`]).
-    pub async fn prime(client: &std::sync::Arc<Client>, n: usize) -> Vec<Slot> {
+    pub async fn prime(client: &Arc<Client>, n: usize) -> Vec<Slot> {
         let tasks: Vec<_> = (0..n)
             .map(|_| {
                 let client = client.clone();
@@ -445,7 +467,10 @@ impl Thread {
             let op = async {
                 match client.plan.mode {
                     Mode::Full | Mode::Resume => {
-                        client.connection_op(&mut slot, &mut outcome).await
+                        let handshake_only = client.plan.handshake_only;
+                        client
+                            .connection_op(&mut slot, handshake_only, &mut outcome)
+                            .await
                     }
                     Mode::Keepalive => client.request_op(&mut slot, &mut outcome).await,
                 }

@@ -2,8 +2,20 @@
 //!
 //! The request head is rewritten (identity headers stripped and set, hop-by-hop removed), the
 //! body streamed, the response head relayed after 1xx interims, the response body streamed.
-//! A pooled connection that the server closed before answering is retried once on a new
-//! connection when that is safe: nothing of a body was sent and the method is idempotent.
+//!
+//! Tries, as nginx's `proxy_next_upstream error timeout` with `proxy_next_upstream_tries`: a
+//! request goes to another server (never one it already tried) when
+//! - no connection could be made (refused, timed out, TLS failed): nothing was sent, so any
+//!   request may go elsewhere;
+//! - for idempotent methods, the server closed or reset the connection before any response
+//!   byte while nothing of a request body had been sent (a kept-alive connection closed as
+//!   idle is the common case).
+//!
+//! Never after part of a body was streamed, after a response began, or after a response
+//! timeout. At most `tries` attempts count, each failing server reported to the shared passive
+//! health. A kept-alive connection found closed is neither counted against its server (the
+//! keep-alive race is not a fault) nor against `tries`; when no other server is left, that server
+//! gets one more try on a new connection.
 
 use std::time::Instant;
 
@@ -14,6 +26,7 @@ use tracing::{debug, warn};
 use super::body::{self, BodyError, Side};
 use super::Session;
 use crate::http::{self, BodyKind, Page, RequestHead, ResponseHead};
+use crate::upstream::balance::Tried;
 use crate::upstream::{ConnectError, UpstreamConn};
 
 /// How a forwarded request failed, and so what the client gets.
@@ -26,6 +39,42 @@ enum Failure {
     Client(String, Option<Page>),
     /// The response was under way when something broke: only closing is left.
     Abort(String),
+}
+
+impl Failure {
+    /// The same failure, its reason prefixed with the earlier tries' reasons.
+    fn after(self, earlier: &[String]) -> Failure {
+        if earlier.is_empty() {
+            return self;
+        }
+        let with = |r: String| format!("{}; then {r}", earlier.join("; then "));
+        match self {
+            Self::BadGateway(r) => Self::BadGateway(with(r)),
+            Self::Timeout(r) => Self::Timeout(with(r)),
+            Self::Client(r, p) => Self::Client(with(r), p),
+            Self::Abort(r) => Self::Abort(with(r)),
+        }
+    }
+
+    fn reason(&self) -> &str {
+        match self {
+            Self::BadGateway(r) | Self::Timeout(r) | Self::Client(r, _) | Self::Abort(r) => r,
+        }
+    }
+}
+
+/// What a failed attempt says about its server, and whether the request may go to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Closed or reset before any response byte, with nothing of a request body sent: an
+    /// idempotent request may be sent again. `pooled`: on a kept-alive connection, which the
+    /// server may simply have closed as idle, so not counted against it.
+    Unanswered { pooled: bool },
+    /// The server failed (counted against it), and the request cannot be sent again.
+    Failed,
+    /// Nothing to hold against the server: the client failed, or the response was invalid or
+    /// already under way.
+    Final,
 }
 
 /// Forwards one request. Returns whether the client connection may carry another request.
@@ -56,57 +105,94 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
 
     let pool = s.worker.pools[s.listener.upstream].clone();
     let t = s.listener.timeouts;
-    let retry_safe = head.body == BodyKind::None && is_idempotent(head);
-    let mut tries = 0;
-    let (mut up, resp, up_buf) = loop {
-        tries += 1;
-        let addr = pool.pick();
+    let idempotent = is_idempotent(head);
+    let key = pool.key(
+        s.identity.cert.as_ref().map(|c| c.fingerprint()),
+        s.peer.ip(),
+    );
+    let mut tried = Tried::default();
+    let mut tries_left = pool.tries();
+    // A server whose kept-alive connection was found closed: one more try on a new connection
+    // when no other server is left.
+    let mut stale: Option<usize> = None;
+    // The last failure, answered when no try is left; the earlier ones, for the log.
+    let mut last: Option<(Failure, Option<std::net::SocketAddr>)> = None;
+    let mut earlier: Vec<String> = Vec::new();
+    let (mut up, resp, up_buf, _active) = loop {
+        let server = match pool.choose(&key, &tried) {
+            Some(i) => i,
+            None => match stale.take() {
+                Some(i) => {
+                    pool.discard_idle(pool.server(i).addr);
+                    i
+                }
+                None => {
+                    let (failure, addr) = last.take().unwrap_or_else(|| {
+                        (Failure::BadGateway("no server is available".into()), None)
+                    });
+                    return fail(s, head, raw, started, failure.after(&earlier), addr).await;
+                }
+            },
+        };
+        tried.insert(server);
+        let addr = pool.server(server).addr;
+        let active = pool.begin(server);
         let up = match pool.checkout(addr, t.upstream_connect).await {
             Ok(up) => up,
-            Err(ConnectError::Timeout) => {
-                return fail(
-                    s,
-                    head,
-                    raw,
-                    started,
-                    Failure::Timeout(format!("{addr}: connect timed out")),
-                    None,
-                )
-                .await
-            }
-            Err(ConnectError::Tls(e)) => {
-                return fail(
-                    s,
-                    head,
-                    raw,
-                    started,
-                    Failure::BadGateway(format!("{addr}: {e}")),
-                    None,
-                )
-                .await
-            }
-            Err(ConnectError::Refused(e)) => {
-                return fail(
-                    s,
-                    head,
-                    raw,
-                    started,
-                    Failure::BadGateway(format!("{addr}: {e}")),
-                    None,
-                )
-                .await
+            Err(e) => {
+                // Nothing was sent: any request may go to another server.
+                pool.failed(server);
+                tries_left = tries_left.saturating_sub(1);
+                let failure = match e {
+                    ConnectError::Timeout => Failure::Timeout(format!("{addr}: connect timed out")),
+                    ConnectError::Refused(e) => Failure::BadGateway(format!("{addr}: {e}")),
+                    other => Failure::BadGateway(format!("{addr}: {other}")),
+                };
+                if tries_left == 0 {
+                    return fail(s, head, raw, started, failure.after(&earlier), None).await;
+                }
+                debug!(upstream = %addr, "upstream attempt failed: {}; trying another server", failure.reason());
+                if let Some((f, _)) = last.replace((failure, None)) {
+                    earlier.push(f.reason().to_owned());
+                }
+                continue;
             }
         };
+        let pooled = up.reused;
         match exchange(s, head, &upstream_head, up).await {
-            Ok(done) => break done,
-            Err((failure, reused)) => {
-                if reused && retry_safe && tries < 2 {
-                    if let Failure::BadGateway(reason) = &failure {
-                        debug!(upstream = %addr, "pooled connection failed ({reason}); retrying on a new one");
-                        continue;
+            Ok((up, resp, buf)) => {
+                pool.succeeded(server);
+                break (up, resp, buf, active);
+            }
+            Err((failure, fate)) => {
+                let again = match fate {
+                    Fate::Unanswered { pooled: true } => {
+                        stale = Some(server);
+                        idempotent
                     }
+                    Fate::Unanswered { pooled: false } => {
+                        pool.failed(server);
+                        tries_left = tries_left.saturating_sub(1);
+                        idempotent && tries_left > 0
+                    }
+                    Fate::Failed => {
+                        pool.failed(server);
+                        false
+                    }
+                    Fate::Final => false,
+                };
+                if !again {
+                    return fail(s, head, raw, started, failure.after(&earlier), Some(addr)).await;
                 }
-                return fail(s, head, raw, started, failure, Some(addr)).await;
+                debug!(
+                    upstream = %addr,
+                    pooled,
+                    "upstream attempt failed: {}; trying again",
+                    failure.reason()
+                );
+                if let Some((f, _)) = last.replace((failure, Some(addr))) {
+                    earlier.push(f.reason().to_owned());
+                }
             }
         }
     };
@@ -240,7 +326,7 @@ async fn exchange(
     head: &RequestHead,
     upstream_head: &[u8],
     mut up: UpstreamConn,
-) -> Result<(UpstreamConn, Response, BytesMut), (Failure, bool)> {
+) -> Result<(UpstreamConn, Response, BytesMut), (Failure, Fate)> {
     let t = s.listener.timeouts;
     let reused = up.reused;
     let addr = up.addr;
@@ -248,13 +334,13 @@ async fn exchange(
         Err(_) => {
             return Err((
                 Failure::Timeout(format!("{addr}: writing the request timed out")),
-                reused,
+                Fate::Failed,
             ))
         }
         Ok(Err(e)) => {
             return Err((
                 Failure::BadGateway(format!("{addr}: writing the request failed: {e}")),
-                reused,
+                Fate::Unanswered { pooled: reused },
             ))
         }
         Ok(Ok(())) => {}
@@ -262,9 +348,11 @@ async fn exchange(
     let mut body_sent = head.body == BodyKind::None;
     let mut sent_continue = false;
     if !body_sent && !head.expect_continue {
-        send_body(s, head, &mut up).await.map_err(|f| (f, false))?;
+        send_body(s, head, &mut up).await.map_err(body_fate)?;
         body_sent = true;
     }
+    // A 1xx came: the server answered something.
+    let mut interim = false;
     let mut up_buf = BytesMut::with_capacity(8 * 1024);
     let limits = http::Limits {
         max_head_bytes: 64 * 1024,
@@ -278,7 +366,18 @@ async fn exchange(
             t.upstream_read,
         )
         .await
-        .map_err(|f| (f, reused && body_sent && head.body == BodyKind::None))?;
+        .map_err(|f| {
+            let answered = interim || !up_buf.is_empty();
+            let body_touched = head.body != BodyKind::None && body_sent;
+            let fate = match &f {
+                _ if answered => Fate::Final,
+                Failure::BadGateway(_) if !body_touched => Fate::Unanswered { pooled: reused },
+                Failure::BadGateway(_) | Failure::Timeout(_) => Fate::Failed,
+                _ => Fate::Final,
+            };
+            (f, fate)
+        })?;
+        interim = true;
         let raw = up_buf.split_to(resp.head_len).freeze();
         if resp.status == 101 || resp.status >= 200 {
             if !body_sent && resp.status < 300 {
@@ -305,15 +404,27 @@ async fn exchange(
             let mut interim = Vec::with_capacity(raw.len());
             http::rewrite_response(&resp, &raw, &mut interim, true, &[]);
             if let Err(e) = s.client.write_all(&interim).await {
-                return Err((Failure::Abort(format!("client write failed: {e}")), false));
+                return Err((
+                    Failure::Abort(format!("client write failed: {e}")),
+                    Fate::Final,
+                ));
             }
         }
         if resp.status == 100 && !body_sent {
             sent_continue = true;
-            send_body(s, head, &mut up).await.map_err(|f| (f, false))?;
+            send_body(s, head, &mut up).await.map_err(body_fate)?;
             body_sent = true;
         }
     }
+}
+
+/// A failed request body: the server's fault when its side failed, never sent again.
+fn body_fate(f: Failure) -> (Failure, Fate) {
+    let fate = match f {
+        Failure::BadGateway(_) | Failure::Timeout(_) => Fate::Failed,
+        Failure::Client(..) | Failure::Abort(_) => Fate::Final,
+    };
+    (f, fate)
 }
 
 async fn send_body(

@@ -154,16 +154,30 @@ impl Session {
     /// timeout, holding no read buffer meanwhile.
     async fn read_head(&mut self) -> Result<RequestHead, HeadEnd> {
         let t = self.listener.timeouts;
-        if self.requests > 0 && self.buf.is_empty() {
-            // Shrink an idle connection to its bare TLS state.
+        let started = monoio::time::Instant::now();
+        if self.buf.is_empty() {
+            // Wait holding no buffer: an idle connection shrinks to its bare TLS state (no read
+            // buffer parked in the kernel, none in user space).
             self.buf = BytesMut::new();
             self.client.release_buffers();
-            match timeout(t.keepalive_idle, self.client.readable()).await {
+            let wait = if self.requests > 0 {
+                t.keepalive_idle
+            } else {
+                t.request_head
+            };
+            match timeout(wait, self.client.readable()).await {
+                Err(_) if self.requests == 0 => return Err(HeadEnd::TimedOut),
                 Err(_) | Ok(Err(_)) => return Err(HeadEnd::Closed),
                 Ok(Ok(())) => {}
             }
         }
-        let deadline = monoio::time::Instant::now() + t.request_head;
+        // The first request's head timeout counts from the handshake; a later one's from its
+        // first byte.
+        let deadline = if self.requests == 0 {
+            started + t.request_head
+        } else {
+            monoio::time::Instant::now() + t.request_head
+        };
         let limits = http::Limits {
             max_head_bytes: self.listener.limits.max_header_bytes,
         };

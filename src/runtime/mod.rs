@@ -100,6 +100,10 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
             }
         }
     }
+    // Active health checks: one thread per upstream with [upstream.health], not one per worker.
+    for u in &config.upstreams {
+        crate::upstream::health::start_checks(u)?;
+    }
     info!(
         workers = config.runtime.workers,
         driver = ?driver,

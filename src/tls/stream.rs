@@ -162,9 +162,8 @@ impl TlsStream {
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
-        let incoming = &mut self.tls.get_mut().incoming;
-        incoming.reserve(crate::io::READ_CHUNK);
-        self.sock.read_into(incoming).await
+        // The socket reads into its own buffer and appends: no reservation needed here.
+        self.sock.read_into(&mut self.tls.get_mut().incoming).await
     }
 
     async fn flush_tls(&mut self) -> io::Result<()> {

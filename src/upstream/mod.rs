@@ -1,7 +1,12 @@
-//! Upstream servers as one worker sees them: which server takes the next request, and the idle
-//! keep-alive connections this worker keeps to each. Nothing here is shared between workers.
+//! Upstream servers as one worker sees them: which server takes the next request (`balance`,
+//! with this worker's balancing state), and the idle keep-alive connections this worker keeps to
+//! each. Only server health (`health`: failure counts, active-check verdicts) is shared between
+//! workers, through atomics in the configuration's `Upstream`.
 
-use std::cell::{Cell, RefCell};
+pub mod balance;
+pub mod health;
+
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -10,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use crate::config::Upstream;
+use self::balance::{Active, Avail, Balancer, Key, Tried};
+use crate::config::{Server, Upstream};
 use crate::conn::Conn;
 use crate::io::Socket;
 use crate::tls::{TlsStream, UpstreamTls};
@@ -50,15 +56,15 @@ pub struct UpstreamConn {
 /// One worker's view of one upstream.
 pub struct Pool {
     upstream: Arc<Upstream>,
-    next: Cell<usize>,
+    balancer: Balancer,
     idle: RefCell<HashMap<SocketAddr, Vec<(Conn, Instant)>>>,
 }
 
 impl Pool {
     pub fn new(upstream: Arc<Upstream>) -> Self {
         Self {
+            balancer: Balancer::new(&upstream.servers, upstream.balance),
             upstream,
-            next: Cell::new(0),
             idle: RefCell::new(HashMap::new()),
         }
     }
@@ -67,12 +73,85 @@ impl Pool {
         &self.upstream.name
     }
 
-    /// The server for the next request, round robin.
+    /// The server for the next connection, by the upstream's balance method, without a
+    /// client key or retries (for callers that try servers themselves).
     pub fn pick(&self) -> SocketAddr {
-        let servers = &self.upstream.servers;
-        let i = self.next.get();
-        self.next.set(i.wrapping_add(1));
-        servers[i % servers.len()]
+        let i = self.choose(&Key::default(), &Tried::default()).unwrap_or(0);
+        self.upstream.servers[i].addr
+    }
+
+    /// The index of the server for the next try of a request: the balance method's choice
+    /// among the servers not in `tried`, primaries before backups, healthy before down (all
+    /// down: tried anyway, as nginx). None when every server has been tried.
+    pub fn choose(&self, key: &Key, tried: &Tried) -> Option<usize> {
+        let now = health::now();
+        let (servers, health) = (&self.upstream.servers, &self.upstream.health);
+        let choice = self.balancer.choose(key, tried, |i| {
+            let h = &health[i];
+            if h.active_down() {
+                Avail::CheckFailed
+            } else if h.passive_down(now, servers[i].max_fails, servers[i].fail_timeout) {
+                Avail::Failed
+            } else {
+                Avail::Up
+            }
+        })?;
+        let i = choice.index;
+        if choice.despite_down {
+            health[i].trial(now);
+        } else {
+            health[i].picked(now, servers[i].fail_timeout);
+        }
+        Some(i)
+    }
+
+    /// The `client_hash` key of a client (the default key for the other methods: hashing it
+    /// would be wasted).
+    pub fn key(&self, fingerprint: Option<&str>, ip: std::net::IpAddr) -> Key {
+        match self.upstream.balance {
+            crate::config::Balance::ClientHash => Key::new(fingerprint, Some(ip)),
+            _ => Key::default(),
+        }
+    }
+
+    pub fn server(&self, i: usize) -> &Server {
+        &self.upstream.servers[i]
+    }
+
+    /// Tries a request gets (nginx `proxy_next_upstream_tries`).
+    pub fn tries(&self) -> usize {
+        self.upstream.tries
+    }
+
+    /// A request starts on server `i`; it counts for `least_conn` until the guard drops.
+    pub fn begin(&self, i: usize) -> Active<'_> {
+        self.balancer.begin(i)
+    }
+
+    /// Server `i` failed a request (connect error, reset or close before any response byte,
+    /// timeout): counted against it for every worker.
+    pub fn failed(&self, i: usize) {
+        let s = &self.upstream.servers[i];
+        self.balancer.failed(i);
+        if self.upstream.health[i].failed(health::now(), s.max_fails) {
+            tracing::warn!(
+                upstream = %self.upstream.name,
+                server = %s.addr,
+                "server marked down for {:?} after {} failure(s)",
+                s.fail_timeout,
+                s.max_fails
+            );
+        }
+    }
+
+    /// Server `i` answered a request.
+    pub fn succeeded(&self, i: usize) {
+        self.upstream.health[i].succeeded();
+    }
+
+    /// Closes this worker's idle connections to `addr` (one was found closed by the server).
+    pub fn discard_idle(&self, addr: SocketAddr) {
+        self.idle.borrow_mut().remove(&addr);
     }
 
     /// An idle connection to `addr` that is still usable, or a new one.

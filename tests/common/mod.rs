@@ -31,6 +31,7 @@ pub use certgate::echo::{self, pattern_byte, EchoServer};
 pub use certgate::pki::{self, dn, san, CertKey, Pki};
 
 mod raw;
+#[allow(unused_imports)]
 pub use raw::*;
 
 /// How long the proxy may take to start listening.
@@ -227,6 +228,11 @@ pub struct Config {
     pub upstream: Upstream,
     /// Extra `key = value` lines for `[listener.tls]`.
     pub tls_extra: Vec<String>,
+    /// Parameters after each server address, by position (`"weight=3 backup"`).
+    pub server_params: Vec<String>,
+    /// Extra lines after `servers` in `[[upstream]]` (keys, then tables such as
+    /// `[upstream.health]`).
+    pub upstream_extra: Vec<String>,
 }
 
 impl Default for Config {
@@ -242,6 +248,8 @@ impl Default for Config {
             timeouts: vec![],
             upstream: Upstream::Echo,
             tls_extra: vec![],
+            server_params: vec![],
+            upstream_extra: vec![],
         }
     }
 }
@@ -285,6 +293,17 @@ impl Config {
     }
     pub fn upstream(mut self, addrs: &[SocketAddr]) -> Self {
         self.upstream = Upstream::Addrs(addrs.to_vec());
+        self
+    }
+    /// Parameters for the servers given to [`Config::upstream`], in the same order
+    /// (`&["weight=1", "weight=3", "backup"]`; `""` for none).
+    pub fn server_params(mut self, params: &[&str]) -> Self {
+        self.server_params = params.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    /// A line appended to `[[upstream]]` (`balance = "least_conn"`, `[upstream.health]`, ...).
+    pub fn upstream_extra(mut self, line: &str) -> Self {
+        self.upstream_extra.push(line.into());
         self
     }
 
@@ -338,13 +357,23 @@ impl Config {
                 writeln!(t, "{k} = {}", toml_str(v)).unwrap();
             }
         }
-        let servers: Vec<String> = servers.iter().map(|a| a.to_string()).collect();
+        let servers: Vec<String> = servers
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match self.server_params.get(i) {
+                Some(p) if !p.is_empty() => format!("{a} {p}"),
+                _ => a.to_string(),
+            })
+            .collect();
         writeln!(
             t,
             "\n[[upstream]]\nname = \"app\"\nservers = {}",
             toml_list(&servers)
         )
         .unwrap();
+        for line in &self.upstream_extra {
+            writeln!(t, "{line}").unwrap();
+        }
         t
     }
 }

@@ -318,6 +318,7 @@ impl Peers {
             tickets: Some(&tickets),
             session_cache_size: 20 * 1024,
             session_timeout: Duration::from_secs(300),
+            verify_cache: 0,
         })
         .expect("server context");
 

@@ -117,7 +117,9 @@ impl Socket {
             ReadSlot::Idle(half, _) => {
                 // SAFETY: the halves share one stream; readiness polling only reads the fd.
                 let stream = unsafe { &*half.0.get() };
-                stream.readable(true).await
+                // Not relaxed: epoll's cached readiness may be stale after our own reads, and
+                // an idle connection must really wait (io_uring ignores the flag).
+                stream.readable(false).await
             }
             ReadSlot::Broken => Err(broken()),
         }

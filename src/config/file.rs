@@ -147,6 +147,10 @@ pub struct ClientAuthFile {
     pub allow_issuers: Vec<Spanned<String>>,
     #[serde(default)]
     pub allow_sans: Vec<Spanned<String>>,
+    /// Chains that verified are remembered (by the hash of every presented certificate, until
+    /// their first notAfter, at most 5 minutes) so a returning client skips two signature
+    /// checks; 0 disables.
+    pub verify_cache_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

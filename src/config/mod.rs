@@ -586,6 +586,9 @@ impl Cx<'_> {
                     tickets: tickets.as_ref(),
                     session_cache_size: t.session_cache_size.unwrap_or(20 * 1024),
                     session_timeout,
+                    verify_cache: auth_file
+                        .and_then(|a| a.verify_cache_size)
+                        .unwrap_or(10_000),
                 };
                 let ctx = crate::tls::server_context(&settings).map_err(|e| {
                     let (at, k, p) = match e.part {

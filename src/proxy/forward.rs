@@ -149,6 +149,9 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
                     other => Failure::BadGateway(format!("{addr}: {other}")),
                 };
                 if tries_left == 0 {
+                    if let Some((f, _)) = last.take() {
+                        earlier.push(f.reason().to_owned());
+                    }
                     return fail(s, head, raw, started, failure.after(&earlier), None).await;
                 }
                 debug!(upstream = %addr, "upstream attempt failed: {}; trying another server", failure.reason());
@@ -182,6 +185,9 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
                     Fate::Final => false,
                 };
                 if !again {
+                    if let Some((f, _)) = last.take() {
+                        earlier.push(f.reason().to_owned());
+                    }
                     return fail(s, head, raw, started, failure.after(&earlier), Some(addr)).await;
                 }
                 debug!(

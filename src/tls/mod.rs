@@ -4,6 +4,7 @@ mod connector;
 mod server;
 pub mod stream;
 pub mod tickets;
+pub mod verify_cache;
 
 pub use self::connector::{ClientSettings, UpstreamTls};
 pub use self::server::{server_context, ContextError, Part, ServerSettings};

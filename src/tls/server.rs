@@ -15,6 +15,7 @@ use std::time::Duration;
 use boring::ssl::SslSessionCacheMode;
 
 use super::tickets::TicketKeys;
+use super::verify_cache::VerifiedChains;
 use crate::config::{Reject, VerifyMode};
 
 /// TLS 1.2 suites, AES-128-GCM and ChaCha20 first: SHA-384 alone costs several percent of a
@@ -42,6 +43,8 @@ pub struct ServerSettings<'a> {
     pub session_cache_size: u32,
     /// Lifetime of a session, cached or in a ticket.
     pub session_timeout: Duration,
+    /// Entries of the verified-chain cache; 0 verifies every chain in full.
+    pub verify_cache: usize,
 }
 
 /// Which input a context error is about.
@@ -134,6 +137,10 @@ pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError
         }
         b.set_verify_cert_store(store.build()).map_err(internal)?;
         b.set_verify_depth(s.verify_depth);
+        if s.verify_cache > 0 {
+            let cache = Arc::new(VerifiedChains::new(s.verify_cache));
+            b.set_cert_verify_callback(move |ctx| cache.verify(ctx));
+        }
         match (s.mode, s.reject) {
             // TLS itself refuses: no certificate -> certificate_required, bad ones -> their alert.
             (VerifyMode::Required, Reject::Handshake) => {

@@ -293,6 +293,7 @@ mod tests {
             tickets: None,
             session_cache_size: 1024,
             session_timeout: Duration::from_secs(300),
+            verify_cache: 16,
         };
         let server = crate::tls::server_context(&settings).unwrap();
         let mut client = SslConnector::builder(SslMethod::tls()).unwrap();

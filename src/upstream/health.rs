@@ -211,8 +211,8 @@ async fn watch(upstream: Arc<Upstream>, check: Arc<HealthCheck>, i: usize) {
                 state.set_active_down(true);
                 warn!(
                     upstream = %upstream.name,
-                    server = %server.addr,
-                    "server marked down by health check: {} failed check(s) in a row, last: {}",
+                    "server {} marked down by health check: {} failed check(s) in a row, last: {}",
+                    server.addr,
                     check.fails,
                     result.as_ref().err().map_or("", String::as_str)
                 );
@@ -221,8 +221,8 @@ async fn watch(upstream: Arc<Upstream>, check: Arc<HealthCheck>, i: usize) {
                 state.set_active_down(false);
                 info!(
                     upstream = %upstream.name,
-                    server = %server.addr,
-                    "server marked up by health check: {} passed check(s) in a row",
+                    "server {} marked up by health check: {} passed check(s) in a row",
+                    server.addr,
                     check.passes
                 );
             }

@@ -136,8 +136,8 @@ impl Pool {
         if self.upstream.health[i].failed(health::now(), s.max_fails) {
             tracing::warn!(
                 upstream = %self.upstream.name,
-                server = %s.addr,
-                "server marked down for {:?} after {} failure(s)",
+                "server {} marked down for {:?} after {} failed request(s)",
+                s.addr,
                 s.fail_timeout,
                 s.max_fails
             );

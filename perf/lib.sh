@@ -459,7 +459,7 @@ ka_main() {
     if start_server "$s" optional && check_mtls "$s"; then
       # Without a certificate the request must be forwarded too (optional client auth).
       local port=${SRV_PORT[$s]} body
-      body=$(curl -sk --max-time 5 "https://127.0.0.1:$port/") || true
+      body=$(curl -sk --max-time 5 --resolve "localhost:$port:127.0.0.1" "https://localhost:$port/") || true
       if [[ $body == ok ]]; then active+=("$s"); continue; fi
       log "skipping $s: without a client certificate it answered '$body'"
     fi
@@ -472,7 +472,9 @@ ka_main() {
   local round out="$RUN/$tool-last.txt"
   for ((round = 1; round <= rounds; round++)); do
     for s in "${active[@]}"; do
-      local url="https://127.0.0.1:${SRV_PORT[$s]}/"
+      # The name, not the address: SNI "localhost" and Host "localhost:PORT" (Caddy answers 421
+      # when the Host does not match the SNI of a client-auth connection).
+      local url="https://localhost:${SRV_PORT[$s]}/"
       local -a cmd
       if [[ $tool == wrk ]]; then
         cmd=(wrk -t1 -c"$connections" -d"${duration}s" --latency --timeout 5s "$url")

@@ -222,6 +222,7 @@ fn killed_server_is_retried_ejected_by_health_check_and_readmitted() {
             plain_log(&gate)
         )
     });
+    eprintln!("dead server ejected {ejected_after:?} after it was killed");
     // interval × fails, plus one interval of phase and some scheduling slack.
     let bound = INTERVAL * (FAILS + 1) + Duration::from_millis(500);
     assert!(
@@ -259,6 +260,7 @@ fn killed_server_is_retried_ejected_by_health_check_and_readmitted() {
     let (a_before, b_before) = (a.requests(), b2.requests());
     run(&mut clients, 100, "readmitted");
     let (a_got, b_got) = (a.requests() - a_before, b2.requests() - b_before);
+    eprintln!("readmitted {up_after:?} after the restart; then a {a_got}, b {b_got}");
     // Round robin again: about 50 each (health checks add a couple to each).
     assert!(
         b_got >= 45,
@@ -410,6 +412,7 @@ fn least_conn_sends_most_requests_to_the_fast_server() {
         h.join().expect("client thread");
     }
     let (s, f) = (slow.requests(), fast.requests());
+    eprintln!("least_conn: slow server {s}, fast server {f}");
     assert_eq!(s + f, 150);
     // Round robin would give the slow server 75; least_conn gives it one request at a time
     // only while the fast one is busy too.

@@ -169,10 +169,30 @@ pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError
     let secs = u32::try_from(s.session_timeout.as_secs())
         .unwrap_or(u32::MAX)
         .max(1);
-    // SAFETY: a plain setter on the context being built.
-    unsafe { boring_sys::SSL_CTX_set_timeout(b.as_ptr(), secs) };
+    // SAFETY: plain setters on the context being built; the pool lives for the process.
+    unsafe {
+        boring_sys::SSL_CTX_set_timeout(b.as_ptr(), secs);
+        // One ticket per full handshake, not BoringSSL's two: clients resume with one, and each
+        // ticket costs a session serialisation and its encryption.
+        boring_sys::SSL_CTX_set_num_tickets(b.as_ptr(), 1);
+        // Received certificates are interned: the intermediates every client sends are held
+        // once, not once per connection.
+        boring_sys::SSL_CTX_set0_buffer_pool(b.as_ptr(), buffer_pool());
+    }
     // A session made under one client-auth policy never resumes under another.
     let digest = hash(MessageDigest::sha256(), &sid_ctx).map_err(internal)?;
     b.set_session_id_context(&digest).map_err(internal)?;
     Ok(b.build())
+}
+
+/// The process-wide pool of received certificate buffers (never freed: contexts keep pointers).
+fn buffer_pool() -> *mut boring_sys::CRYPTO_BUFFER_POOL {
+    struct Pool(*mut boring_sys::CRYPTO_BUFFER_POOL);
+    // SAFETY: a CRYPTO_BUFFER_POOL is internally locked and may be used from any thread.
+    unsafe impl Send for Pool {}
+    unsafe impl Sync for Pool {}
+    static POOL: std::sync::OnceLock<Pool> = std::sync::OnceLock::new();
+    // SAFETY: allocation only; a null pool (out of memory) means "no pool" to BoringSSL.
+    POOL.get_or_init(|| Pool(unsafe { boring_sys::CRYPTO_BUFFER_POOL_new() }))
+        .0
 }

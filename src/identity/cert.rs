@@ -183,15 +183,19 @@ impl ClientCert {
         let Ok(pem) = self.x509.to_pem() else {
             return String::new();
         };
-        let mut out = String::with_capacity(pem.len() + pem.len() / 8);
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        // Byte-wise into a Vec: this runs once per connection, and `write!` per escaped byte
+        // cost several times the whole encoding.
+        let mut out = Vec::with_capacity(pem.len() + pem.len() / 4);
         for &b in &pem {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                out.push(char::from(b));
+                out.push(b);
             } else {
-                let _ = write!(out, "%{b:02X}");
+                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
             }
         }
-        out
+        // Only ASCII was pushed.
+        String::from_utf8(out).unwrap_or_default()
     }
 }
 

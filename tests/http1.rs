@@ -372,3 +372,39 @@ fn smuggling_vectors_are_refused_and_close_the_connection() {
         "the proxy no longer serves after the vectors"
     );
 }
+
+/// A body several times larger than any buffer passes with the proxy's memory bounded: bodies
+/// are streamed, never held whole.
+#[test]
+fn huge_upload_streams_with_bounded_memory() {
+    const TOTAL: usize = 1 << 30;
+    let gate = gate();
+    let before = gate.status_kib("VmHWM");
+    let mut c = client(&gate);
+    c.set_read_timeout(Duration::from_secs(300));
+    c.send_all(
+        format!(
+            "PUT /huge HTTP/1.1\r\nHost: {}\r\nContent-Length: {TOTAL}\r\n\r\n",
+            gate.host()
+        )
+        .as_bytes(),
+    );
+    let piece = noise(1 << 20, 0xb0d1);
+    let mut hasher = boring::hash::Hasher::new(boring::hash::MessageDigest::sha256()).unwrap();
+    for _ in 0..TOTAL / piece.len() {
+        c.send_all(&piece);
+        hasher.update(&piece).unwrap();
+    }
+    let r = c.response(false).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.seen();
+    assert_eq!(seen.u64("body_len"), TOTAL as u64);
+    let digest: String = hasher.finish().unwrap().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(seen.str("body_sha256"), digest);
+    let grown = gate.status_kib("VmHWM").saturating_sub(before);
+    assert!(
+        grown < 32 * 1024,
+        "peak RSS grew by {grown} KiB while streaming {} MiB",
+        TOTAL >> 20
+    );
+}

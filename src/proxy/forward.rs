@@ -154,7 +154,11 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
                     }
                     return fail(s, head, raw, started, failure.after(&earlier), None).await;
                 }
-                debug!(upstream = %addr, "upstream attempt failed: {}; trying another server", failure.reason());
+                debug!(
+                    upstream = %addr,
+                    "upstream attempt failed: {}; trying another server",
+                    failure.reason()
+                );
                 if let Some((f, _)) = last.replace((failure, None)) {
                     earlier.push(f.reason().to_owned());
                 }
@@ -223,6 +227,16 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
         &[]
     };
     http::rewrite_response(&resp.head, &resp.raw, &mut out, client_keep_alive, extra);
+    let mut up_buf = up_buf;
+    let mut kind = if head.is_head() {
+        BodyKind::None
+    } else {
+        resp.head.body
+    };
+    if resp.head.status != 101 {
+        // A body already read whole goes out with the head: one TLS record, one send.
+        kind = take_buffered_body(kind, &mut up_buf, &mut out);
+    }
     if let Err(e) = timeout(t.body_idle, s.client.write_all(&out))
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
@@ -266,12 +280,6 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
         return false;
     }
 
-    let mut up_buf = up_buf;
-    let kind = if head.is_head() {
-        BodyKind::None
-    } else {
-        resp.head.body
-    };
     let relayed = body::relay(
         &mut up.conn,
         Side::Upstream,
@@ -354,7 +362,9 @@ async fn exchange(
     let mut body_sent = head.body == BodyKind::None;
     let mut sent_continue = false;
     if !body_sent && !head.expect_continue {
-        send_body(s, head, &mut up).await.map_err(body_fate)?;
+        send_body(s, head, &mut up)
+            .await
+            .map_err(|f| body_fate(f, reused))?;
         body_sent = true;
     }
     // A 1xx came: the server answered something.
@@ -378,6 +388,8 @@ async fn exchange(
             let fate = match &f {
                 _ if answered => Fate::Final,
                 Failure::BadGateway(_) if !body_touched => Fate::Unanswered { pooled: reused },
+                // A kept-alive connection may have been closed as idle: not the server's fault.
+                Failure::BadGateway(_) if reused => Fate::Final,
                 Failure::BadGateway(_) | Failure::Timeout(_) => Fate::Failed,
                 _ => Fate::Final,
             };
@@ -418,17 +430,21 @@ async fn exchange(
         }
         if resp.status == 100 && !body_sent {
             sent_continue = true;
-            send_body(s, head, &mut up).await.map_err(body_fate)?;
+            send_body(s, head, &mut up)
+                .await
+                .map_err(|f| body_fate(f, reused))?;
             body_sent = true;
         }
     }
 }
 
-/// A failed request body: the server's fault when its side failed, never sent again.
-fn body_fate(f: Failure) -> (Failure, Fate) {
+/// A failed request body is never sent again; it counts against the server when its side
+/// failed, except a close on a kept-alive connection (possibly closed as idle meanwhile).
+fn body_fate(f: Failure, reused: bool) -> (Failure, Fate) {
     let fate = match f {
-        Failure::BadGateway(_) | Failure::Timeout(_) => Fate::Failed,
-        Failure::Client(..) | Failure::Abort(_) => Fate::Final,
+        Failure::Timeout(_) => Fate::Failed,
+        Failure::BadGateway(_) if !reused => Fate::Failed,
+        Failure::BadGateway(_) | Failure::Client(..) | Failure::Abort(_) => Fate::Final,
     };
     (f, fate)
 }
@@ -541,6 +557,28 @@ async fn fail(
         s.send_page(page, keep_alive, head.is_head()).await;
     }
     keep_alive
+}
+
+/// Moves a response body that is already complete in `buf` behind the head in `out`; returns
+/// what is left to relay (`None` when the body was taken).
+fn take_buffered_body(kind: BodyKind, buf: &mut BytesMut, out: &mut Vec<u8>) -> BodyKind {
+    match kind {
+        BodyKind::Length(n) if buf.len() as u64 >= n => {
+            let body = buf.split_to(n as usize);
+            out.extend_from_slice(&body);
+            BodyKind::None
+        }
+        BodyKind::Chunked => match http::ChunkedScanner::new().scan(buf) {
+            Ok(p) if p.done => {
+                let body = buf.split_to(p.consumed);
+                out.extend_from_slice(&body);
+                BodyKind::None
+            }
+            // Incomplete or malformed: the relay reads on, or reports the error.
+            _ => kind,
+        },
+        _ => kind,
+    }
 }
 
 fn is_idempotent(head: &RequestHead) -> bool {

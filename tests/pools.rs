@@ -267,7 +267,6 @@ fn killed_server_is_retried_ejected_by_health_check_and_readmitted() {
         "the readmitted server got {b_got} of 100 (a got {a_got})"
     );
     assert!(a_got <= 60, "a got {a_got} of 100 (b got {b_got})");
-    drop(run);
     assert!(sent >= 240);
 }
 
@@ -669,4 +668,40 @@ fn a_full_pool_configuration_checks() {
     let path = env.write("good-name.toml", &text);
     let out = env.check(&path);
     assert!(out.status.success(), "{}\n{text}", out.all());
+}
+
+#[test]
+fn tcp_mode_uses_the_pool_too() {
+    // A TCP-mode listener picks servers with the same balancer and health: the dead server is
+    // tried once, marked down, and every connection is relayed to the live one.
+    let echo = echo_any();
+    let dead = dead_addr();
+    let env = Env::new();
+    let port = free_port();
+    let text = Config::new()
+        .upstream(&[dead, echo.addr()])
+        .render(port, &[dead, echo.addr()])
+        .replacen(
+            "upstream = \"app\"\n",
+            "upstream = \"app\"\nmode = \"tcp\"\n",
+            1,
+        );
+    let gate = RawGate::start(&env, &text, port);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for i in 0..6 {
+        let mut c = TlsClient::connect(addr, &env.pki.server_ca, Some(&env.pki.client1))
+            .unwrap_or_else(|e| panic!("connect {i}: {e}"));
+        let r = c.roundtrip(&get(
+            "localhost",
+            &format!("/tcp/{i}"),
+            &["Connection: close"],
+        ));
+        assert_eq!(r.status, 200, "connection {i}; log:\n{}", gate.log());
+    }
+    assert_eq!(echo.requests(), 6);
+    assert!(
+        gate.log().contains(&format!("server {dead} marked down")),
+        "{}",
+        gate.log()
+    );
 }

@@ -363,6 +363,66 @@ mod tests {
             .contains("no address"));
     }
 
+    fn parse(upstream: &str) -> Result<crate::config::Config, ConfigError> {
+        let text = format!(
+            "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nupstream = \"app\"\n\n[[upstream]]\nname = \"app\"\n{upstream}"
+        );
+        crate::config::Config::parse(std::path::Path::new("/nonexistent/certgate.toml"), &text)
+    }
+
+    #[test]
+    fn a_full_upstream_loads() {
+        let c = parse(
+            "servers = [\"127.0.0.1:1 weight=3\", \"127.0.0.1:2 backup max_fails=2\"]\n\
+             balance = \"client_hash\"\ntries = 5\n\
+             [upstream.health]\npath = \"/healthz\"\ninterval = \"200ms\"\nfails = 2\n",
+        )
+        .unwrap();
+        let u = &c.upstreams[0];
+        assert_eq!(u.balance, Balance::ClientHash);
+        assert_eq!(u.tries, 5);
+        assert_eq!(u.servers.len(), 2);
+        assert_eq!(u.health.len(), 2);
+        assert_eq!((u.servers[0].weight, u.servers[0].backup), (3, false));
+        assert_eq!((u.servers[1].max_fails, u.servers[1].backup), (2, true));
+        let h = u.health_check.as_ref().unwrap();
+        assert_eq!(h.path, "/healthz");
+        assert_eq!(h.interval, Duration::from_millis(200));
+        assert_eq!(
+            (h.timeout, h.fails, h.passes),
+            (Duration::from_secs(1), 2, 1)
+        );
+        let c = parse("servers = [\"127.0.0.1:1\"]\n").unwrap();
+        let u = &c.upstreams[0];
+        assert_eq!((u.balance, u.tries), (Balance::RoundRobin, DEFAULT_TRIES));
+        assert!(u.health_check.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_entry_line() {
+        let e =
+            parse("servers = [\n  \"127.0.0.1:1\",\n  \"127.0.0.1:2 weight=0\",\n]\n").unwrap_err();
+        assert_eq!(e.key, "upstream[0].servers");
+        assert_eq!(e.line, Some(10), "{e}");
+        assert!(e.reason.contains("weight=0"), "{e}");
+        let e = parse("servers = [\"127.0.0.1:1 backup\"]\n").unwrap_err();
+        assert!(e.reason.contains("not a backup"), "{e}");
+        let e = parse("servers = []\n").unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), ("upstream[0].servers", Some(8)));
+        let e = parse("servers = [\"127.0.0.1:1\"]\nbalance = \"ip_hash\"\n").unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("upstream.balance", Some(9)),
+            "{e}"
+        );
+        let e = parse("servers = [\"127.0.0.1:1\"]\n[upstream.health]\ntimeout = \"0s\"\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("upstream[0].health.timeout", Some(10))
+        );
+    }
+
     #[test]
     fn health_paths() {
         assert!(check_path("/healthz?full=1").is_ok());

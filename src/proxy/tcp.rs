@@ -10,6 +10,7 @@ use super::body;
 use super::proxy_protocol::{self, TlsFacts};
 use super::Session;
 use crate::conn::Conn;
+use crate::upstream::balance::Tried;
 use crate::upstream::{self, ConnectError};
 
 /// Relays one admitted connection; refuses (closes) one that is not admitted.
@@ -32,23 +33,37 @@ pub async fn relay(s: &mut Session) {
     let pool = s.worker.pools[s.listener.upstream].clone();
     let up_cfg = &s.worker.config.upstreams[s.listener.upstream];
     let t = s.listener.timeouts;
-    // Try each server at most once, starting with the balancer's pick.
+    // The balancer's pick, then other servers (never one twice), at most `tries` in all; each
+    // failed connect counts against its server's shared health (nginx stream's
+    // `proxy_next_upstream` on connect errors).
+    let key = pool.key(
+        s.identity.cert.as_ref().map(|c| c.fingerprint()),
+        s.peer.ip(),
+    );
+    let mut tried = Tried::default();
     let mut upstream = None;
-    let mut last_error = String::new();
-    for _ in 0..up_cfg.servers.len() {
-        let addr = pool.pick();
+    let mut last_error = String::from("no server is available");
+    for _ in 0..pool.tries() {
+        let Some(i) = pool.choose(&key, &tried) else {
+            break;
+        };
+        tried.insert(i);
+        let addr = pool.server(i).addr;
         match upstream::connect(addr, t.upstream_connect, up_cfg.tls.as_ref()).await {
             Ok(c) => {
-                upstream = Some((addr, c));
+                pool.succeeded(i);
+                // Counts for least_conn while the relay lasts.
+                upstream = Some((addr, c, pool.begin(i)));
                 break;
             }
             Err(e @ (ConnectError::Refused(_) | ConnectError::Timeout | ConnectError::Tls(_))) => {
+                pool.failed(i);
                 warn!(listener = %s.listener.name, upstream = %addr, "tcp upstream failed: {e}");
                 last_error = format!("{addr}: {e}");
             }
         }
     }
-    let Some((addr, mut up)) = upstream else {
+    let Some((addr, mut up, _active)) = upstream else {
         log(s, "-", &format!("no upstream: {last_error}"), started);
         return;
     };

@@ -172,10 +172,12 @@ pub fn start_checks(upstream: &Arc<Upstream>) -> io::Result<()> {
     Ok(())
 }
 
-/// Checks every server of the upstream, each on its own schedule, forever.
+/// Checks every server of the upstream (but those configured `down`), each on its own
+/// schedule, forever.
 async fn run(upstream: Arc<Upstream>, check: HealthCheck) {
     let check = Arc::new(check);
     let tasks: Vec<_> = (0..upstream.servers.len())
+        .filter(|&i| !upstream.servers[i].down)
         .map(|i| monoio::spawn(watch(Arc::clone(&upstream), Arc::clone(&check), i)))
         .collect();
     for t in tasks {

@@ -73,13 +73,6 @@ impl Pool {
         &self.upstream.name
     }
 
-    /// The server for the next connection, by the upstream's balance method, without a
-    /// client key or retries (for callers that try servers themselves).
-    pub fn pick(&self) -> SocketAddr {
-        let i = self.choose(&Key::default(), &Tried::default()).unwrap_or(0);
-        self.upstream.servers[i].addr
-    }
-
     /// The index of the server for the next try of a request: the balance method's choice
     /// among the servers not in `tried`, primaries before backups, healthy before down (all
     /// down: tried anyway, as nginx). None when every server has been tried.

@@ -334,3 +334,24 @@ fn nginx_proxy_ssl_certificate_against_certgate() {
         vec![pki::dn::CLIENT1.to_string()]
     );
 }
+
+#[test]
+fn server_host_name_is_the_default_sni_and_verified_name() {
+    let env = Env::new();
+    let up = TlsUpstream::spawn(&env.pki, false);
+    let port = free_port();
+    let text = client_mode(port, up.addr, "ca = \"pki/server-ca.pem\"").replace(
+        &format!("\"{}\"", up.addr),
+        &format!("\"localhost:{}\"", up.addr.port()),
+    );
+    let gate = RawGate::start(&env, &text, port);
+    let (status, body) = gate.get("/");
+    assert_eq!(status, 200, "{body}\n{}", gate.log());
+    assert!(
+        up.seen()
+            .iter()
+            .all(|s| s.sni.as_deref() == Some("localhost")),
+        "{:?}",
+        up.seen()
+    );
+}

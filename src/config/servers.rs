@@ -69,6 +69,23 @@ pub struct Server {
     pub fail_timeout: Duration,
 }
 
+impl Server {
+    /// The host name the entry was written with, when it is a name rather than an address: the
+    /// default SNI and verified name for upstream TLS.
+    pub fn host_name(&self) -> Option<&str> {
+        let host = self
+            .name
+            .rsplit_once(':')
+            .map_or(self.name.as_str(), |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(_) => None,
+            Err(_) if host.is_empty() => None,
+            Err(_) => Some(host),
+        }
+    }
+}
+
 /// Active health checks of an upstream's servers, validated.
 #[derive(Debug, Clone)]
 pub struct HealthCheck {

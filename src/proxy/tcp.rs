@@ -48,8 +48,16 @@ pub async fn relay(s: &mut Session) {
             break;
         };
         tried.insert(i);
-        let addr = pool.server(i).addr;
-        match upstream::connect(addr, t.upstream_connect, up_cfg.tls.as_ref()).await {
+        let server = pool.server(i);
+        let addr = server.addr;
+        match upstream::connect(
+            addr,
+            server.host_name(),
+            t.upstream_connect,
+            up_cfg.tls.as_ref(),
+        )
+        .await
+        {
             Ok(c) => {
                 pool.succeeded(i);
                 // Counts for least_conn while the relay lasts.

@@ -29,7 +29,8 @@ pub struct ClientSettings<'a> {
 /// An upstream's TLS: the context, the name to send and verify, and resumable sessions.
 pub struct UpstreamTls {
     ctx: SslContext,
-    /// SNI and verified name; None: the server's address is verified as an IP SAN.
+    /// SNI and verified name; None: the server's host name, or for a server given as an
+    /// address, that address verified as an IP SAN (and no SNI).
     pub server_name: Option<String>,
     pub verify: bool,
     sessions: Option<Sessions>,
@@ -144,9 +145,13 @@ impl UpstreamTls {
 
     /// A client `Ssl` for a new connection to `addr`: SNI, the name to verify, and the last
     /// session to resume.
-    pub fn ssl_for(&self, addr: SocketAddr) -> Result<Ssl, boring::error::ErrorStack> {
+    pub fn ssl_for(
+        &self,
+        addr: SocketAddr,
+        host: Option<&str>,
+    ) -> Result<Ssl, boring::error::ErrorStack> {
         let mut ssl = Ssl::new(&self.ctx)?;
-        match &self.server_name {
+        match self.server_name.as_deref().or(host) {
             Some(name) => {
                 if name.parse::<IpAddr>().is_err() {
                     ssl.set_hostname(name)?;

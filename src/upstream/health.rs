@@ -272,7 +272,12 @@ async fn probe(
     request: &[u8],
     timeout: Duration,
 ) -> Result<u16, String> {
-    let mut conn = super::connect(addr, timeout, upstream.tls.as_ref())
+    let host = upstream
+        .servers
+        .iter()
+        .find(|s| s.addr == addr)
+        .and_then(|s| s.host_name());
+    let mut conn = super::connect(addr, host, timeout, upstream.tls.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     conn.write_all(request)

@@ -160,7 +160,13 @@ impl Pool {
                 reused: true,
             });
         }
-        let conn = connect(addr, connect_timeout, self.upstream.tls.as_ref()).await?;
+        let host = self
+            .upstream
+            .servers
+            .iter()
+            .find(|s| s.addr == addr)
+            .and_then(|s| s.host_name());
+        let conn = connect(addr, host, connect_timeout, self.upstream.tls.as_ref()).await?;
         Ok(UpstreamConn {
             conn,
             addr,
@@ -203,8 +209,12 @@ impl Pool {
 
 /// Opens a connection to `addr`, with the upstream's TLS when it has one; the timeout covers
 /// the TCP connect and the TLS handshake together.
+///
+/// `host` is the server's name as configured, when it has one: the SNI and verified name unless
+/// `[upstream.tls] server_name` says otherwise.
 pub async fn connect(
     addr: SocketAddr,
+    host: Option<&str>,
     timeout: Duration,
     tls: Option<&UpstreamTls>,
 ) -> Result<Conn, ConnectError> {
@@ -220,7 +230,7 @@ pub async fn connect(
         return Ok(Conn::Plain(sock));
     };
     let ssl = tls
-        .ssl_for(addr)
+        .ssl_for(addr, host)
         .map_err(|e| ConnectError::Tls(format!("cannot set up TLS: {e}")))?;
     match monoio::time::timeout_at(deadline, TlsStream::connect(ssl, sock)).await {
         Err(_) => Err(ConnectError::Timeout),

@@ -92,6 +92,7 @@ fn init_logging(level: &str) {
 }
 
 fn run(config: Arc<Config>) -> ExitCode {
+    let path = config.path.clone();
     let running = match certgate::runtime::start(config) {
         Ok(r) => r,
         Err(e) => {
@@ -102,6 +103,7 @@ fn run(config: Arc<Config>) -> ExitCode {
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -109,8 +111,19 @@ fn run(config: Arc<Config>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(sig) = signals.forever().next() {
-        tracing::info!(signal = sig, "stopping");
+    for sig in signals.forever() {
+        if sig != signal_hook::consts::SIGHUP {
+            tracing::info!(signal = sig, "stopping");
+            break;
+        }
+        // SIGHUP: re-read the configuration, as nginx -s reload does; a bad one changes nothing.
+        match Config::load(&path).map_err(|e| e.to_string()) {
+            Ok(next) => match running.reload(next) {
+                Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+                Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
+            },
+            Err(e) => tracing::error!("reload failed, the running configuration stays: {e}"),
+        }
     }
     running.stop_accepting();
     ExitCode::SUCCESS

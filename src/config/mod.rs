@@ -189,6 +189,8 @@ pub struct Upstream {
     pub tls: Option<UpstreamTls>,
     /// Send a PROXY protocol v2 header first (tcp listeners).
     pub proxy_protocol: bool,
+    /// Set when a reload replaced this upstream: its health checks stop.
+    pub retired: std::sync::atomic::AtomicBool,
 }
 
 impl Config {
@@ -377,6 +379,7 @@ impl Cx<'_> {
             keepalive: u.keepalive,
             tls,
             proxy_protocol,
+            retired: Default::default(),
         })
     }
 

@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 use crate::config::{Config, IoMode};
@@ -65,8 +66,9 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
         sockets.push(per_worker);
     }
     let listening: Vec<RawFd> = sockets.iter().flatten().map(|s| s.as_raw_fd()).collect();
+    let current = Arc::new(ArcSwap::new(config.clone()));
     for (id, listeners) in sockets.into_iter().enumerate() {
-        let config = config.clone();
+        let current = current.clone();
         let core = if config.runtime.pin_workers && !cores.is_empty() {
             Some(cores[id % cores.len()])
         } else {
@@ -80,30 +82,14 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
                         warn!(worker = id, "could not pin worker to CPU {}", core.id);
                     }
                 }
-                if let Err(e) = worker::run(id, driver, config, listeners) {
+                if let Err(e) = worker::run(id, driver, current, listeners) {
                     tracing::error!(worker = id, "worker stopped: {e}");
                     std::process::exit(1);
                 }
             })?;
         handles.push(handle);
     }
-    for l in &config.listeners {
-        if let Some(keys) = &l.tickets {
-            if let Some(every) = keys.rotation() {
-                let keys = keys.clone();
-                std::thread::Builder::new()
-                    .name("certgate-tickets".into())
-                    .spawn(move || loop {
-                        std::thread::sleep(every);
-                        keys.rotate();
-                    })?;
-            }
-        }
-    }
-    // Active health checks: one thread per upstream with [upstream.health], not one per worker.
-    for u in &config.upstreams {
-        crate::upstream::health::start_checks(u)?;
-    }
+    start_background(&config)?;
     info!(
         workers = config.runtime.workers,
         driver = ?driver,
@@ -123,16 +109,69 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
     Ok(Running {
         workers: handles,
         listening,
+        current,
     })
+}
+
+/// The threads a configuration needs besides the workers: ticket-key rotation and active
+/// health checks (one per upstream with `[upstream.health]`, not one per worker). Both end by
+/// themselves once a reload retires the configuration.
+fn start_background(config: &Config) -> io::Result<()> {
+    for l in &config.listeners {
+        if let Some(keys) = &l.tickets {
+            if let Some(every) = keys.rotation() {
+                let keys = Arc::downgrade(keys);
+                std::thread::Builder::new()
+                    .name("certgate-tickets".into())
+                    .spawn(move || loop {
+                        std::thread::sleep(every);
+                        match keys.upgrade() {
+                            Some(k) => k.rotate(),
+                            None => return,
+                        }
+                    })?;
+            }
+        }
+    }
+    for u in &config.upstreams {
+        crate::upstream::health::start_checks(u)?;
+    }
+    Ok(())
 }
 
 /// The started workers.
 pub struct Running {
     pub workers: Vec<std::thread::JoinHandle<()>>,
     listening: Vec<RawFd>,
+    current: Arc<ArcSwap<Config>>,
 }
 
 impl Running {
+    /// Puts `next` in force: new connections use it from their accept on, connections in
+    /// progress finish under the configuration they started with. The listeners (names and
+    /// addresses, in order) must stay as they are: the sockets are bound once, at start.
+    pub fn reload(&self, next: Config) -> Result<(), String> {
+        let old = self.current.load_full();
+        let same = old.listeners.len() == next.listeners.len()
+            && old
+                .listeners
+                .iter()
+                .zip(&next.listeners)
+                .all(|(a, b)| a.name == b.name && a.addr == b.addr);
+        if !same {
+            return Err("listeners were added, removed or moved: that needs a restart".into());
+        }
+        if next.runtime.workers != old.runtime.workers || next.runtime.io != old.runtime.io {
+            warn!("[runtime] changes take effect at the next restart, not on reload");
+        }
+        start_background(&next).map_err(|e| format!("cannot start background threads: {e}"))?;
+        self.current.store(Arc::new(next));
+        for u in &old.upstreams {
+            u.retired.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Stops every listening socket at once, from outside the workers: new connections are
     /// refused from now on, even while io_uring still holds the sockets (a ring's teardown at
     /// exit is deferred, so an exiting process could otherwise keep accepting for a moment).

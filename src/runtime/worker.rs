@@ -1,16 +1,17 @@
 //! One worker: a monoio runtime on one thread, accepting on its own listening sockets and
 //! serving each connection as a task. Per-worker state is `Rc`; only `Config` is shared.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use monoio::net::TcpListener;
 use tracing::{debug, warn};
 
 use super::Driver;
-use crate::config::{Config, Listener};
+use crate::config::Config;
 use crate::upstream::Pool;
 
 /// io_uring submission queue size per worker.
@@ -27,7 +28,7 @@ pub struct Worker {
 pub fn run(
     id: usize,
     driver: Driver,
-    config: Arc<Config>,
+    current: Arc<ArcSwap<Config>>,
     listeners: Vec<std::net::TcpListener>,
 ) -> io::Result<()> {
     match driver {
@@ -35,36 +36,61 @@ pub fn run(
             .with_entries(RING_ENTRIES)
             .enable_timer()
             .build()?
-            .block_on(main(id, config, listeners)),
+            .block_on(main(id, current, listeners)),
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()?
-            .block_on(main(id, config, listeners)),
+            .block_on(main(id, current, listeners)),
+    }
+}
+
+/// The worker's view of the configuration in force: replaced at the first accept after a
+/// reload. Connections keep the generation they started with.
+struct Generation {
+    id: usize,
+    current: Arc<ArcSwap<Config>>,
+    worker: RefCell<Rc<Worker>>,
+}
+
+impl Generation {
+    fn worker(&self) -> Rc<Worker> {
+        let config = self.current.load();
+        let mut w = self.worker.borrow_mut();
+        if !Arc::ptr_eq(&w.config, &config) {
+            *w = Rc::new(Worker::new(self.id, Arc::clone(&config)));
+        }
+        w.clone()
+    }
+}
+
+impl Worker {
+    fn new(id: usize, config: Arc<Config>) -> Self {
+        Self {
+            id,
+            pools: config
+                .upstreams
+                .iter()
+                .map(|u| Rc::new(Pool::new(u.clone())))
+                .collect(),
+            config,
+        }
     }
 }
 
 async fn main(
     id: usize,
-    config: Arc<Config>,
+    current: Arc<ArcSwap<Config>>,
     listeners: Vec<std::net::TcpListener>,
 ) -> io::Result<()> {
-    let worker = Rc::new(Worker {
+    let generation = Rc::new(Generation {
         id,
-        pools: config
-            .upstreams
-            .iter()
-            .map(|u| Rc::new(Pool::new(u.clone())))
-            .collect(),
-        config: config.clone(),
+        worker: RefCell::new(Rc::new(Worker::new(id, current.load_full()))),
+        current,
     });
     let mut tasks = Vec::new();
-    for (std_listener, listener) in listeners.into_iter().zip(config.listeners.iter()) {
+    for (index, std_listener) in listeners.into_iter().enumerate() {
         let l = TcpListener::from_std(std_listener)?;
-        tasks.push(monoio::spawn(accept_loop(
-            l,
-            listener.clone(),
-            worker.clone(),
-        )));
+        tasks.push(monoio::spawn(accept_loop(l, index, generation.clone())));
     }
     for t in tasks {
         t.await?;
@@ -72,14 +98,16 @@ async fn main(
     Ok(())
 }
 
-async fn accept_loop(
-    l: TcpListener,
-    listener: Arc<Listener>,
-    worker: Rc<Worker>,
-) -> io::Result<()> {
+async fn accept_loop(l: TcpListener, index: usize, generation: Rc<Generation>) -> io::Result<()> {
     let open = Rc::new(Cell::new(0usize));
     loop {
-        let (stream, peer) = match l.accept().await {
+        let accepted = l.accept().await;
+        let worker = generation.worker();
+        // Reloads keep the listener list (name and address) as it was: same index.
+        let Some(listener) = worker.config.listeners.get(index).cloned() else {
+            return Ok(());
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             // The listening socket was shut down: the process is stopping.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(()),
@@ -97,8 +125,6 @@ async fn accept_loop(
         }
         open.set(open.get() + 1);
         let guard = OpenGuard(open.clone());
-        let listener = listener.clone();
-        let worker = worker.clone();
         monoio::spawn(async move {
             let _guard = guard;
             crate::proxy::serve(stream, peer, listener, worker).await;

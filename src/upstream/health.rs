@@ -196,6 +196,10 @@ async fn watch(upstream: Arc<Upstream>, check: Arc<HealthCheck>, i: usize) {
     let mut verdicts = Verdicts::default();
     let mut next = monoio::time::Instant::now();
     loop {
+        if upstream.retired.load(std::sync::atomic::Ordering::Relaxed) {
+            // A reload replaced this upstream; its successor has its own checks.
+            return;
+        }
         let result = match monoio::time::timeout(
             check.timeout,
             probe(&upstream, server.addr, request.as_bytes(), check.timeout),

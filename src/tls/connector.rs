@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use boring::pkey::PKey;
 use boring::ssl::{
     Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslSessionCacheMode, SslVerifyMode,
     SslVersion,
@@ -14,7 +13,7 @@ use boring::ssl::{
 use boring::x509::store::X509StoreBuilder;
 use boring::x509::X509;
 
-use super::server::{ContextError, Part};
+use super::server::{fail, set_identity, ContextError, Part};
 
 /// What an upstream's TLS needs; files are already read.
 pub struct ClientSettings<'a> {
@@ -52,13 +51,6 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
-fn fail(part: Part, reason: impl Into<String>) -> ContextError {
-    ContextError {
-        part,
-        reason: reason.into(),
-    }
-}
-
 impl UpstreamTls {
     pub fn new(
         s: &ClientSettings<'_>,
@@ -93,29 +85,8 @@ impl UpstreamTls {
             b.set_verify(SslVerifyMode::NONE);
         }
         if let Some(pem) = s.cert_pem {
-            let chain = X509::stack_from_pem(pem)
-                .map_err(|e| fail(Part::Certificate, format!("not PEM certificates: {e}")))?;
-            let mut chain = chain.into_iter();
-            let leaf = chain
-                .next()
-                .ok_or_else(|| fail(Part::Certificate, "no certificate found in the file"))?;
-            b.set_certificate(&leaf)
-                .map_err(|e| fail(Part::Certificate, e.to_string()))?;
-            for extra in chain {
-                b.add_extra_chain_cert(extra)
-                    .map_err(|e| fail(Part::Certificate, e.to_string()))?;
-            }
-            let key_pem = s.key_pem.unwrap_or(pem);
-            let key = PKey::private_key_from_pem(key_pem)
-                .map_err(|e| fail(Part::PrivateKey, format!("not a PEM private key: {e}")))?;
-            b.set_private_key(&key)
-                .map_err(|e| fail(Part::PrivateKey, e.to_string()))?;
-            b.check_private_key().map_err(|_| {
-                fail(
-                    Part::PrivateKey,
-                    "the private key does not match the certificate",
-                )
-            })?;
+            // A bundle holds both: the key is then read from the same file.
+            set_identity(&mut b, pem, s.key_pem.unwrap_or(pem))?;
         }
         let sessions = if session_reuse {
             let store: Arc<Mutex<HashMap<SocketAddr, SslSession>>> = Arc::default();

@@ -61,7 +61,41 @@ pub struct ContextError {
     pub reason: String,
 }
 
-fn fail(part: Part, reason: impl Into<String>) -> ContextError {
+/// Sets a context's own certificate chain (leaf first) and private key, checking they match.
+pub(super) fn set_identity(
+    b: &mut SslContextBuilder,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(), ContextError> {
+    let chain = X509::stack_from_pem(cert_pem).map_err(|e| {
+        fail(
+            Part::Certificate,
+            format!("not a PEM certificate chain: {e}"),
+        )
+    })?;
+    let mut chain = chain.into_iter();
+    let leaf = chain
+        .next()
+        .ok_or_else(|| fail(Part::Certificate, "no certificate found in the file"))?;
+    b.set_certificate(&leaf)
+        .map_err(|e| fail(Part::Certificate, e.to_string()))?;
+    for extra in chain {
+        b.add_extra_chain_cert(extra)
+            .map_err(|e| fail(Part::Certificate, e.to_string()))?;
+    }
+    let key = PKey::private_key_from_pem(key_pem)
+        .map_err(|e| fail(Part::PrivateKey, format!("not a PEM private key: {e}")))?;
+    b.set_private_key(&key)
+        .map_err(|e| fail(Part::PrivateKey, e.to_string()))?;
+    b.check_private_key().map_err(|_| {
+        fail(
+            Part::PrivateKey,
+            "the private key does not match the certificate",
+        )
+    })
+}
+
+pub(super) fn fail(part: Part, reason: impl Into<String>) -> ContextError {
     ContextError {
         part,
         reason: reason.into(),
@@ -83,32 +117,7 @@ pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError
     // Buffers of idle connections are given back to the allocator.
     b.set_mode(SslMode::RELEASE_BUFFERS);
 
-    let chain = X509::stack_from_pem(s.cert_pem).map_err(|e| {
-        fail(
-            Part::Certificate,
-            format!("not a PEM certificate chain: {e}"),
-        )
-    })?;
-    let mut chain = chain.into_iter();
-    let leaf = chain
-        .next()
-        .ok_or_else(|| fail(Part::Certificate, "no certificate found in the file"))?;
-    b.set_certificate(&leaf)
-        .map_err(|e| fail(Part::Certificate, e.to_string()))?;
-    for extra in chain {
-        b.add_extra_chain_cert(extra)
-            .map_err(|e| fail(Part::Certificate, e.to_string()))?;
-    }
-    let key = PKey::private_key_from_pem(s.key_pem)
-        .map_err(|e| fail(Part::PrivateKey, format!("not a PEM private key: {e}")))?;
-    b.set_private_key(&key)
-        .map_err(|e| fail(Part::PrivateKey, e.to_string()))?;
-    b.check_private_key().map_err(|_| {
-        fail(
-            Part::PrivateKey,
-            "the private key does not match the certificate",
-        )
-    })?;
+    set_identity(&mut b, s.cert_pem, s.key_pem)?;
 
     let mut sid_ctx = Vec::with_capacity(256);
     sid_ctx.extend_from_slice(b"certgate/1");

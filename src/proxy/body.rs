@@ -165,6 +165,11 @@ pub async fn tunnel(
     idle: Duration,
 ) -> Result<(u64, u64), BodyError> {
     let (mut up_bytes, mut down_bytes) = (0u64, 0u64);
+    // Queued TLS output (session tickets) goes out before the relay waits on anything.
+    client
+        .flush()
+        .await
+        .map_err(|e| BodyError::Io(Side::Client, e))?;
     if !from_client.is_empty() {
         send(upstream, Side::Upstream, &from_client, idle).await?;
         up_bytes += from_client.len() as u64;

@@ -96,6 +96,13 @@ impl TlsStream {
         unsafe { boring_sys::SSL_set_accept_state(ssl.as_ptr()) };
         let mut stream = Self::new(ssl, sock)?;
         stream.handshake().await?;
+        // BoringSSL holds TLS 1.3 session tickets back until the server's first write; a
+        // zero-byte write queues them now, so a client that sends nothing (TCP mode, a probe)
+        // still gets one. They go out with the first response, or before the connection idles.
+        // SAFETY: a zero-length write from a valid (empty) buffer on the stream's own SSL.
+        let _ = unsafe {
+            boring_sys::SSL_write(stream.tls.ssl().as_ptr(), [0u8; 0].as_ptr().cast(), 0)
+        };
         Ok(stream)
     }
 
@@ -220,6 +227,10 @@ impl TlsStream {
     pub async fn readable(&mut self) -> io::Result<()> {
         if self.has_buffered_input() || self.read_closed {
             return Ok(());
+        }
+        // Nothing may stay queued while the connection idles (session tickets, above all).
+        if !self.tls.get_ref().outgoing.is_empty() {
+            self.flush_tls().await?;
         }
         self.sock.readable().await
     }

@@ -9,6 +9,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -28,15 +29,15 @@ const ERROR_KINDS: [&str; 7] = [
     "protocol",
 ];
 
-/// Runs `certgate-load --json` against `addr` (trusting `pki`'s server CA) with `args`, and
-/// returns the one JSON object it printed.
-fn load_at(addr: SocketAddr, pki: &Pki, args: &[&str]) -> Value {
+/// Runs `certgate-load --json` against `addr`, trusting `ca` for the server, with `args`;
+/// returns the one JSON object it printed and its stderr.
+fn run_load(addr: SocketAddr, ca: &Path, args: &[&str]) -> (Value, String) {
     let out = run_bounded(
         Command::new(env!("CARGO_BIN_EXE_certgate-load"))
             .arg("--connect")
             .arg(addr.to_string())
             .arg("--ca")
-            .arg(&pki.server_ca)
+            .arg(ca)
             .args(["--duration", "20s", "--timeout", "5s", "--json"])
             .args(args),
         RUN_LIMIT,
@@ -49,7 +50,13 @@ fn load_at(addr: SocketAddr, pki: &Pki, args: &[&str]) -> Value {
         "stdout holds more than one line:\n{}",
         out.stdout
     );
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.all()))
+    let v = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.all()));
+    (v, out.stderr)
+}
+
+/// [`run_load`] trusting `pki`'s server CA.
+fn load_at(addr: SocketAddr, pki: &Pki, args: &[&str]) -> Value {
+    run_load(addr, &pki.server_ca, args).0
 }
 
 /// The same with client1's certificate presented.
@@ -284,6 +291,42 @@ fn duration_bounds_the_run() {
     assert!((0.69..0.75).contains(&secs), "{v}");
     assert!(v["ops"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(errors(&v), 0, "{v}");
+}
+
+#[test]
+fn server_certificate_is_verified() {
+    let gate = Gate::start(Config::new());
+    let c = &gate.pki().client1;
+    let cert = [
+        "--cert",
+        c.cert.to_str().unwrap(),
+        "--key",
+        c.key.to_str().unwrap(),
+    ];
+    let base = ["--mode", "full", "--count", "5", "--connections", "1"];
+    // The certificate's IP SAN matches.
+    let v = load(
+        &gate,
+        &[&base[..], &["--server-name", "127.0.0.1"]].concat(),
+    );
+    assert_clean(&v, 5);
+    // A name the certificate does not carry: every handshake fails, however many the
+    // remembered verification could have saved.
+    let (v, err) = run_load(
+        gate.addr(),
+        &gate.pki().server_ca,
+        &[&cert[..], &base[..], &["--server-name", "other.test"]].concat(),
+    );
+    assert_eq!(v["errors"]["handshake"], 5, "{v}");
+    assert!(err.contains("does not verify"), "{err}");
+    // A trust anchor that did not issue it.
+    let (v, err) = run_load(
+        gate.addr(),
+        &gate.pki().rogue_ca,
+        &[&cert[..], &base[..]].concat(),
+    );
+    assert_eq!(v["errors"]["handshake"], 5, "{v}");
+    assert!(err.contains("does not verify"), "{err}");
 }
 
 #[test]

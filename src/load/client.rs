@@ -8,8 +8,10 @@
 //! serves with.
 //!
 //! Sessions for `--mode resume` come from the new-session callback, the only way a TLS 1.3
-//! client gets them (tickets arrive after the handshake): the callback parks the newest session
-//! in the connection's ex-data, and the slot takes it when the connection ends.
+//! client gets them (tickets arrive after the handshake): the callback leaves the newest session
+//! in the slot's sink (found through the connection's ex-data), and the slot takes it when the
+//! connection ends. The server certificate chain is verified once per distinct certificate
+//! (see `verify`).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -21,13 +23,16 @@ use std::time::{Duration, Instant};
 use boring::error::ErrorStack;
 use boring::ex_data::Index;
 use boring::pkey::PKey;
-use boring::ssl::{Ssl, SslConnector, SslMethod, SslSession, SslSessionCacheMode, SslVersion};
+use boring::ssl::{
+    Ssl, SslConnector, SslMethod, SslSession, SslSessionCacheMode, SslVerifyMode, SslVersion,
+};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
 use super::args::{Mode, Plan, TlsVersion};
 use super::http::{self, ReadError, Response};
 use super::report::{ErrorDetail, ErrorKind, Outcome, Stats};
+use super::verify::VerifiedLeaves;
 use crate::io::Socket;
 use crate::tls::{HandshakeError, TlsStream};
 
@@ -69,6 +74,8 @@ impl Client {
                     )
                 })?;
         }
+        let leaves = VerifiedLeaves::default();
+        b.set_custom_verify_callback(SslVerifyMode::PEER, move |ssl| leaves.verify(ssl));
         b.set_curves_list(CURVES)
             .map_err(tls_err("setting the key exchange groups".into()))?;
         let (min, max) = match plan.tls_version {

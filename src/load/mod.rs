@@ -8,7 +8,9 @@
 //! Design, in the order a run goes:
 //! - [`args`]: the command line (a contract with the perf scripts), validated into a [`Plan`];
 //!   the request bytes are built once.
-//! - One [`client::Client`]: the BoringSSL context, built once and shared by every thread.
+//! - One `client::Client`: the BoringSSL context, built once and shared by every thread. It
+//!   verifies the server's chain once per distinct certificate (`verify`), so the client's
+//!   share of a full handshake stays well under the server's.
 //! - `--threads` threads, each optionally pinned (`--pin`), each with its own monoio runtime
 //!   (io_uring, or epoll where the kernel refuses it) and one task per connection slot. A
 //!   thread's counters are its own; they are merged at the end.
@@ -28,6 +30,7 @@ pub mod args;
 mod client;
 pub mod http;
 pub mod report;
+mod verify;
 
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -42,8 +45,8 @@ use self::client::{Client, Schedule, Thread};
 use crate::config::IoMode;
 use crate::runtime::{choose_driver, Driver};
 
-/// io_uring submission queue entries per client thread.
-const RING_ENTRIES: u32 = 4096;
+/// io_uring submission queue entries per client thread (monoio submits early when it fills).
+const RING_ENTRIES: u32 = 1024;
 
 /// Runs the plan and returns its report. Errors are setup failures (unreadable certificate,
 /// unusable `--pin`, no runtime), never network outcomes.
@@ -117,8 +120,12 @@ pub fn run(plan: Plan) -> Result<Report, String> {
     if let Some(e) = failure {
         return Err(e);
     }
-    // `--count` ends when the last operation does; `--duration` at the deadline.
-    let end = last.unwrap_or(deadline).min(deadline);
+    // A run that did its `--count` ends with its last operation; any other at the deadline.
+    let counted_out = plan.count.is_some_and(|n| stats.ops >= n);
+    let end = match last {
+        Some(t) if counted_out => t.min(deadline),
+        _ => deadline,
+    };
     Ok(Report {
         mode: plan.mode.as_str(),
         handshake_only: plan.handshake_only,
@@ -173,6 +180,8 @@ fn drive<D: monoio::Driver>(
     let n = client.plan.slots_of(t);
     let slots = rt.block_on(Thread::prime(&client, n));
     let _ = ready.send(Ok(()));
+    // Hung up, so that the main thread sees it if another thread dies before reporting.
+    drop(ready);
     // The main thread hangs up instead of sending when another thread failed.
     let begin = start.recv().ok()?;
     let plan = &client.plan;

@@ -399,7 +399,12 @@ fn huge_upload_streams_with_bounded_memory() {
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = r.seen();
     assert_eq!(seen.u64("body_len"), TOTAL as u64);
-    let digest: String = hasher.finish().unwrap().iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = hasher
+        .finish()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(seen.str("body_sha256"), digest);
     let grown = gate.status_kib("VmHWM").saturating_sub(before);
     assert!(

@@ -195,14 +195,25 @@ fn a_session_never_crosses_client_auth_policies() {
 #[test]
 fn a_silent_client_gets_a_ticket() {
     let gate = Gate::start(Config::new());
-    let client = ResumingClient::new(&gate.pki().server_ca, &gate.pki().client1, SslVersion::TLS1_3);
+    let client = ResumingClient::new(
+        &gate.pki().server_ca,
+        &gate.pki().client1,
+        SslVersion::TLS1_3,
+    );
     let tcp = TcpStream::connect_timeout(&gate.addr(), Duration::from_secs(5)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let mut tls = client.connector.connect("localhost", tcp).expect("handshake");
+    tcp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut tls = client
+        .connector
+        .connect("localhost", tcp)
+        .expect("handshake");
     // Reading processes post-handshake messages; nothing else arrives, so it times out.
     let mut buf = [0u8; 16];
     let _ = std::io::Read::read(&mut tls, &mut buf);
-    assert!(client.session.lock().unwrap().is_some(), "no session ticket arrived");
+    assert!(
+        client.session.lock().unwrap().is_some(),
+        "no session ticket arrived"
+    );
     drop(tls);
     let (resumed, resp) = client.get(gate.addr());
     assert!(resumed);

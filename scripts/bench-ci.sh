@@ -95,15 +95,16 @@ for w in "${WORKLOADS[@]}"; do
   echo "bench-ci: $name $n: ${NOW[$name]} instructions ($((SECONDS - t)) s)"
 done
 
-toolchain="$(rustc -V); $(valgrind --version)"
+boring_sys=$(awk '/^name = "boring-sys"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock 2>/dev/null)
+toolchain="$(rustc -V); boring-sys ${boring_sys:-?}; $(valgrind --version)"
 
 # --- update -------------------------------------------------------------------------------------
 if [ "$update" -eq 1 ]; then
-  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null | tr -d '"\\')
+  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null | tr -d '"\134')
   sizes=$(printf '%s, ' "${WORKLOADS[@]}")
   {
     echo "{"
-    printf '  "note": "%s",\n' "Callgrind instruction counts (Ir) of the measured loops of examples/ci_workloads.rs ($(echo "${sizes%, }")), made by scripts/bench-ci.sh --update on $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} (nproc $(nproc)). Valid only for the toolchain below, this Cargo.lock (BoringSSL via boring-sys) and the release profile: after changing any of them, or on a CPU with other features, re-run scripts/bench-ci.sh --update."
+    printf '  "note": "%s",\n' "Callgrind instruction counts (Ir) of the measured loops of examples/ci_workloads.rs (${sizes%, }), made by scripts/bench-ci.sh --update on $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} (nproc $(nproc)). Valid only for the toolchain below, this Cargo.lock (BoringSSL via boring-sys) and the release profile: after changing any of them, or on a CPU with other features, re-run scripts/bench-ci.sh --update."
     printf '  "toolchain": "%s",\n' "$toolchain"
     last=$((${#WORKLOADS[@]} - 1))
     for i in "${!WORKLOADS[@]}"; do
@@ -124,12 +125,15 @@ if [ ! -f "$BASELINE" ]; then
   exit 1
 fi
 
-# The value of a top-level key of the baseline (written one key per line by --update).
-baseline_value() {
-  sed -n "s/^  \"$1\": \"\{0,1\}\([^\"]*\)\"\{0,1\},\{0,1\}\$/\1/p" "$BASELINE" | head -n 1
+# Values of top-level keys of the baseline (written one key per line by --update).
+baseline_count() {
+  sed -n "s/^ *\"$1\": *\([0-9][0-9]*\),\{0,1\} *\$/\1/p" "$BASELINE" | head -n 1
+}
+baseline_string() {
+  sed -n "s/^ *\"$1\": *\"\(.*\)\",\{0,1\} *\$/\1/p" "$BASELINE" | head -n 1
 }
 
-base_toolchain=$(baseline_value toolchain)
+base_toolchain=$(baseline_string toolchain)
 if [ "$base_toolchain" != "$toolchain" ]; then
   echo "bench-ci: warning: the baseline was made with \"$base_toolchain\";" \
     "this is \"$toolchain\": counts may differ for that reason alone" >&2
@@ -140,7 +144,7 @@ failed=()
 for w in "${WORKLOADS[@]}"; do
   read -r name n <<<"$w"
   now=${NOW[$name]}
-  base=$(baseline_value "$name")
+  base=$(baseline_count "$name")
   if [ -z "$base" ]; then
     printf '%-20s %8s %16s %16s %9s %12s\n' "$name" "$n" "-" "$now" "new" "$((now / n))"
     failed+=("$name (no baseline entry; run scripts/bench-ci.sh --update)")

@@ -9,20 +9,15 @@
 //! 1.2, a session ID from an earlier connection; resumption is asserted). After the handshake the
 //! client reads once so that it also processes the tickets the server sent.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::hint::black_box;
-use std::io::{self, Read, Write};
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use boring::pkey::PKey;
 use boring::ssl::{
-    ErrorCode, HandshakeError, MidHandshakeSslStream, Ssl, SslContext, SslContextBuilder,
-    SslMethod, SslOptions, SslSession, SslSessionCacheMode, SslStream, SslStreamBuilder,
-    SslVerifyMode, SslVersion,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslSession,
+    SslSessionCacheMode, SslStream, SslStreamBuilder, SslVerifyMode, SslVersion,
 };
 use boring::x509::X509;
 use certgate::config::{Reject, VerifyMode};
@@ -31,71 +26,7 @@ use certgate::tls::{server_context, ServerSettings, TicketKeys};
 use criterion::{criterion_group, criterion_main, Criterion};
 use foreign_types::ForeignTypeRef;
 
-type Buf = Rc<RefCell<VecDeque<u8>>>;
-
-/// One end of an in-memory connection: reads what the other end wrote, `WouldBlock` when there
-/// is nothing (BoringSSL then reports WANT_READ).
-struct Pipe {
-    rx: Buf,
-    tx: Buf,
-}
-
-impl Read for Pipe {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let mut rx = self.rx.borrow_mut();
-        if rx.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        rx.read(out)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.tx.borrow_mut().extend(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn pipes() -> (Pipe, Pipe) {
-    let (a, b) = (Buf::default(), Buf::default());
-    (
-        Pipe {
-            rx: a.clone(),
-            tx: b.clone(),
-        },
-        Pipe { rx: b, tx: a },
-    )
-}
-
-enum Side {
-    Mid(MidHandshakeSslStream<Pipe>),
-    Done(SslStream<Pipe>),
-}
-
-impl Side {
-    fn step(self) -> Side {
-        match self {
-            Side::Mid(mid) => match mid.handshake() {
-                Ok(s) => Side::Done(s),
-                Err(HandshakeError::WouldBlock(mid)) => Side::Mid(mid),
-                Err(e) => panic!("handshake failed: {e}"),
-            },
-            done => done,
-        }
-    }
-
-    fn done(self) -> SslStream<Pipe> {
-        match self {
-            Side::Done(s) => s,
-            Side::Mid(_) => unreachable!("handshake not finished"),
-        }
-    }
-}
+use certgate::tls::memory::{pipes, Pipe, Side};
 
 /// How the client resumes.
 #[derive(Clone, Copy)]

@@ -32,12 +32,8 @@
 //! exists to check that the regression gate trips (`CI_WORKLOADS_EXTRA_PCT=10 scripts/bench-ci.sh`
 //! must fail).
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::hint::black_box;
-use std::io::{self, Read, Write};
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,9 +41,8 @@ use boring::asn1::Asn1Time;
 use boring::hash::MessageDigest;
 use boring::pkey::PKey;
 use boring::ssl::{
-    ErrorCode, HandshakeError, MidHandshakeSslStream, Ssl, SslContext, SslContextBuilder,
-    SslMethod, SslSession, SslSessionCacheMode, SslStream, SslStreamBuilder, SslVerifyMode,
-    SslVersion,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslSession, SslSessionCacheMode,
+    SslStream, SslStreamBuilder, SslVerifyMode, SslVersion,
 };
 use boring::x509::{X509Name, X509};
 use certgate::config::{Reject, VerifyMode};
@@ -249,71 +244,7 @@ const ADD: &[(&str, &[u8])] = &[
 
 // ---- TLS over in-memory pipes ----
 
-type Buf = Rc<RefCell<VecDeque<u8>>>;
-
-/// One end of an in-memory connection: reads what the other end wrote, `WouldBlock` when there
-/// is nothing (BoringSSL then reports WANT_READ).
-struct Pipe {
-    rx: Buf,
-    tx: Buf,
-}
-
-impl Read for Pipe {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let mut rx = self.rx.borrow_mut();
-        if rx.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        rx.read(out)
-    }
-}
-
-impl Write for Pipe {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.tx.borrow_mut().extend(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn pipes() -> (Pipe, Pipe) {
-    let (a, b) = (Buf::default(), Buf::default());
-    (
-        Pipe {
-            rx: a.clone(),
-            tx: b.clone(),
-        },
-        Pipe { rx: b, tx: a },
-    )
-}
-
-enum Side {
-    Mid(MidHandshakeSslStream<Pipe>),
-    Done(SslStream<Pipe>),
-}
-
-impl Side {
-    fn step(self) -> Side {
-        match self {
-            Side::Mid(mid) => match mid.handshake() {
-                Ok(s) => Side::Done(s),
-                Err(HandshakeError::WouldBlock(mid)) => Side::Mid(mid),
-                Err(e) => panic!("handshake failed: {e}"),
-            },
-            done => done,
-        }
-    }
-
-    fn done(self) -> SslStream<Pipe> {
-        match self {
-            Side::Done(s) => s,
-            Side::Mid(_) => unreachable!("handshake not finished"),
-        }
-    }
-}
+use certgate::tls::memory::{pipes, Pipe, Side};
 
 /// A client context and certgate's server context, as configured by default except for the
 /// fixed ticket key.

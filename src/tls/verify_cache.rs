@@ -10,6 +10,7 @@
 //! takes the full `X509_verify_cert` path.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,8 @@ pub struct VerifiedChains {
     entries: Mutex<HashMap<[u8; 32], Entry>>,
     capacity: usize,
     max_age: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl VerifiedChains {
@@ -41,6 +44,8 @@ impl VerifiedChains {
             entries: Mutex::new(HashMap::with_capacity(capacity.min(4096))),
             capacity,
             max_age,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -50,9 +55,11 @@ impl VerifiedChains {
             return full_verify(ctx);
         };
         if self.is_fresh(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             ctx.set_error(X509VerifyResult::Ok(()));
             return true;
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let ok = full_verify(ctx);
         // With `reject = "http"` the per-certificate callback lets a failing chain "succeed"
         // with the error recorded: only a chain with no error at all is cached.
@@ -91,6 +98,14 @@ impl VerifiedChains {
         entries.insert(key, Entry { expires });
     }
 
+    /// (hits, misses) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn len(&self) -> usize {
         self.entries.lock().map_or(0, |e| e.len())
     }
@@ -106,7 +121,8 @@ fn full_verify(ctx: &mut X509StoreContextRef) -> bool {
 
 /// SHA-256 over the SHA-256 of each presented certificate, leaf first.
 fn chain_key(ctx: &X509StoreContextRef) -> Option<[u8; 32]> {
-    let leaf = ctx.current_cert()?;
+    // The certificate being verified (`current_cert` is only set during verification).
+    let leaf = ctx.cert()?;
     let mut h = Hasher::new(MessageDigest::sha256()).ok()?;
     h.update(&leaf.digest(MessageDigest::sha256()).ok()?).ok()?;
     if let Some(untrusted) = ctx.untrusted() {
@@ -128,4 +144,49 @@ fn time_left(ctx: &X509StoreContextRef) -> Option<Duration> {
         left = Some(left.map_or(secs, |l| l.min(secs)));
     }
     u64::try_from(left?).ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use boring::x509::store::X509StoreBuilder;
+    use boring::x509::{X509StoreContext, X509};
+
+    fn verify_with(
+        cache: &VerifiedChains,
+        pki: &crate::pki::Pki,
+        client: &crate::pki::CertKey,
+    ) -> bool {
+        let bundle = X509::stack_from_pem(&std::fs::read(&pki.client_ca_bundle).unwrap()).unwrap();
+        let mut store = X509StoreBuilder::new().unwrap();
+        for ca in &bundle {
+            store.add_cert(ca).unwrap();
+        }
+        let store = store.build();
+        let chain = X509::stack_from_pem(&std::fs::read(&client.cert).unwrap()).unwrap();
+        let mut untrusted = boring::stack::Stack::new().unwrap();
+        for c in &chain[1..] {
+            untrusted.push(c.clone()).unwrap();
+        }
+        let mut ctx = X509StoreContext::new().unwrap();
+        ctx.init(&store, &chain[0], &untrusted, |c| Ok(cache.verify(c)))
+            .unwrap()
+    }
+
+    #[test]
+    fn second_verification_of_the_same_chain_is_a_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::generate(dir.path()).unwrap();
+        let cache = VerifiedChains::new(16);
+        assert!(verify_with(&cache, &pki, &pki.client1));
+        assert!(verify_with(&cache, &pki, &pki.client1));
+        assert!(verify_with(&cache, &pki, &pki.client1));
+        assert_eq!(cache.stats(), (2, 1));
+        // Another chain, and failures, never hit.
+        assert!(!verify_with(&cache, &pki, &pki.expired));
+        assert!(!verify_with(&cache, &pki, &pki.expired));
+        assert!(!verify_with(&cache, &pki, &pki.rogue));
+        assert_eq!(cache.stats(), (2, 4));
+        assert_eq!(cache.len(), 1);
+    }
 }

@@ -40,7 +40,10 @@ impl Refusal {
 }
 
 /// A connection's client identity and verdict.
+#[derive(Default)]
 pub struct Identity {
+    /// False until `establish` ran (the default value stands for "not judged yet").
+    pub established: bool,
     /// `SUCCESS`, `NONE` or `FAILED:<reason>`, as nginx's `$ssl_client_verify`.
     pub verify: String,
     /// Subject DN for the log (`-` when none).
@@ -133,6 +136,7 @@ impl Identity {
         add(&names.real_ip, ip.as_bytes());
 
         Identity {
+            established: true,
             verify,
             subject: facts
                 .as_ref()

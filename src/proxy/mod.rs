@@ -73,16 +73,12 @@ pub async fn serve(
             }
         },
     };
-    let identity = match &client {
-        Conn::Tls(t) => Identity::establish(&listener, Some(t.ssl()), peer),
-        Conn::Plain(_) => Identity::establish(&listener, None, peer),
-    };
     let mut session = Session {
         listener,
         worker,
         client,
         buf: BytesMut::new(),
-        identity,
+        identity: Identity::default(),
         peer,
         requests: 0,
     };
@@ -116,6 +112,18 @@ enum HeadEnd {
 }
 
 impl Session {
+    /// Authorizes once, when the first request (or the TCP relay) needs it: a connection that
+    /// never sends anything costs no identity work.
+    pub(crate) fn authorize(&mut self) {
+        if self.identity.established {
+            return;
+        }
+        self.identity = match &self.client {
+            Conn::Tls(t) => Identity::establish(&self.listener, Some(t.ssl()), self.peer),
+            Conn::Plain(_) => Identity::establish(&self.listener, None, self.peer),
+        };
+    }
+
     async fn run(&mut self) {
         loop {
             let head = match self.read_head().await {
@@ -126,12 +134,14 @@ impl Session {
                     return;
                 }
                 Err(HeadEnd::Bad(page, reason)) => {
+                    self.authorize();
                     self.log_refusal(None, page, reason);
                     self.send_page(page, false, false).await;
                     return;
                 }
             };
             self.requests += 1;
+            self.authorize();
             let raw = self.buf.split_to(head.head_len).freeze();
             if let Some(refusal) = &self.identity.refusal {
                 let page = refusal.page();

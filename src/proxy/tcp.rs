@@ -16,6 +16,7 @@ use crate::upstream::{self, ConnectError};
 /// Relays one admitted connection; refuses (closes) one that is not admitted.
 pub async fn relay(s: &mut Session) {
     let started = Instant::now();
+    s.authorize();
     if let Some(refusal) = &s.identity.refusal {
         // There is no HTTP to answer in: the refusal is the close, the reason is in the log.
         info!(

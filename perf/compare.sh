@@ -20,7 +20,11 @@
 #
 # Usage: perf/compare.sh [--rounds 3] [--duration 5s] [--connections 64]
 #          [--servers "certgate nginx haproxy caddy"] [--metrics "..."]
-#          [--rate-full R] [--rate-keepalive R] [--no-install] [--no-build]
+#          [--rate-full R] [--rate-keepalive R] [--retries 2] [--no-install] [--no-build]
+# A run during which more than 10% of either CPU went to anything but the measured processes
+# (this machine may be shared with builds) is flagged and repeated up to --retries times; the
+# tables use the clean runs when there are any (QUIET_MAX_S, default 180: how long each run first
+# waits for the machine to be idle).
 # Output: Markdown tables on stdout (and in the run directory), raw JSON lines in
 # perf/out/compare-<time>/compare.jsonl. Bounded: each load run lasts --duration (killed after
 # --duration + 30 s); the total is estimated up front.
@@ -35,6 +39,7 @@ SERVERS="certgate nginx haproxy caddy"
 METRICS="hs_full hs_full_req hs_resume keepalive p99_full p99_keepalive"
 RATE_FULL=""
 RATE_KEEPALIVE=""
+RETRIES=2
 INSTALL=1
 BUILD=1
 
@@ -49,6 +54,7 @@ while (($#)); do
     --metrics) METRICS=$2; shift 2 ;;
     --rate-full) RATE_FULL=$2; shift 2 ;;
     --rate-keepalive) RATE_KEEPALIVE=$2; shift 2 ;;
+    --retries) RETRIES=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --no-build) BUILD=0; shift ;;
     -h | --help) usage 0 ;;
@@ -57,6 +63,7 @@ while (($#)); do
 done
 
 [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "--rounds must be 1..99"
+[[ $RETRIES =~ ^[0-9]$ ]] || die "--retries must be 0..9"
 case $DURATION in
   *ms) DUR_S=$(( (${DURATION%ms} + 999) / 1000 )) ;;
   *s) DUR_S=${DURATION%s} ;;
@@ -98,6 +105,8 @@ for s in $SERVERS; do
 done
 ((${#ACTIVE[@]})) || die "no server to measure"
 
+CAL_BEFORE=$(calibrate "$SERVER_CPU")
+log "CPU $SERVER_CPU now: $CAL_BEFORE (openssl speed)"
 n_metrics=$(wc -w <<<"$METRICS")
 est=$(( ${#ACTIVE[@]} * (n_metrics * ROUNDS * (DUR_S + 2) + 4) ))
 log "servers: ${ACTIVE[*]}; metrics: $METRICS; $ROUNDS round(s) of $DURATION"
@@ -106,13 +115,13 @@ log "estimated measuring time: ~$((est / 60)) min $((est % 60)) s (plus setup); 
 # --- one measured run ------------------------------------------------------------------------
 
 # run_load SERVER METRIC ROUND CERTGATE-LOAD-ARGS...: one load run, one JSON line in $JSONL.
-# A run disturbed by other work (more than 10% of a CPU charged to nobody measured) is repeated
-# once.
+# A run disturbed by other work (more than 10% of either CPU charged to none of the measured
+# processes) is kept, flagged, and repeated up to $RETRIES times; the report uses the clean runs.
 run_load() {
   local server=$1 metric=$2 round=$3 attempt line alive
   shift 3
   local port=${SRV_PORT[$server]}
-  for attempt in 1 2; do
+  for ((attempt = 1; attempt <= RETRIES + 1; attempt++)); do
     alive=1
     measure "$server" "$RUN/load.out" timeout --kill-after=5 $((DUR_S + 30)) "$CERTGATE_LOAD" \
       --connect "127.0.0.1:$port" --server-name localhost --ca "$PKI/server-ca.pem" \
@@ -123,13 +132,13 @@ run_load() {
     fi
     line=$(python3 "$PERF_DIR/report.py" merge "${METER[@]}" metric="$metric" round="$round" \
       attempt="$attempt" rate="${RATE:-0}" args="$*" <"$RUN/load.out")
+    printf '%s\n' "$line" >>"$JSONL"
     ((alive)) || break
-    python3 -c 'import json, sys; r = json.loads(sys.argv[1]); sys.exit(1 if max(r.get("other_cpu0_pct", 0), r.get("other_cpu1_pct", 0)) > 10 else 0)' "$line" && break
-    if ((attempt == 1)); then
-      log "  $server $metric round $round: disturbed run (other CPU use > 10%), repeating it once"
+    python3 -c 'import json, sys; sys.exit(0 if json.loads(sys.argv[1]).get("clean") else 1)' "$line" && break
+    if ((attempt <= RETRIES)); then
+      log "  $server $metric round $round: disturbed run (other CPU use > 10%), repeating it"
     fi
   done
-  printf '%s\n' "$line" >>"$JSONL"
   python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
@@ -203,12 +212,14 @@ for metric in $METRICS; do
 done
 
 # --- report ----------------------------------------------------------------------------------
+CAL_AFTER=$(calibrate "$SERVER_CPU")
 {
   echo "### Peer comparison ($(date -u +%Y-%m-%d))"
   echo
   machine_info
   for s in "${ACTIVE[@]}"; do echo "- $s: $(server_version "$s")"; done
   echo "- certgate-load: $("$CERTGATE_LOAD" --version 2>/dev/null || echo '?'), 1 thread on CPU $LOAD_CPU, $CONNECTIONS connections, $DURATION per run; servers on CPU $SERVER_CPU, one worker each"
+  echo "- Speed of CPU $SERVER_CPU (openssl speed) before: $CAL_BEFORE; after: $CAL_AFTER"
   echo "- Command: \`perf/compare.sh --rounds $ROUNDS --duration $DURATION --connections $CONNECTIONS --servers \"${ACTIVE[*]}\"\`"
   echo
   python3 "$PERF_DIR/report.py" compare "$JSONL"

@@ -339,6 +339,10 @@ mode = "$verify"
 ca = "$PKI/client-ca-bundle.pem"
 verify_depth = 2
 
+[listener.timeouts]         # 300 s idle everywhere, as in perf/peers/*, for perf/memory.sh
+request_head = "300s"
+keepalive_idle = "300s"
+
 [listener.limits]
 max_connections = 32768
 
@@ -386,6 +390,9 @@ EOF
   log "$name ($(server_version "$name")): 127.0.0.1:$port, pid $pid, CPU $SERVER_CPU, client auth $verify"
 }
 
+# open_conns NAME: established TCP connections on the server's listening port.
+open_conns() { ss -Htn state established "sport = :${SRV_PORT[$1]}" 2>/dev/null | wc -l; }
+
 # server_pids NAME: the server's processes (e.g. nginx master and worker).
 server_pids() { proc_tree "${SRV_PID[$1]}"; }
 
@@ -403,6 +410,16 @@ check_mtls() {
   body=$(curl -s --max-time 5 --cacert "$PKI/server-ca.pem" --cert "$PKI/client.pem" --key "$PKI/client.key" \
     --resolve "localhost:$port:127.0.0.1" "https://localhost:$port/") || { log "$name: curl with a client certificate failed"; return 1; }
   [[ $body == ok ]] || { log "$name: answered '$body' instead of 'ok'"; return 1; }
+}
+
+# calibrate CPU: the speed of one CPU right now, from `openssl speed` (about 3 s): ECDSA P-256
+# signs/s and verifies/s and X25519 ops/s. This VM's speed varies with its host; numbers measured
+# at different speeds compare only through ratios.
+calibrate() {
+  taskset -c "$1" openssl speed -seconds 1 ecdsap256 ecdhx25519 2>/dev/null | awk '
+    /ecdsa \(nistp256\)/ {s = $(NF - 1); v = $NF}
+    /ecdh \(X25519\)/ {x = $NF}
+    END {printf "ECDSA P-256 %d sign/s, %d verify/s, X25519 %d op/s", s, v, x}'
 }
 
 # machine_info: Markdown lines about this machine.
@@ -500,6 +517,7 @@ print("  %-8s round %s: %10s req/s  cpu/req %6s us  errors %s" % (r.get("server"
     machine_info
     for s in "${active[@]}"; do echo "- $s: $(server_version "$s")"; done
     echo "- $("$tool" --version 2>&1 | head -n 1 | sed 's/^ *//'); 1 thread on CPU $LOAD_CPU, $connections connections, ${duration}s per run; servers on CPU $SERVER_CPU, one worker each"
+    echo "- Speed of CPU $SERVER_CPU (openssl speed) after the runs: $(calibrate "$SERVER_CPU")"
     echo "- Command: \`perf/$tool.sh --rounds $rounds --duration ${duration}s --connections $connections --servers \"${active[*]}\"\`"
     echo
     python3 "$PERF_DIR/report.py" tool-table "$jsonl"

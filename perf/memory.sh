@@ -63,7 +63,7 @@ hold_args() {
 }
 
 measure_server() {
-  local s=$1 line rss0 rss1 rss2 rss3 est req
+  local s=$1 line rss0 rss1 rss2 rss3 est req open1 open2
   local -a pids args
   read -r -a args <<<"$(hold_args "$s")"
   # Warm-up: 100 connections with a request each, closed.
@@ -85,20 +85,22 @@ measure_server() {
   sleep 2
   mapfile -t pids < <(server_pids "$s")
   rss1=$(rss_kib "${pids[@]}")
+  open1=$(open_conns "$s")
   echo request >&"$in_fd"
   line=$(hold_phase "$out_fd" requested) || { stop_pid "$hold_pid"; return 1; }
   req=$(awk '{print $2 - $3}' <<<"$line")
   log "$s: $line"
   sleep 2
   rss2=$(rss_kib "${pids[@]}")
+  open2=$(open_conns "$s")
   echo close >&"$in_fd"
   hold_phase "$out_fd" closed >/dev/null || true
   wait "$hold_pid" 2>/dev/null || true
   sleep 2
   rss3=$(rss_kib "${pids[@]}")
-  log "$s: RSS $rss0 -> $rss1 (idle after handshake) -> $rss2 (after one request each) -> $rss3 KiB (closed)"
-  printf '{"server":"%s","version":"%s","connections":%s,"requested_ok":%s,"rss_kib_before":%s,"rss_kib_idle":%s,"rss_kib_after_request":%s,"rss_kib_closed":%s,"processes":%s}\n' \
-    "$s" "$(server_version "$s")" "$est" "$req" "$rss0" "$rss1" "$rss2" "$rss3" "${#pids[@]}" >>"$JSONL"
+  log "$s: RSS $rss0 -> $rss1 (idle after handshake, $open1 open) -> $rss2 (after one request each, $open2 open) -> $rss3 KiB (closed)"
+  printf '{"server":"%s","version":"%s","connections":%s,"open_idle":%s,"requested_ok":%s,"open_after_request":%s,"rss_kib_before":%s,"rss_kib_idle":%s,"rss_kib_after_request":%s,"rss_kib_closed":%s,"processes":%s}\n' \
+    "$s" "$(server_version "$s")" "$est" "$open1" "$req" "$open2" "$rss0" "$rss1" "$rss2" "$rss3" "${#pids[@]}" >>"$JSONL"
 }
 
 for s in $SERVERS; do
@@ -118,21 +120,24 @@ done
   echo
   machine_info
   echo "- Command: \`perf/memory.sh --connections $N --servers \"$SERVERS\"\`; one worker per server on CPU $SERVER_CPU; client: perf/hold.py (Python $(python3 -c 'import ssl, sys; print(sys.version.split()[0] + ", " + ssl.OPENSSL_VERSION)')) on CPU $LOAD_CPU"
+  echo "- Speed of CPU $SERVER_CPU (openssl speed): $(calibrate "$SERVER_CPU")"
   echo "- RSS is VmRSS summed over the server's processes (nginx: master + worker)."
   echo
   python3 - "$JSONL" <<'EOF'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print("| server | connections | RSS before (MiB) | RSS, idle after handshake (MiB) | KiB per idle connection | RSS after one request each (MiB) | KiB per connection after a request | RSS after closing (MiB) |")
+print("| server | connections open (idle / after a request) | RSS before (MiB) | RSS, idle after handshake (MiB) | KiB per idle connection | RSS after one request each (MiB) | KiB per connection after a request | RSS after closing (MiB) |")
 print("|---|---|---|---|---|---|---|---|")
 per = {}
 for r in recs:
-    n = r["connections"] or 1
-    idle = (r["rss_kib_idle"] - r["rss_kib_before"]) / n
-    after = (r["rss_kib_after_request"] - r["rss_kib_before"]) / n
+    # Divide by the connections the server still had open when its RSS was read.
+    n1 = r.get("open_idle") or r["connections"] or 1
+    n2 = r.get("open_after_request") or n1
+    idle = (r["rss_kib_idle"] - r["rss_kib_before"]) / n1
+    after = (r["rss_kib_after_request"] - r["rss_kib_before"]) / n2
     per[r["server"]] = (idle, after)
     mib = lambda k: f"{k / 1024:.1f}"
-    print(f"| {r['version']} | {r['connections']} | {mib(r['rss_kib_before'])} | {mib(r['rss_kib_idle'])} | "
+    print(f"| {r['version']} | {n1:,} / {n2:,} | {mib(r['rss_kib_before'])} | {mib(r['rss_kib_idle'])} | "
           f"{idle:.1f} | {mib(r['rss_kib_after_request'])} | {after:.1f} | {mib(r['rss_kib_closed'])} |")
 print()
 if "certgate" in per:

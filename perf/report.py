@@ -20,6 +20,11 @@ import sys
 
 SERVERS = ["certgate", "nginx", "haproxy", "caddy"]
 
+# A run is clean when at most this % of either CPU went to anything but the measured processes
+# (the server on CPU 0; the load generator and the upstream on CPU 1). Medians use the clean runs
+# of a metric and server when there is at least one, else all its runs (marked with *).
+CLEAN_OTHER_PCT = 10.0
+
 # metric -> (label, value field, unit, higher_is_better)
 # The value fields are those of certgate-load's JSON or ones merge() derives.
 ROWS = [
@@ -80,6 +85,8 @@ def derive(rec):
     if total1 and isinstance(rec.get("load_cpu_s"), (int, float)):
         mine = rec.get("upstream_cpu_ticks", 0) + rec["load_cpu_s"] * clk
         rec["other_cpu1_pct"] = round(100.0 * (rec["cpu1_busy_jiffies"] - mine) / total1, 1)
+    others = [rec[k] for k in ("other_cpu0_pct", "other_cpu1_pct") if k in rec]
+    rec["clean"] = bool(others) and max(others) <= CLEAN_OTHER_PCT
     errors = rec.get("errors") or {}
     rec["error_count"] = sum(v for v in errors.values() if isinstance(v, (int, float)))
     return rec
@@ -102,19 +109,24 @@ def load(path):
         for line in f:
             line = line.strip()
             if line:
-                recs.append(json.loads(line))
+                rec = json.loads(line)
+                if "clean" not in rec:
+                    others = [rec[k] for k in ("other_cpu0_pct", "other_cpu1_pct") if k in rec]
+                    rec["clean"] = bool(others) and max(others) <= CLEAN_OTHER_PCT
+                recs.append(rec)
     return recs
 
 
+def runs(recs, metric, server):
+    """The usable runs of metric on server: the clean ones if any, else all; and whether clean."""
+    rs = [r for r in recs if r.get("metric") == metric and r.get("server") == server
+          and not r.get("load_failed")]
+    clean = [r for r in rs if r.get("clean", True)]
+    return (clean, True) if clean else (rs, False)
+
+
 def values(recs, metric, server, field):
-    return [
-        r[field]
-        for r in recs
-        if r.get("metric") == metric
-        and r.get("server") == server
-        and not r.get("load_failed")
-        and isinstance(r.get(field), (int, float))
-    ]
+    return [r[field] for r in runs(recs, metric, server)[0] if isinstance(r.get(field), (int, float))]
 
 
 def median(recs, metric, server, field):
@@ -122,12 +134,19 @@ def median(recs, metric, server, field):
     return statistics.median(v) if v else None
 
 
+def fmt_m(recs, metric, server, field):
+    """fmt(median) with * when only disturbed runs were available."""
+    m = median(recs, metric, server, field)
+    rs, clean = runs(recs, metric, server)
+    return fmt(m) + ("" if clean or m is None else "*")
+
+
 def fmt(x):
     if x is None:
         return "—"
     if float(x).is_integer() or abs(x) >= 100:
         return f"{x:,.0f}"
-    if abs(x) >= 10:
+    if abs(x) >= 1:
         return f"{x:.1f}"
     return f"{x:.2f}"
 
@@ -144,8 +163,10 @@ def compare_tables(recs):
     rounds = max((r.get("round", 0) for r in recs), default=0)
     out = []
     head = ["metric"] + servers + [f"certgate/{p}" for p in peers]
-    out.append(f"Medians of {rounds} round(s). Ratios are certgate ÷ peer: above 1 is better for "
-               "throughput, below 1 is better for latency and CPU.")
+    out.append(f"Medians of {rounds} round(s), over the clean runs (at most {CLEAN_OTHER_PCT:.0f}% of "
+               "either CPU spent outside the measured processes); * marks a median of disturbed runs "
+               "only. Ratios are certgate ÷ peer: above 1 is better for throughput, below 1 is "
+               "better for latency and CPU.")
     out.append("")
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
@@ -156,7 +177,7 @@ def compare_tables(recs):
         if rate and field == "p99_us":
             label = label.replace("fixed rate", f"{fmt(rate)}/s")
         meds = {s: median(recs, metric, s, field) for s in servers}
-        row = [label] + [fmt(meds[s]) for s in servers]
+        row = [label] + [fmt_m(recs, metric, s, field) for s in servers]
         for p in peers:
             c, v = meds.get("certgate"), meds.get(p)
             row.append(f"{c / v:.2f}" if c is not None and v else "—")
@@ -167,9 +188,9 @@ def compare_tables(recs):
                "part of that busy time charged to none of the measured processes (interrupts, "
                "softirq, anything else running).")
     out.append("")
-    out.append("| metric | server | ops/s | errors | resumed ratio | CPU 0 busy % | CPU 0 other % "
-               "| CPU 1 busy % | CPU 1 other % |")
-    out.append("|---|---|---|---|---|---|---|---|---|")
+    out.append("| metric | server | clean runs | ops/s | errors | resumed ratio | CPU 0 busy % | "
+               "CPU 0 other % | CPU 1 busy % | CPU 1 other % |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     metrics = []
     for r in recs:
         if r.get("metric") not in metrics:
@@ -182,7 +203,9 @@ def compare_tables(recs):
                          and r.get("load_failed"))
             errs = median(recs, metric, s, "error_count")
             ratio = median(recs, metric, s, "resumption_ratio")
-            row = [metric, s, fmt(median(recs, metric, s, "ops_per_s")),
+            allr = [r for r in recs if r.get("metric") == metric and r.get("server") == s]
+            nclean = sum(1 for r in allr if r.get("clean", True) and not r.get("load_failed"))
+            row = [metric, s, f"{nclean}/{len(allr)}", fmt(median(recs, metric, s, "ops_per_s")),
                    (fmt(errs) if errs is not None else "—") + (f" ({failed} run(s) failed)" if failed else ""),
                    f"{ratio:.2f}" if ratio is not None and metric == "hs_resume" else "",
                    fmt(median(recs, metric, s, "cpu0_busy_pct")),
@@ -193,7 +216,7 @@ def compare_tables(recs):
     out.append("")
     noisy = sum(1 for r in recs if r.get("quiet_before") == 0)
     if noisy:
-        out.append(f"{noisy} run(s) started while the machine was busy with other work.")
+        out.append(f"{noisy} run(s) started while the machine was still busy with other work.")
         out.append("")
     out.append(targets(recs))
     return "\n".join(out)
@@ -320,17 +343,19 @@ def tool_table(recs):
     servers = [s for s in SERVERS if any(r.get("server") == s for r in recs)]
     rounds = max((r.get("round", 0) for r in recs), default=0)
     lat_key = "p99" if tool == "wrk" else "mean"
-    out = [f"Medians of {rounds} round(s).", "",
+    out = [f"Medians of {rounds} round(s), over the clean runs (at most {CLEAN_OTHER_PCT:.0f}% of "
+           "either CPU spent outside the measured processes); * marks a median of disturbed runs "
+           "only.", "",
            f"| server | requests/s | latency {lat_key} (µs) | server CPU per request (µs) | "
            "errors | CPU 0 busy % | CPU 0 other % | CPU 1 busy % | CPU 1 other % |",
            "|---|---|---|---|---|---|---|---|---|"]
     for s in servers:
-        lat = [r["latency_us"][lat_key] for r in recs if r.get("server") == s
-               and isinstance((r.get("latency_us") or {}).get(lat_key), (int, float))]
+        lat = [r["latency_us"][lat_key] for r in runs(recs, "ka", s)[0]
+               if isinstance((r.get("latency_us") or {}).get(lat_key), (int, float))]
         failed = sum(1 for r in recs if r.get("server") == s and r.get("load_failed"))
         errs = median(recs, "ka", s, "error_count")
         out.append("| " + " | ".join([
-            s, fmt(median(recs, "ka", s, "ops_per_s")),
+            s, fmt_m(recs, "ka", s, "ops_per_s"),
             fmt(statistics.median(lat) if lat else None),
             fmt(median(recs, "ka", s, "cpu_us_per_op")),
             fmt(errs) + (f" ({failed} run(s) failed)" if failed else ""),
@@ -430,7 +455,9 @@ time for request:      500us     12.00ms      2.50ms       1.00ms    80.00%
         sys.stdout = buf
         try:
             cmd_tool_merge([tool, f.name, "server=certgate", "metric=ka", "round=1",
-                            "server_cpu_ticks=500", "clk_tck=100"])
+                            "server_cpu_ticks=500", "clk_tck=100", "cpu0_busy_jiffies=520",
+                            "cpu0_total_jiffies=1000", "cpu1_busy_jiffies=300",
+                            "cpu1_total_jiffies=1000", "load_cpu_s=2.0", "upstream_cpu_ticks=90"])
         finally:
             sys.stdout = old
         recs.append(json.loads(buf.getvalue()))
@@ -440,7 +467,8 @@ time for request:      500us     12.00ms      2.50ms       1.00ms    80.00%
     assert abs(w["cpu_us_per_op"] - 33.3) < 0.1, w
     assert h["ops"] == 124990 and h["errors"] == {"failed": 10, "non_2xx": 10}, h
     assert h["latency_us"]["mean"] == 2500.0, h
-    assert "| certgate | 30,000 | 3,100 | 33.3 | 3 |" in tool_table([w]), tool_table([w])
+    assert w["clean"] and w["other_cpu0_pct"] == 2.0 and w["other_cpu1_pct"] == 1.0, w
+    assert "| certgate | 30,000 | 3,100 | 33.3 | 3 | 52 | 2 | 30 | 1 |" in tool_table([w]), tool_table([w])
     print("selftest: ok")
 
 

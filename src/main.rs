@@ -45,6 +45,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("certgate: warning: {w}");
+                }
                 print!("{}", c.summary());
                 ExitCode::SUCCESS
             }
@@ -63,6 +66,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config.log.level);
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
             run(Arc::new(config))
         }
         Command::Demo { listen } => {
@@ -118,7 +124,12 @@ fn run(config: Arc<Config>) -> ExitCode {
         }
         // SIGHUP: re-read the configuration, as nginx -s reload does; a bad one changes nothing.
         match Config::load(&path).map_err(|e| e.to_string()) {
-            Ok(next) => match running.reload(next) {
+            Ok(next) => match {
+                for w in &next.warnings {
+                    tracing::warn!("{w}");
+                }
+                running.reload(next)
+            } {
                 Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
                 Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
             },

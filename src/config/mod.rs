@@ -60,6 +60,9 @@ pub struct Config {
     pub log: file::LogFile,
     pub listeners: Vec<Arc<Listener>>,
     pub upstreams: Vec<Arc<Upstream>>,
+    /// What loading found questionable but accepted: printed by `check`, logged by `run` once
+    /// logging is set up (and on reload).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -207,7 +210,11 @@ impl Config {
 
     /// Validates `text` as the content of `path` (relative paths resolve against its directory).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let cx = Cx { path, text };
+        let cx = Cx {
+            path,
+            text,
+            warnings: std::cell::RefCell::new(Vec::new()),
+        };
         let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: e.span().map(|s| line_of(text, s.start)),
@@ -258,6 +265,7 @@ impl Config {
             log: file.log,
             listeners,
             upstreams,
+            warnings: cx.warnings.into_inner(),
         })
     }
 
@@ -290,9 +298,17 @@ impl Config {
 struct Cx<'a> {
     path: &'a Path,
     text: &'a str,
+    warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl Cx<'_> {
+    /// Records a warning about `key`; loading goes on.
+    fn warn(&self, key: &str, reason: &str) {
+        self.warnings
+            .borrow_mut()
+            .push(format!("{}: {key}: {reason}", self.path.display()));
+    }
+
     fn err<T>(&self, at: Option<&Spanned<T>>, key: &str, reason: &str) -> ConfigError {
         ConfigError {
             file: self.path.to_owned(),
@@ -418,8 +434,9 @@ impl Cx<'_> {
             (None, None, None) => (None, None),
         };
         if !t.verify {
-            tracing::warn!(
-                "upstream[{i}]: tls.verify = false: the upstream's certificate is not checked"
+            self.warn(
+                &key("verify"),
+                "false: the upstream's certificate is not checked",
             );
         }
         let settings = crate::tls::ClientSettings {

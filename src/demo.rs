@@ -7,15 +7,23 @@ use std::path::Path;
 use crate::config::Config;
 use crate::pki;
 
-/// Writes the demo's files into a new temporary directory (kept after exit, so the printed
-/// commands keep working), starts the echo upstream and returns the loaded configuration and
-/// the text to print.
-pub fn prepare(listen: &str) -> Result<(Config, String), String> {
-    let dir = tempfile::Builder::new()
+/// What `prepare` made: the configuration to run, the text to print, and the temporary
+/// directory holding the PKI and configuration, removed when this is dropped (after the proxy
+/// stopped: the printed commands need the files while it runs).
+pub struct Demo {
+    pub config: Config,
+    pub text: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// Writes the demo's files into a new temporary directory, starts the echo upstream and returns
+/// the loaded configuration and the text to print.
+pub fn prepare(listen: &str) -> Result<Demo, String> {
+    let tmp = tempfile::Builder::new()
         .prefix("certgate-demo-")
         .tempdir()
-        .map_err(|e| format!("cannot create a temporary directory: {e}"))?
-        .keep();
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    let dir = tmp.path().to_owned();
     let p = pki::generate(&dir).map_err(|e| format!("cannot generate the demo PKI: {e}"))?;
     let echo_addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let echo = crate::echo::spawn(echo_addr)
@@ -43,7 +51,8 @@ private_key = "server.key"
 mode = "required"
 ca = "client-ca-bundle.pem"
 verify_depth = 2
-allow_subjects = ["{subject}"]
+# Both clients' subjects are allowed; only Intermediate 1's clients pass the issuer rule.
+allow_subjects = ["{subject}", "{subject2}"]
 allow_issuers = ["{issuer}"]
 
 [[upstream]]
@@ -51,6 +60,7 @@ name = "echo"
 servers = ["{upstream}"]
 "#,
         subject = pki::dn::CLIENT1,
+        subject2 = pki::dn::CLIENT2,
         issuer = pki::dn::INTERMEDIATE1_LEGACY,
     );
     std::fs::write(&config_path, text)
@@ -74,11 +84,12 @@ servers = ["{upstream}"]
          {base} {url}\n\n\
          # 3. a verified client whose DN is not allowed (look-alike CN=client.1.local.evil.com): 403\n\
          {base} --cert {cl} --key {kl} {url}\n\n\
-         # 4. a client of another intermediate (Intermediate 2): 403\n\
+         # 4. a client whose subject is allowed but whose issuer (Intermediate 2) is not: 403\n\
+         #    (certgate's log: \"issuer DN matched no allow_issuers rule\")\n\
          {base} --cert {c2} --key {k2} {url}\n\n\
          # 5. a forged identity header never reaches the upstream\n\
          {base} --cert {c1} --key {k1} -H 'X-SSL-Client-S-DN: CN=admin' {url}\n\n\
-         Press Ctrl-C to stop.\n",
+         Press Ctrl-C to stop (the directory is removed then).\n",
         dir = d(&dir),
         config = d(&config_path),
         c1 = d(&p.client1.cert),
@@ -88,5 +99,9 @@ servers = ["{upstream}"]
         c2 = d(&p.client2.cert),
         k2 = d(&p.client2.key),
     );
-    Ok((config, out))
+    Ok(Demo {
+        config,
+        text: out,
+        dir: tmp,
+    })
 }

@@ -74,9 +74,13 @@ fn main() -> ExitCode {
         Command::Demo { listen } => {
             init_logging("info");
             match certgate::demo::prepare(&listen) {
-                Ok((config, text)) => {
-                    println!("{text}");
-                    run(Arc::new(config))
+                Ok(demo) => {
+                    println!("{}", demo.text);
+                    let status = run(Arc::new(demo.config));
+                    if let Err(e) = demo.dir.close() {
+                        eprintln!("certgate demo: cannot remove its directory: {e}");
+                    }
+                    status
                 }
                 Err(e) => {
                     eprintln!("certgate demo: {e}");
@@ -124,12 +128,7 @@ fn run(config: Arc<Config>) -> ExitCode {
         }
         // SIGHUP: re-read the configuration, as nginx -s reload does; a bad one changes nothing.
         match Config::load(&path).map_err(|e| e.to_string()) {
-            Ok(next) => match {
-                for w in &next.warnings {
-                    tracing::warn!("{w}");
-                }
-                running.reload(next)
-            } {
+            Ok(next) => match warn_then(next, |next| running.reload(next)) {
                 Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
                 Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
             },
@@ -138,4 +137,12 @@ fn run(config: Arc<Config>) -> ExitCode {
     }
     running.stop_accepting();
     ExitCode::SUCCESS
+}
+
+/// Logs a freshly loaded configuration's warnings, then hands it on.
+fn warn_then<T>(config: Config, then: impl FnOnce(Config) -> T) -> T {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    then(config)
 }

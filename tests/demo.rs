@@ -81,10 +81,11 @@ fn printed_commands_behave_as_described() {
         if !line.starts_with("curl ") {
             continue;
         }
+        // The numbered comment above the command (a step's comment may span lines).
         let comment = lines[..i]
             .iter()
             .rev()
-            .find(|l| l.starts_with('#'))
+            .find(|l| l.starts_with("# ") && l[2..].starts_with(|c: char| c.is_ascii_digit()))
             .copied()
             .unwrap_or("");
         let expected = expected_for(comment);
@@ -114,4 +115,16 @@ fn printed_commands_behave_as_described() {
     if let Some(status) = demo.try_wait() {
         panic!("demo died ({status}):\n{}", read_out());
     }
+    // Step 4 shows the issuer rule at work: its client's subject is allowed.
+    let log = read_out();
+    assert!(
+        log.contains("issuer DN matched no allow_issuers rule"),
+        "the issuer rule refused nobody:\n{log}"
+    );
+    // Stopping removes the demo's directory.
+    let dir = _cleanup.0.clone().expect("the demo names its directory");
+    assert!(dir.is_dir(), "{}", dir.display());
+    let (status, in_time) = demo.terminate(Duration::from_secs(10)).expect("running");
+    assert!(in_time && status.success(), "{status}:\n{}", read_out());
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }

@@ -54,3 +54,48 @@ fn sigterm_stops_the_proxy_cleanly() {
     let refused = std::net::TcpStream::connect_timeout(&gate.addr(), Duration::from_secs(1));
     assert!(refused.is_err(), "port still accepting after exit");
 }
+
+/// A second process on a listener's address fails at start with "address in use", as nginx
+/// does, and the first keeps every connection: SO_REUSEPORT stays between certgate's workers.
+#[test]
+fn second_process_on_the_address_is_refused() {
+    let gate = Gate::start(Config::new().workers(2).allow_subjects(&[dn::CLIENT1]));
+    // Same address, looser rules: were it to join, it would admit client 2.
+    let loose = gate.env.write(
+        "loose.toml",
+        gate.config_text()
+            .replace(dn::CLIENT1, "~.*")
+            .replace("workers = 2", "workers = 1"),
+    );
+    assert_ne!(loose, gate.config_path);
+    let out = run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certgate"))
+            .arg("run")
+            .arg("--config")
+            .arg(&loose),
+        Duration::from_secs(20),
+    );
+    assert!(
+        !out.status.success(),
+        "a second process started on {}:\n{}",
+        gate.addr(),
+        out.all()
+    );
+    assert!(out.all().contains("address in use"), "{}", out.all());
+    // `certgate demo` on the same address fails the same way.
+    let out = run_bounded(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certgate")).args([
+            "demo",
+            "--listen",
+            &gate.addr().to_string(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success(), "demo started:\n{}", out.all());
+    assert!(out.all().contains("address in use"), "{}", out.all());
+    // Every connection still reaches the first process's configuration.
+    for i in 0..10 {
+        let r = gate.curl("/").cert(&gate.pki().client2).run();
+        assert_eq!(r.status, 403, "request {i}");
+    }
+}

@@ -42,7 +42,6 @@ fn run_load(addr: SocketAddr, ca: &Path, args: &[&str]) -> (Value, String) {
             .args(args),
         RUN_LIMIT,
     );
-    assert!(out.status.success(), "certgate-load failed: {}", out.all());
     let mut lines = out.stdout.lines();
     let json = lines.next().unwrap_or_default();
     assert!(
@@ -51,6 +50,17 @@ fn run_load(addr: SocketAddr, ca: &Path, args: &[&str]) -> (Value, String) {
         out.stdout
     );
     let v = serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.all()));
+    // Any failed operation fails the run (default --max-errors 0), and nothing else does.
+    let expected = if errors(&v) > 0 { 1 } else { 0 };
+    assert_eq!(
+        out.status.code(),
+        Some(expected),
+        "certgate-load exit status: {}",
+        out.all()
+    );
+    if expected == 1 {
+        assert!(out.stderr.contains("operations failed"), "{}", out.all());
+    }
     (v, out.stderr)
 }
 
@@ -341,6 +351,35 @@ fn missing_client_certificate_gets_400_pages() {
     assert_eq!(v["ok"], 0, "{v}");
     assert_eq!(v["errors"]["http_status_non_2xx"], 20, "{v}");
     assert_eq!(errors(&v), 20, "{v}");
+    // Refusals are fast: their latency must not pose as the server's.
+    assert!(v["latency_us"].is_null(), "{v}");
+}
+
+#[test]
+fn max_errors_sets_the_exit_status() {
+    let gate = Gate::start(Config::new());
+    let run = |max: &str| {
+        run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_certgate-load"))
+                .arg("--connect")
+                .arg(gate.addr().to_string())
+                .arg("--ca")
+                .arg(&gate.pki().server_ca)
+                .args(["--mode", "full", "--count", "6", "--connections", "2"])
+                .args(["--timeout", "5s", "--max-errors", max]),
+            RUN_LIMIT,
+        )
+    };
+    // Six refused operations (no client certificate: 400).
+    let out = run("5");
+    assert_eq!(out.status.code(), Some(1), "{}", out.all());
+    assert!(
+        out.stdout.contains("no successful operation"),
+        "{}",
+        out.all()
+    );
+    let out = run("6");
+    assert_eq!(out.status.code(), Some(0), "{}", out.all());
 }
 
 #[test]

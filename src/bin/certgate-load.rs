@@ -1,7 +1,7 @@
 //! `certgate-load`: the mTLS load generator (see `certgate::load`). Parses the command line,
 //! runs, prints the report: human-readable, or with `--json` exactly one JSON object on stdout.
-//! Setup failures exit with status 2; a run that happened exits 0 whatever its errors were
-//! (they are in the report).
+//! Setup failures exit with status 2; a run with more failed operations than `--max-errors`
+//! (default 0) prints its report and exits with status 1; otherwise 0.
 
 use std::process::ExitCode;
 
@@ -26,6 +26,14 @@ fn main() -> ExitCode {
         print_samples(&report);
     } else {
         print!("{}", report.human());
+    }
+    let errors = report.stats.error_total();
+    if errors > args.max_errors {
+        eprintln!(
+            "certgate-load: {errors} of {} operations failed (--max-errors {})",
+            report.stats.ops, args.max_errors
+        );
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

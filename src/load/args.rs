@@ -114,6 +114,10 @@ pub struct Args {
     /// Print one JSON object on stdout instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
+    /// Exit with status 1 when more operations than this failed (the report is printed all the
+    /// same). The default, 0, makes any failed operation fail the run.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_errors: u64,
     /// Pin the client threads to CPU(s): one id for all, or a comma list used round-robin.
     #[arg(long, value_name = "CPU", value_delimiter = ',')]
     pub pin: Vec<usize>,

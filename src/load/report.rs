@@ -99,7 +99,8 @@ pub struct Stats {
     pub errors: [u64; ErrorKind::ALL.len()],
     pub handshakes: u64,
     pub resumed: u64,
-    /// Latency in microseconds of completed operations.
+    /// Latency in microseconds of successful operations (a refusal is often much faster than
+    /// the real work and would flatter the percentiles).
     pub latency: Histogram<u64>,
     /// The first failure of each kind, for diagnosis.
     pub samples: [Option<String>; ErrorKind::ALL.len()],
@@ -125,7 +126,7 @@ impl Stats {
         self.ops += 1;
         self.handshakes += u64::from(outcome.handshakes);
         self.resumed += u64::from(outcome.resumed);
-        if outcome.completed {
+        if outcome.completed && outcome.error.is_none() {
             let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
             self.latency.saturating_record(us.max(1));
         }
@@ -206,24 +207,19 @@ impl Report {
         }
     }
 
-    pub fn latency(&self) -> Latency {
+    /// Percentiles of the successful operations; `None` when none succeeded.
+    pub fn latency(&self) -> Option<Latency> {
         let h = &self.stats.latency;
         if h.is_empty() {
-            return Latency {
-                p50: 0,
-                p90: 0,
-                p99: 0,
-                p999: 0,
-                max: 0,
-            };
+            return None;
         }
-        Latency {
+        Some(Latency {
             p50: h.value_at_quantile(0.50),
             p90: h.value_at_quantile(0.90),
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
             max: h.max(),
-        }
+        })
     }
 
     /// What the operations counted.
@@ -239,7 +235,9 @@ impl Report {
         for kind in ErrorKind::ALL {
             errors.insert(kind.name().into(), self.stats.errors[kind as usize].into());
         }
-        let l = self.latency();
+        let latency = self.latency().map(
+            |l| json!({"p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max}),
+        );
         json!({
             "mode": self.mode,
             "handshake_only": self.handshake_only,
@@ -254,9 +252,7 @@ impl Report {
             "handshakes": self.stats.handshakes,
             "resumed": self.stats.resumed,
             "resumption_ratio": self.resumption_ratio(),
-            "latency_us": {
-                "p50": l.p50, "p90": l.p90, "p99": l.p99, "p999": l.p999, "max": l.max,
-            },
+            "latency_us": latency,
         })
     }
 
@@ -306,12 +302,18 @@ impl Report {
             s.handshakes,
             100.0 * self.resumption_ratio()
         );
-        let l = self.latency();
-        let _ = writeln!(
-            o,
-            "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            l.p50, l.p90, l.p99, l.p999, l.max
-        );
+        match self.latency() {
+            Some(l) => {
+                let _ = writeln!(
+                    o,
+                    "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+                    l.p50, l.p90, l.p99, l.p999, l.max
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  latency    no successful operation");
+            }
+        }
         o
     }
 }
@@ -366,10 +368,11 @@ mod tests {
         assert_eq!(v["errors"]["connect"], 0);
         assert_eq!(v["resumed"], 75);
         assert_eq!(v["resumption_ratio"], 0.75);
-        // The timed-out operation did not complete: max is the slowest response.
-        assert_eq!(v["latency_us"]["max"], 1000);
+        // Neither the timed-out operation nor the refused ones (every tenth, the slowest of
+        // each ten) count: max is the slowest successful response.
+        assert_eq!(v["latency_us"]["max"], 990);
         let p50 = v["latency_us"]["p50"].as_u64().unwrap();
-        assert!((495..=505).contains(&p50), "{p50}");
+        assert!((485..=495).contains(&p50), "{p50}");
         let text = r.human();
         assert!(text.contains("e.g. HTTP status 400"), "{text}");
         assert!(text.contains("e.g. timed out"), "{text}");
@@ -378,8 +381,29 @@ mod tests {
     #[test]
     fn empty_run_has_zeros() {
         let r = report(Stats::default());
-        assert_eq!(r.latency().max, 0);
+        assert_eq!(r.latency(), None);
         assert_eq!(r.resumption_ratio(), 0.0);
-        assert_eq!(r.to_json()["latency_us"]["p999"], 0);
+        assert!(r.to_json()["latency_us"].is_null());
+    }
+
+    #[test]
+    fn failed_operations_have_no_latency() {
+        let mut s = Stats::default();
+        for _ in 0..5 {
+            let outcome = Outcome {
+                handshakes: 1,
+                completed: true,
+                error: Some((ErrorKind::HttpStatus, ErrorDetail::Status(403))),
+                ..Outcome::default()
+            };
+            s.record(outcome, Duration::from_micros(70));
+        }
+        let r = report(s);
+        assert_eq!(r.latency(), None);
+        assert!(
+            r.human().contains("no successful operation"),
+            "{}",
+            r.human()
+        );
     }
 }

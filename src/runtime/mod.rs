@@ -52,18 +52,19 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
     let driver = choose_driver(config.runtime.io)?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(config.runtime.workers);
-    let mut sockets = Vec::with_capacity(config.runtime.workers);
-    for _ in 0..config.runtime.workers {
-        let mut per_worker = Vec::with_capacity(config.listeners.len());
-        for l in &config.listeners {
-            per_worker.push(listen::bind(l.addr).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("listener {:?}: cannot listen on {}: {e}", l.name, l.addr),
-                )
-            })?);
+    let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..config.runtime.workers)
+        .map(|_| Vec::with_capacity(config.listeners.len()))
+        .collect();
+    for l in &config.listeners {
+        let group = listen::bind_group(l.addr, config.runtime.workers).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("listener {:?}: cannot listen on {}: {e}", l.name, l.addr),
+            )
+        })?;
+        for (per_worker, socket) in sockets.iter_mut().zip(group) {
+            per_worker.push(socket);
         }
-        sockets.push(per_worker);
     }
     let listening: Vec<RawFd> = sockets.iter().flatten().map(|s| s.as_raw_fd()).collect();
     let current = Arc::new(ArcSwap::new(config.clone()));
@@ -98,11 +99,21 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
     for l in &config.listeners {
         info!(listener = %l.name, addr = %l.addr, tls = l.tls.is_some(), "listening");
         if l.tls.is_none() && is_public(l.addr.ip()) {
+            let upstream = &config.upstreams[l.upstream];
+            let with_cert = upstream
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.presents_certificate());
+            let what = if with_cert {
+                "anyone who reaches it uses the upstream's client certificate"
+            } else {
+                "anyone who reaches it reaches the upstream without any client authentication"
+            };
             warn!(
                 listener = %l.name,
                 addr = %l.addr,
-                "a plain-HTTP listener binds a public address: anyone who reaches it uses the \
-                 upstream's client certificate; bind it to loopback or a private address"
+                "a plain-HTTP listener binds a public address: {what}; bind it to loopback or a \
+                 private address"
             );
         }
     }

@@ -41,6 +41,13 @@ struct Sessions {
     index: boring::ex_data::Index<Ssl, SocketAddr>,
 }
 
+impl UpstreamTls {
+    /// Whether certgate presents a client certificate to the servers.
+    pub fn presents_certificate(&self) -> bool {
+        self.ctx.certificate().is_some()
+    }
+}
+
 impl std::fmt::Debug for UpstreamTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamTls")

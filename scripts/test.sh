@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 
+# One profile for everything (tests, benches, scripts/bench-ci.sh, clippy in .ci/run): BoringSSL
+# is compiled once per profile, and that build is most of a clean run's time.
 export CARGO_TERM_COLOR=never
 echo "== unit tests and integration tests (io_uring)"
-CERTGATE_TEST_IO=io_uring cargo test --all-targets --no-fail-fast
+CERTGATE_TEST_IO=io_uring cargo test --release --all-targets --no-fail-fast
 echo "== integration tests (epoll)"
-CERTGATE_TEST_IO=epoll cargo test --test '*' --no-fail-fast
+CERTGATE_TEST_IO=epoll cargo test --release --test '*' --no-fail-fast
 echo "== benches build"
 cargo bench --no-run

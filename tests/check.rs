@@ -734,3 +734,15 @@ fn summary_speaks_the_config_language() {
         assert!(!out.stdout.contains(debug), "{debug}: {}", out.stdout);
     }
 }
+
+#[test]
+fn proxy_protocol_on_an_http_listener_says_what_to_change() {
+    let text = good(&Config::new().upstream_extra("proxy_protocol = \"v2\""));
+    assert_refused_at(
+        "proxy_protocol",
+        &text,
+        "upstream = \"app\"",
+        "listener[0].upstream",
+        &["mode = \"tcp\""],
+    );
+}

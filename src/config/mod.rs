@@ -882,7 +882,12 @@ impl Cx<'_> {
             return Err(self.err(
                 Some(&l.upstream),
                 &key("upstream"),
-                "proxy_protocol upstreams serve mode = \"tcp\" listeners only",
+                &format!(
+                    "upstream {:?} sends a PROXY protocol header (proxy_protocol = \"v2\"), \
+                     which only a mode = \"tcp\" listener can use: write mode = \"tcp\" here, \
+                     or use an upstream without proxy_protocol",
+                    upstreams[upstream].name
+                ),
             ));
         }
         Ok(Listener {

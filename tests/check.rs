@@ -746,3 +746,23 @@ fn proxy_protocol_on_an_http_listener_says_what_to_change() {
         &["mode = \"tcp\""],
     );
 }
+
+#[test]
+fn upstream_client_certificate_mistakes_are_explained() {
+    let tls = |cert: &str, key: &str| {
+        good(
+            &Config::new()
+                .upstream_extra("[upstream.tls]")
+                .upstream_extra(&format!("certificate = \"{cert}\""))
+                .upstream_extra(&format!("private_key = \"{key}\"")),
+        )
+    };
+    assert_accepted("matching", &tls("pki/client1.pem", "pki/client1.key"));
+    assert_refused_at(
+        "mismatch",
+        &tls("pki/client1.pem", "pki/client2.key"),
+        "pki/client2.key",
+        "upstream[0].tls.private_key",
+        &["does not match the certificate (CN=client.1.local"],
+    );
+}

@@ -1077,6 +1077,26 @@ mod tests {
     }
 
     #[test]
+    fn keepalive_idle_zero_turns_keep_alive_off() {
+        let text = |t: &str| {
+            format!(
+                "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nupstream = \"app\"\n\
+                 [listener.timeouts]\nkeepalive_idle = \"{t}\"\n\
+                 [[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:2\"]\n"
+            )
+        };
+        let c = parse(&text("0s")).unwrap();
+        assert_eq!(c.listeners[0].limits.max_requests_per_connection, 1);
+        let c = parse(&text("5s")).unwrap();
+        assert_eq!(c.listeners[0].limits.max_requests_per_connection, 0);
+        let e = parse(&text("2d")).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("listener[0].timeouts.keepalive_idle", Some(6))
+        );
+    }
+
+    #[test]
     fn undefined_upstream_is_an_error() {
         let e = parse(
             "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nupstream = \"nope\"\n\n[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:2\"]\n",

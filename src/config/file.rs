@@ -41,6 +41,17 @@ pub enum IoMode {
     Epoll,
 }
 
+impl IoMode {
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoMode::Auto => "auto",
+            IoMode::IoUring => "io_uring",
+            IoMode::Epoll => "epoll",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogFile {
@@ -119,6 +130,18 @@ pub enum VerifyMode {
     Optional,
     OptionalNoCa,
     Required,
+}
+
+impl VerifyMode {
+    /// As written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyMode::Off => "off",
+            VerifyMode::Optional => "optional",
+            VerifyMode::OptionalNoCa => "optional_no_ca",
+            VerifyMode::Required => "required",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -6,7 +6,10 @@
 
 mod duration;
 pub mod file;
+mod headers;
+mod pem;
 mod servers;
+mod tree;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -17,7 +20,7 @@ use std::time::Duration;
 use boring::ssl::SslContext;
 use toml::Spanned;
 
-use self::file::{ConfigFile, HeadersFile, ListenerFile, UpstreamFile};
+use self::file::{ConfigFile, ListenerFile, UpstreamFile};
 pub use self::file::{IoMode, ListenerMode, Reject, VerifyMode};
 pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
 use crate::http::StripSet;
@@ -28,6 +31,24 @@ use crate::tls::{TicketKey, TicketKeys, UpstreamTls};
 /// heads, but one head over 32 KiB is almost always abuse.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
+/// The largest request head a listener may accept: larger buffers per connection only help
+/// abuse (nginx's largest usual `large_client_header_buffers` is far below).
+pub const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// The longest a timeout that bounds one I/O wait may be: beyond a day it is a typo, and a
+/// connection would hold its resources for that long.
+pub const MAX_IO_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// More connections per worker than this is a typo (each needs a file descriptor and memory).
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+/// More workers than this is a typo: 0 means one per CPU.
+pub const MAX_WORKERS: usize = 1024;
+/// Longest client chain: deeper PKIs than this do not exist in practice.
+pub const MAX_VERIFY_DEPTH: u32 = 32;
+/// Largest verified-chain cache per listener.
+pub const MAX_VERIFY_CACHE: usize = 1 << 20;
+/// Largest idle-connection pool per worker and server.
+pub const MAX_KEEPALIVE: usize = 100_000;
+/// The longest TLS session lifetime (RFC 8446 §4.6.1: 7 days).
+pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A configuration error: where and why.
 #[derive(Debug)]
@@ -210,17 +231,47 @@ impl Config {
 
     /// Validates `text` as the content of `path` (relative paths resolve against its directory).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let cx = Cx {
-            path,
-            text,
-            warnings: std::cell::RefCell::new(Vec::new()),
-        };
-        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError {
+        let tree = tree::Tree::parse(text).map_err(|e| ConfigError {
             file: path.to_owned(),
             line: e.span().map(|s| line_of(text, s.start)),
             key: e.span().map(|s| key_at(text, s.start)).unwrap_or_default(),
             reason: e.message().trim().to_owned(),
         })?;
+        let cx = Cx {
+            path,
+            text,
+            tree,
+            warnings: std::cell::RefCell::new(Vec::new()),
+        };
+        cx.tree.check_sections().map_err(|m| ConfigError {
+            file: path.to_owned(),
+            line: Some(line_of(text, m.span.start)),
+            key: m.key,
+            reason: m.reason,
+        })?;
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| s.start);
+            ConfigError {
+                file: path.to_owned(),
+                line: at.map(|o| line_of(text, o)),
+                key: at
+                    .and_then(|o| cx.tree.path_at(o))
+                    .or_else(|| at.map(|o| key_at(text, o)))
+                    .unwrap_or_default(),
+                reason: tree::humanize(e.message()),
+            }
+        })?;
+        check_log_level(&file.log.level).map_err(|r| cx.err::<String>(None, "log.level", &r))?;
+        if file.runtime.workers > MAX_WORKERS {
+            return Err(cx.err::<String>(
+                None,
+                "runtime.workers",
+                &format!(
+                    "{} is more than {MAX_WORKERS}; 0 starts one worker per CPU",
+                    file.runtime.workers
+                ),
+            ));
+        }
 
         let runtime = Runtime {
             workers: match file.runtime.workers {
@@ -272,19 +323,19 @@ impl Config {
     /// The short summary `certgate check` prints.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "configuration {} is valid: {} worker(s), io {:?}\n",
+            "configuration {} is valid: {} worker(s), io = \"{}\"\n",
             self.path.display(),
             self.runtime.workers,
-            self.runtime.io
+            self.runtime.io.as_str()
         );
         for l in &self.listeners {
             let up = &self.upstreams[l.upstream];
             s.push_str(&format!(
-                "  listener {:?} on {} ({}), client auth {:?}, {} rule(s) -> upstream {:?} ({} server(s))\n",
+                "  listener {:?} on {} ({}), client_auth.mode = \"{}\", {} rule(s) -> upstream {:?} ({} server(s))\n",
                 l.name,
                 l.addr,
                 if l.tls.is_some() { "tls" } else { "plain http" },
-                l.client_auth.mode,
+                l.client_auth.mode.as_str(),
                 l.client_auth.rule_count,
                 up.name,
                 up.servers.len()
@@ -294,28 +345,74 @@ impl Config {
     }
 }
 
-/// Parsing context: the file and its text, for errors with lines.
+/// Parsing context: the file, its text and its tree, for errors with lines.
 struct Cx<'a> {
     path: &'a Path,
     text: &'a str,
+    tree: tree::Tree<'a>,
     warnings: std::cell::RefCell<Vec<String>>,
 }
 
 impl Cx<'_> {
     /// Records a warning about `key`; loading goes on.
     fn warn(&self, key: &str, reason: &str) {
+        let at = match self.line_of_key(key) {
+            Some(line) => format!("{}:{line}", self.path.display()),
+            None => self.path.display().to_string(),
+        };
         self.warnings
             .borrow_mut()
-            .push(format!("{}: {key}: {reason}", self.path.display()));
+            .push(format!("{at}: {key}: {reason}"));
     }
 
+    /// An error about `key`, on the line of `at`, or else on the line where `key` (or the
+    /// table that would hold it) is written.
     fn err<T>(&self, at: Option<&Spanned<T>>, key: &str, reason: &str) -> ConfigError {
         ConfigError {
             file: self.path.to_owned(),
-            line: at.map(|s| line_of(self.text, s.span().start)),
+            line: at
+                .map(|s| line_of(self.text, s.span().start))
+                .or_else(|| self.line_of_key(key)),
             key: key.to_owned(),
             reason: reason.to_owned(),
         }
+    }
+
+    fn line_of_key(&self, key: &str) -> Option<usize> {
+        self.tree.span_of(key).map(|s| line_of(self.text, s.start))
+    }
+
+    /// A duration that bounds a wait: more than zero and at most `max`.
+    fn timeout(
+        &self,
+        at: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let d = self.duration(at, key, default)?;
+        if d.is_zero() {
+            return Err(self.err(
+                at.as_ref(),
+                key,
+                &format!(
+                    "must be longer than 0 (0 would fail every wait at once); the default is {}",
+                    duration::show(default)
+                ),
+            ));
+        }
+        if d > max {
+            return Err(self.err(
+                at.as_ref(),
+                key,
+                &format!(
+                    "{} is longer than the most allowed, {}",
+                    duration::show(d),
+                    duration::show(max)
+                ),
+            ));
+        }
+        Ok(d)
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
@@ -370,6 +467,17 @@ impl Cx<'_> {
             ));
         }
         let servers = self.servers(i, u)?;
+        if u.keepalive > MAX_KEEPALIVE {
+            return Err(self.err::<String>(
+                None,
+                &key("keepalive"),
+                &format!(
+                    "{} is more than {MAX_KEEPALIVE} idle connections per worker and server \
+                     (0 keeps none; the default is 32)",
+                    u.keepalive
+                ),
+            ));
+        }
         let tls = match &u.tls {
             None => None,
             Some(t) => Some(self.upstream_tls(i, t)?),
@@ -439,6 +547,21 @@ impl Cx<'_> {
                 "false: the upstream's certificate is not checked",
             );
         }
+        if let (Some(ca_at), Some((_, pem))) = (&t.ca, &ca) {
+            pem::cas(pem).map_err(|r| self.err(Some(ca_at), &key("ca"), &r))?;
+        }
+        if let (Some(c), Some(k)) = (&cert, &pkey) {
+            pem::identity(c, k).map_err(|(which, r)| match which {
+                pem::Which::Certificate => match &t.bundle {
+                    Some(b) => self.err(Some(b), &key("bundle"), &r),
+                    None => self.err(t.certificate.as_ref(), &key("certificate"), &r),
+                },
+                pem::Which::PrivateKey => match &t.bundle {
+                    Some(b) => self.err(Some(b), &key("bundle"), &r),
+                    None => self.err(t.private_key.as_ref(), &key("private_key"), &r),
+                },
+            })?;
+        }
         let settings = crate::tls::ClientSettings {
             ca_pem: ca.as_ref().map(|(_, b)| b.as_slice()),
             cert_pem: cert.as_deref(),
@@ -455,7 +578,7 @@ impl Cx<'_> {
                     (t.certificate.as_ref().or(t.bundle.as_ref()), "certificate")
                 }
             };
-            self.err(at, &key(k), &e.reason)
+            self.err(at, &key(k), &pem::explain(&e.reason))
         })
     }
 
@@ -536,8 +659,21 @@ impl Cx<'_> {
             Some(t) => {
                 let (cert_path, cert_pem) = self.read(&t.certificate, &key("tls.certificate"))?;
                 let (key_path, key_pem) = self.read(&t.private_key, &key("tls.private_key"))?;
+                pem::identity(&cert_pem, &key_pem).map_err(|(which, r)| match which {
+                    pem::Which::Certificate => {
+                        self.err(Some(&t.certificate), &key("tls.certificate"), &r)
+                    }
+                    pem::Which::PrivateKey => {
+                        self.err(Some(&t.private_key), &key("tls.private_key"), &r)
+                    }
+                })?;
                 let ca = match auth_file.and_then(|a| a.ca.as_ref()) {
-                    Some(ca) => Some(self.read(ca, &key("client_auth.ca"))?),
+                    Some(ca) => {
+                        let read = self.read(ca, &key("client_auth.ca"))?;
+                        pem::cas(&read.1)
+                            .map_err(|r| self.err(Some(ca), &key("client_auth.ca"), &r))?;
+                        Some(read)
+                    }
                     None if matches!(mode, VerifyMode::Required | VerifyMode::Optional) => {
                         return Err(self.err::<String>(
                             None,
@@ -563,16 +699,19 @@ impl Cx<'_> {
                 };
                 if t.session_tickets {
                     tickets = Some(if t.session_ticket_keys.is_empty() {
-                        let every = self.duration(
+                        let k = key("tls.session_ticket_rotation");
+                        let every = self.timeout(
                             &t.session_ticket_rotation,
-                            &key("tls.session_ticket_rotation"),
+                            &k,
                             Duration::from_secs(3600),
+                            MAX_IO_TIMEOUT,
                         )?;
-                        if every.is_zero() {
+                        if every < Duration::from_secs(1) {
                             return Err(self.err(
                                 t.session_ticket_rotation.as_ref(),
-                                &key("tls.session_ticket_rotation"),
-                                "must be longer than 0",
+                                &k,
+                                "must be at least \"1s\" (every rotation makes older tickets \
+                                 useless sooner; the default is \"1h\")",
                             ));
                         }
                         TicketKeys::rotating(every)
@@ -594,21 +733,56 @@ impl Cx<'_> {
                     &key("tls.session_timeout"),
                     Duration::from_secs(300),
                 )?;
+                if session_timeout < Duration::from_secs(1) || session_timeout > MAX_SESSION_TIMEOUT
+                {
+                    return Err(self.err(
+                        t.session_timeout.as_ref(),
+                        &key("tls.session_timeout"),
+                        &format!(
+                            "must be from \"1s\" to \"7d\" (RFC 8446's longest session \
+                             lifetime), not {}; to turn resumption off write \
+                             session_tickets = false and session_cache_size = 0",
+                            duration::show(session_timeout)
+                        ),
+                    ));
+                }
+                let verify_depth = auth_file.map(|a| a.verify_depth).unwrap_or(1);
+                if verify_depth > MAX_VERIFY_DEPTH {
+                    return Err(self.err::<String>(
+                        None,
+                        &key("client_auth.verify_depth"),
+                        &format!(
+                            "{verify_depth} is more than {MAX_VERIFY_DEPTH} (intermediate CAs \
+                             between a client certificate and a trusted CA; nginx's default is 1)"
+                        ),
+                    ));
+                }
+                let verify_cache = auth_file
+                    .and_then(|a| a.verify_cache_size)
+                    .unwrap_or(10_000);
+                if verify_cache > MAX_VERIFY_CACHE {
+                    return Err(self.err::<String>(
+                        None,
+                        &key("client_auth.verify_cache_size"),
+                        &format!(
+                            "{verify_cache} is more than {MAX_VERIFY_CACHE} entries (0 turns \
+                             the cache off; the default is 10000)"
+                        ),
+                    ));
+                }
                 let settings = crate::tls::ServerSettings {
                     cert_pem: &cert_pem,
                     key_pem: &key_pem,
                     ca_pem: ca.as_ref().map(|(_, b)| b.as_slice()),
                     mode,
                     reject,
-                    verify_depth: auth_file.map(|a| a.verify_depth).unwrap_or(1),
+                    verify_depth,
                     min_tls13,
                     policy_tag: &policy_tag(&[subjects, issuers, sans]),
                     tickets: tickets.as_ref(),
                     session_cache_size: t.session_cache_size.unwrap_or(20 * 1024),
                     session_timeout,
-                    verify_cache: auth_file
-                        .and_then(|a| a.verify_cache_size)
-                        .unwrap_or(10_000),
+                    verify_cache,
                 };
                 let ctx = crate::tls::server_context(&settings).map_err(|e| {
                     let (at, k, p) = match e.part {
@@ -624,7 +798,7 @@ impl Cx<'_> {
                         },
                     };
                     let _ = p;
-                    self.err(Some(at), &key(k), &e.reason)
+                    self.err(Some(at), &key(k), &pem::explain(&e.reason))
                 })?;
                 Some(ctx)
             }
@@ -633,61 +807,87 @@ impl Cx<'_> {
         let timeouts = {
             let t = &l.timeouts;
             let d = Timeouts::default();
-            Timeouts {
-                handshake: self.duration(&t.handshake, &key("timeouts.handshake"), d.handshake)?,
-                request_head: self.duration(
-                    &t.request_head,
-                    &key("timeouts.request_head"),
-                    d.request_head,
-                )?,
-                keepalive_idle: self.duration(
-                    &t.keepalive_idle,
+            let io = |at: &Option<Spanned<String>>, k: &str, default: Duration| {
+                self.timeout(at, &key(&format!("timeouts.{k}")), default, MAX_IO_TIMEOUT)
+            };
+            // keepalive_idle = 0 turns keep-alive off, as nginx's `keepalive_timeout 0`.
+            let keepalive_idle = self.duration(
+                &t.keepalive_idle,
+                &key("timeouts.keepalive_idle"),
+                d.keepalive_idle,
+            )?;
+            if keepalive_idle > MAX_IO_TIMEOUT {
+                return Err(self.err(
+                    t.keepalive_idle.as_ref(),
                     &key("timeouts.keepalive_idle"),
-                    d.keepalive_idle,
-                )?,
-                upstream_connect: self.duration(
-                    &t.upstream_connect,
-                    &key("timeouts.upstream_connect"),
-                    d.upstream_connect,
-                )?,
-                upstream_read: self.duration(
-                    &t.upstream_read,
-                    &key("timeouts.upstream_read"),
-                    d.upstream_read,
-                )?,
-                body_idle: self.duration(&t.body_idle, &key("timeouts.body_idle"), d.body_idle)?,
+                    &format!(
+                        "{} is longer than the most allowed, {} (0 turns keep-alive off)",
+                        duration::show(keepalive_idle),
+                        duration::show(MAX_IO_TIMEOUT)
+                    ),
+                ));
+            }
+            Timeouts {
+                handshake: io(&t.handshake, "handshake", d.handshake)?,
+                request_head: io(&t.request_head, "request_head", d.request_head)?,
+                keepalive_idle,
+                upstream_connect: io(&t.upstream_connect, "upstream_connect", d.upstream_connect)?,
+                upstream_read: io(&t.upstream_read, "upstream_read", d.upstream_read)?,
+                body_idle: io(&t.body_idle, "body_idle", d.body_idle)?,
             }
         };
-        let limits = Limits {
-            max_header_bytes: l
-                .limits
-                .max_header_bytes
-                .unwrap_or(DEFAULT_MAX_HEADER_BYTES),
-            max_connections: l.limits.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            max_requests_per_connection: l.limits.max_requests_per_connection.unwrap_or(0),
-        };
-        if limits.max_header_bytes < 1024 {
+        let max_header_bytes = l
+            .limits
+            .max_header_bytes
+            .unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+        if !(1024..=MAX_MAX_HEADER_BYTES).contains(&max_header_bytes) {
             return Err(self.err::<String>(
                 None,
                 &key("limits.max_header_bytes"),
-                "must be at least 1024",
+                &format!(
+                    "{max_header_bytes} is not from 1024 to {MAX_MAX_HEADER_BYTES} (bytes of a \
+                     request head; the default is {DEFAULT_MAX_HEADER_BYTES})"
+                ),
             ));
         }
-        if limits.max_connections == 0 {
+        let max_connections = l.limits.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
             return Err(self.err::<String>(
                 None,
                 &key("limits.max_connections"),
-                "must be at least 1",
+                &format!(
+                    "{max_connections} is not from 1 to {MAX_CONNECTIONS} (connections per \
+                     worker; the default is {DEFAULT_MAX_CONNECTIONS})"
+                ),
             ));
         }
-        let (headers, strip) = identity_headers(&l.headers)
-            .map_err(|r: String| self.err::<String>(None, &key("headers"), &r))?;
+        let mut max_requests_per_connection = l.limits.max_requests_per_connection.unwrap_or(0);
+        if timeouts.keepalive_idle.is_zero() {
+            max_requests_per_connection = 1;
+        }
+        let limits = Limits {
+            max_header_bytes,
+            max_connections,
+            max_requests_per_connection,
+        };
+        let (headers, strip, header_warnings) =
+            headers::identity_headers(&l.headers).map_err(|e| {
+                self.err::<String>(None, &key(&format!("headers.{}", e.key)), &e.reason)
+            })?;
+        for (k, reason) in header_warnings {
+            self.warn(&key(&format!("headers.{k}")), &reason);
+        }
 
         if l.mode == ListenerMode::Http && upstreams[upstream].proxy_protocol {
             return Err(self.err(
                 Some(&l.upstream),
                 &key("upstream"),
-                "proxy_protocol upstreams serve mode = \"tcp\" listeners only",
+                &format!(
+                    "upstream {:?} sends a PROXY protocol header (proxy_protocol = \"v2\"), \
+                     which only a mode = \"tcp\" listener can use: write mode = \"tcp\" here, \
+                     or use an upstream without proxy_protocol",
+                    upstreams[upstream].name
+                ),
             ));
         }
         Ok(Listener {
@@ -724,67 +924,64 @@ fn policy_tag(families: &[&Vec<Spanned<String>>]) -> Vec<u8> {
     tag
 }
 
-fn identity_headers(h: &HeadersFile) -> Result<(IdentityHeaders, StripSet), String> {
-    let configured = [
-        &h.verify,
-        &h.subject_dn,
-        &h.subject_dn_legacy,
-        &h.issuer_dn,
-        &h.serial,
-        &h.fingerprint,
-        &h.san,
-        &h.not_after,
-        &h.cert,
-        &h.forwarded_for,
-        &h.forwarded_proto,
-        &h.real_ip,
-    ];
-    let mut names: Vec<Option<String>> = Vec::with_capacity(12);
-    // Strip the defaults even when renamed: a backend written for them must never see forgeries.
-    let mut strip: Vec<String> = DEFAULT_HEADER_NAMES.iter().map(|s| s.to_string()).collect();
-    for (value, default) in configured.iter().zip(DEFAULT_HEADER_NAMES) {
-        let name = value.as_deref().unwrap_or(default).trim();
-        if name.is_empty() {
-            names.push(None);
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `[log] level`: comma-separated directives, each a level or `target=level` (the
+/// `tracing-subscriber` `EnvFilter` syntax). A bare word that is not a level is valid for
+/// `EnvFilter` (it names a target) but then almost nothing is logged, so it is refused.
+fn check_log_level(filter: &str) -> Result<(), String> {
+    let levels = LOG_LEVELS.join(", ");
+    let is_level = |s: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(s.trim()));
+    if filter.trim().is_empty() {
+        return Err(format!(
+            "is empty: write a level ({levels}), or target=level directives such as \"info,certgate=debug\""
+        ));
+    }
+    for directive in split_directives(filter) {
+        let directive = directive.trim();
+        if directive.is_empty() {
             continue;
         }
-        if !is_token(name) {
-            return Err(format!("{name:?} is not a valid header name"));
+        match directive.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() && is_level(level) => {}
+            Some((_, level)) => {
+                return Err(format!(
+                    "{directive:?}: {:?} is not a level; the levels are {levels}",
+                    level.trim()
+                ))
+            }
+            None if is_level(directive) => {}
+            None => {
+                return Err(format!(
+                    "{directive:?} is not a level; the levels are {levels} (or target=level, \
+                     such as \"certgate=debug\")"
+                ))
+            }
         }
-        strip.push(name.to_owned());
-        names.push(Some(name.to_owned()));
     }
-    for s in &h.strip {
-        if !is_token(s) {
-            return Err(format!("strip: {s:?} is not a valid header name"));
-        }
-        strip.push(s.clone());
-    }
-    let mut it = names.into_iter();
-    let mut next = || it.next().flatten();
-    let headers = IdentityHeaders {
-        verify: next(),
-        subject_dn: next(),
-        subject_dn_legacy: next(),
-        issuer_dn: next(),
-        serial: next(),
-        fingerprint: next(),
-        san: next(),
-        not_after: next(),
-        cert: next(),
-        forwarded_for: next(),
-        forwarded_proto: next(),
-        real_ip: next(),
-    };
-    let refs: Vec<&str> = strip.iter().map(String::as_str).collect();
-    Ok((headers, StripSet::new(&refs)))
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(|_| ())
+        .map_err(|e| format!("{filter:?} is not a valid filter: {e}"))
 }
 
-/// RFC 9110 token characters.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+/// Splits a filter at commas outside `[...]` (span field filters hold commas).
+fn split_directives(filter: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in filter.char_indices() {
+        match c {
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                out.push(&filter[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&filter[start..]);
+    out
 }
 
 fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
@@ -845,6 +1042,26 @@ pub fn available_cpus() -> usize {
 mod tests {
     use super::*;
 
+    #[test]
+    fn log_levels() {
+        for ok in [
+            "info",
+            "INFO",
+            "warn,certgate=debug",
+            "certgate::access=off",
+            "off",
+        ] {
+            assert!(check_log_level(ok).is_ok(), "{ok}");
+        }
+        for bad in ["verbose", "", "certgate=loud", "info,chatty", "=debug"] {
+            let e = check_log_level(bad).unwrap_err();
+            assert!(
+                e.contains("off, error, warn, info, debug, trace"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("/nonexistent/certgate.toml"), text)
     }
@@ -854,9 +1071,29 @@ mod tests {
         let e = parse("[runtime]\nworkers = 1\n\n[[listener]]\nlisen = \"x\"\n").unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("lisen"), "{msg}");
-        assert_eq!(e.key, "listener.lisen");
+        assert_eq!(e.key, "listener[0].lisen");
         assert_eq!(e.line, Some(5), "{msg}");
         assert!(msg.starts_with("/nonexistent/certgate.toml:5"), "{msg}");
+    }
+
+    #[test]
+    fn keepalive_idle_zero_turns_keep_alive_off() {
+        let text = |t: &str| {
+            format!(
+                "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nupstream = \"app\"\n\
+                 [listener.timeouts]\nkeepalive_idle = \"{t}\"\n\
+                 [[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:2\"]\n"
+            )
+        };
+        let c = parse(&text("0s")).unwrap();
+        assert_eq!(c.listeners[0].limits.max_requests_per_connection, 1);
+        let c = parse(&text("5s")).unwrap();
+        assert_eq!(c.listeners[0].limits.max_requests_per_connection, 0);
+        let e = parse(&text("2d")).unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("listener[0].timeouts.keepalive_idle", Some(6))
+        );
     }
 
     #[test]

@@ -165,17 +165,28 @@ impl Cx<'_> {
                 p.get_ref().clone()
             }
         };
-        let interval = self.duration(&h.interval, &key("interval"), d.interval)?;
-        if interval.is_zero() {
-            return Err(self.err(
-                h.interval.as_ref(),
-                &key("interval"),
-                "must be longer than 0",
-            ));
-        }
-        let timeout = self.duration(&h.timeout, &key("timeout"), d.timeout)?;
-        if timeout.is_zero() {
-            return Err(self.err(h.timeout.as_ref(), &key("timeout"), "must be longer than 0"));
+        let interval = self.timeout(
+            &h.interval,
+            &key("interval"),
+            d.interval,
+            super::MAX_IO_TIMEOUT,
+        )?;
+        let timeout = self.timeout(
+            &h.timeout,
+            &key("timeout"),
+            d.timeout,
+            super::MAX_IO_TIMEOUT,
+        )?;
+        if timeout > interval {
+            self.warn(
+                &key("timeout"),
+                &format!(
+                    "{} is longer than interval {}: a slow server is checked again before \
+                     the previous check gave up",
+                    duration::show(timeout),
+                    duration::show(interval)
+                ),
+            );
         }
         let count = |v: &Option<Spanned<u32>>, k: &str, default: u32| match v {
             None => Ok(default),
@@ -253,8 +264,19 @@ fn parse_entry(
             }
             ("fail_timeout", Some(v)) => {
                 once(fail_timeout.is_some())?;
-                fail_timeout =
-                    Some(duration::parse(v).map_err(|r| format!("{target}: fail_timeout: {r}"))?);
+                let t = duration::parse(v).map_err(|r| format!("{target}: fail_timeout: {r}"))?;
+                if t.is_zero() {
+                    return Err(format!(
+                        "{target}: fail_timeout=0 would take a failed server out for no time; \
+                         write max_fails=0 to turn the passive accounting off"
+                    ));
+                }
+                if t > super::MAX_IO_TIMEOUT {
+                    return Err(format!(
+                        "{target}: fail_timeout={v} is longer than the most allowed, \"1d\""
+                    ));
+                }
+                fail_timeout = Some(t);
             }
             ("backup", None) => {
                 once(backup)?;
@@ -347,6 +369,8 @@ mod tests {
             ("127.0.0.1:1 backup=yes", "takes no value"),
             ("127.0.0.1:1 max_fails=-1", "max_fails=-1"),
             ("127.0.0.1:1 fail_timeout=10x", "fail_timeout"),
+            ("127.0.0.1:1 fail_timeout=0s", "max_fails=0"),
+            ("127.0.0.1:1 fail_timeout=2d", "most allowed"),
             (
                 "127.0.0.1:1 slow_start=30s",
                 "unknown parameter \"slow_start=30s\"",
@@ -429,8 +453,24 @@ mod tests {
         let e = parse("servers = [\"127.0.0.1:1\"]\nbalance = \"ip_hash\"\n").unwrap_err();
         assert_eq!(
             (e.key.as_str(), e.line),
-            ("upstream.balance", Some(9)),
+            ("upstream[0].balance", Some(9)),
             "{e}"
+        );
+        assert!(e.reason.contains("unknown value \"ip_hash\""), "{e}");
+        let e = parse("servers = [\"127.0.0.1:1\"]\n[upstream.health]\ninterval = \"2d\"\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.line),
+            ("upstream[0].health.interval", Some(10))
+        );
+        let c = parse(
+            "servers = [\"127.0.0.1:1\"]\n[upstream.health]\ninterval = \"1s\"\ntimeout = \"2s\"\n",
+        )
+        .unwrap();
+        assert!(
+            c.warnings[0].contains(":11: upstream[0].health.timeout: "),
+            "{:?}",
+            c.warnings
         );
         let e = parse("servers = [\"127.0.0.1:1\"]\n[upstream.health]\ntimeout = \"0s\"\n")
             .unwrap_err();

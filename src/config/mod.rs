@@ -630,12 +630,11 @@ impl Cx<'_> {
                     "allow_issuers" => issuers,
                     _ => sans,
                 };
-                self.err(
-                    family.get(e.index),
-                    &key(&format!("client_auth.{}", e.family)),
-                    &e.to_string(),
-                )
+                self.err(family.get(e.index), &key(&e.key()), &e.reason())
             })?;
+        for w in rules.warnings() {
+            self.warn(&key(&w.key()), &w.reason());
+        }
         if mode == VerifyMode::Off && !rules.is_empty() {
             return Err(self.err::<String>(
                 None,

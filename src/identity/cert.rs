@@ -5,8 +5,10 @@
 //! headers need is computed then, so each use is free; the escaped PEM is the exception, computed
 //! on demand because it is the costliest and its header is often disabled.
 //!
-//! Every header-bound string goes through [`header_safe`]: a DN value or SAN may carry CR, LF or
-//! NUL (via escapes, or a sloppy CA), and must not be able to split or end a header.
+//! No header-bound string can split or end a header: a DN value or SAN may carry CR, LF or NUL
+//! (via escapes, or a sloppy CA). The DN strings are printable ASCII, control characters and
+//! non-ASCII bytes escaped as nginx does (`CN=J\C3\BCrgen`: raw UTF-8 in a header is read
+//! differently by every backend); the other values go through [`header_safe`].
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -59,6 +61,9 @@ pub struct ClientCert {
     subject_legacy: String,
     issuer_rfc2253: String,
     issuer_legacy: String,
+    /// `subject.to_string()` (non-ASCII as UTF-8) when it differs from `subject_rfc2253`.
+    subject_utf8: Option<String>,
+    issuer_utf8: Option<String>,
     serial: String,
     fingerprint: String,
     sans: Vec<San>,
@@ -78,6 +83,8 @@ impl ClientCert {
             subject_legacy: header_safe(&subject.to_legacy()).into_owned(),
             issuer_rfc2253: header_safe(&issuer.to_rfc2253()).into_owned(),
             issuer_legacy: header_safe(&issuer.to_legacy()).into_owned(),
+            subject_utf8: utf8_form(&subject),
+            issuer_utf8: utf8_form(&issuer),
             subject,
             issuer,
             serial: serial_hex(leaf),
@@ -110,9 +117,21 @@ impl ClientCert {
         &self.issuer_key
     }
 
-    /// As nginx's `$ssl_client_s_dn`, e.g. `CN=client.1.local,O=Acme,C=FI`.
+    /// As nginx's `$ssl_client_s_dn`, e.g. `CN=client.1.local,O=Acme,C=FI`; non-ASCII escaped
+    /// byte by byte (`CN=J\C3\BCrgen`), so the value is printable ASCII.
     pub fn subject_rfc2253(&self) -> &str {
         &self.subject_rfc2253
+    }
+
+    /// The subject in RFC 2253 form with non-ASCII kept as UTF-8 (`CN=Jürgen`), when it has any
+    /// (`None` when it would equal [`ClientCert::subject_rfc2253`]). `~` rules try both.
+    pub fn subject_utf8(&self) -> Option<&str> {
+        self.subject_utf8.as_deref()
+    }
+
+    /// As [`ClientCert::subject_utf8`], for the issuer.
+    pub fn issuer_utf8(&self) -> Option<&str> {
+        self.issuer_utf8.as_deref()
     }
 
     /// As nginx's `$ssl_client_s_dn_legacy`, e.g. `/C=FI/O=Acme/CN=client.1.local`.
@@ -210,6 +229,16 @@ impl fmt::Debug for ClientCert {
             .field("not_after", &self.not_after)
             .finish()
     }
+}
+
+/// The RFC 2253 text with non-ASCII kept, if the name has non-ASCII at all.
+fn utf8_form(dn: &Dn) -> Option<String> {
+    let any = dn
+        .rdns()
+        .iter()
+        .flat_map(|r| r.avas())
+        .any(|a| !a.value().is_ascii());
+    any.then(|| dn.to_string())
 }
 
 /// Makes a string safe as an HTTP header value: ASCII control characters (CR, LF, NUL and the
@@ -389,12 +418,17 @@ mod tests {
         assert_eq!(c.subject().rdns()[2].avas().len(), 2);
         assert_eq!(
             c.subject_rfc2253(),
-            "UID=u\\+1+CN=j\u{fc}rgen,O=Acme\\, Inc,C=FI"
+            "UID=u\\+1+CN=j\\C3\\BCrgen,O=Acme\\, Inc,C=FI"
         );
         assert_eq!(
             c.subject_legacy(),
-            "/C=FI/O=Acme, Inc/CN=j\u{fc}rgen+UID=u\\+1"
+            "/C=FI/O=Acme, Inc/CN=j\\xC3\\xBCrgen+UID=u\\+1"
         );
+        assert_eq!(
+            c.subject_utf8(),
+            Some("UID=u\\+1+CN=j\u{fc}rgen,O=Acme\\, Inc,C=FI")
+        );
+        assert_eq!(c.issuer_utf8(), None);
         assert_eq!(
             c.subject(),
             &Dn::parse("CN=j\u{fc}rgen+UID=u\\+1,O=Acme\\, Inc,C=FI").unwrap()
@@ -405,7 +439,7 @@ mod tests {
 
     #[test]
     fn header_values_never_carry_cr_lf_nul() {
-        let subject = der_name(&[&[(CN, UTF8, b"evil\r\nX-Injected: 1\0")]]);
+        let subject = der_name(&[&[(CN, UTF8, "evil\r\nX-Injected: 1\0\x7f\u{fc}".as_bytes())]]);
         let x509 = make_cert(
             &subject,
             &subject,
@@ -427,8 +461,26 @@ mod tests {
         ] {
             assert!(!v.bytes().any(|b| b.is_ascii_control()), "{v:?}");
         }
-        assert_eq!(c.subject_rfc2253(), "CN=evil\\0D\\0AX-Injected: 1\\00");
-        assert_eq!(c.subject_legacy(), "/CN=evil\\x0D\\x0AX-Injected: 1\\x00");
+        for v in [
+            c.subject_rfc2253(),
+            c.subject_legacy(),
+            c.issuer_rfc2253(),
+            c.issuer_legacy(),
+        ] {
+            assert!(v.bytes().all(|b| (b' '..=b'~').contains(&b)), "{v:?}");
+        }
+        assert_eq!(
+            c.subject_rfc2253(),
+            "CN=evil\\0D\\0AX-Injected: 1\\00\\7F\\C3\\BC"
+        );
+        assert_eq!(
+            c.subject_legacy(),
+            "/CN=evil\\x0D\\x0AX-Injected: 1\\x00\\x7F\\xC3\\xBC"
+        );
+        assert_eq!(
+            c.subject_utf8(),
+            Some("CN=evil\\0D\\0AX-Injected: 1\\00\\7F\u{fc}")
+        );
         assert_eq!(
             c.san_header(),
             "DNS:a%0D%0Ab, URI:spiffe://x/a%2Cb%25c, email:%00@x"

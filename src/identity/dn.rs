@@ -370,21 +370,33 @@ impl Dn {
     }
 
     /// The RFC 2253 string nginx exposes as `$ssl_client_s_dn` (OpenSSL's
-    /// `X509_NAME_print_ex(.., XN_FLAG_RFC2253)`): most specific first, `,` between RDNs, `+`
-    /// inside, short names, `,+"\<>;` and leading `#`/space and trailing space escaped with `\`,
-    /// control characters as `\XX`. Unlike OpenSSL, non-ASCII UTF-8 is kept as is rather than
-    /// escaped byte by byte (`CN=Jürgen`, not `CN=J\C3\BCrgen`). Like OpenSSL, the whole entry
-    /// sequence is reversed, so AVAs inside a multi-valued RDN are reversed as well.
+    /// `X509_NAME_print_ex(.., XN_FLAG_RFC2253)`), byte for byte: most specific first, `,`
+    /// between RDNs, `+` inside, short names, `,+"\<>;` and leading `#`/space and trailing space
+    /// escaped with `\`, control characters and every byte of non-ASCII UTF-8 as `\XX`
+    /// (`CN=J\C3\BCrgen`). The result is printable ASCII, safe in any header. Like OpenSSL,
+    /// the whole entry sequence is reversed, so AVAs inside a multi-valued RDN are reversed as
+    /// well. `to_string()` gives the same with non-ASCII kept as UTF-8 (`CN=Jürgen`).
     pub fn to_rfc2253(&self) -> String {
-        self.to_string()
+        self.rfc4514(Bytes::Escaped)
     }
 
-    /// The legacy string nginx exposes as `$ssl_client_s_dn_legacy` (`X509_NAME_oneline`):
-    /// `/C=FI/O=Acme/CN=x`, stored order. Differences from OpenSSL, all so the result parses back
-    /// to the same DN: AVAs of one RDN are joined with `+` (OpenSSL uses `/`), `/` `+` `\` and
-    /// leading/trailing spaces are backslash-escaped, control characters become `\xXX` (as in
-    /// OpenSSL) but non-ASCII UTF-8 is kept as is.
+    /// The legacy string nginx exposes as `$ssl_client_s_dn_legacy` (OpenSSL 3's
+    /// `X509_NAME_oneline`): `/C=FI/O=Acme/CN=x`, stored order, `+` inside a multi-valued RDN,
+    /// `/` and `+` escaped with `\`, control characters and every byte of non-ASCII UTF-8 as
+    /// `\xXX` (`/CN=J\xC3\xBCrgen`). Differences from OpenSSL, all so the result parses back
+    /// to the same DN: `\` and leading/trailing spaces are backslash-escaped too, and values are
+    /// printed from their UTF-8 form whatever their ASN.1 string type (OpenSSL dumps the raw
+    /// bytes of a BMPString).
     pub fn to_legacy(&self) -> String {
+        self.legacy(Bytes::Escaped)
+    }
+
+    /// [`Dn::to_legacy`] with non-ASCII kept as UTF-8 (for messages to people).
+    pub fn to_legacy_utf8(&self) -> String {
+        self.legacy(Bytes::Utf8)
+    }
+
+    fn legacy(&self, bytes: Bytes) -> String {
         let mut out = String::with_capacity(self.text_len_hint());
         for rdn in &self.rdns {
             out.push('/');
@@ -394,23 +406,13 @@ impl Dn {
                 }
                 out.push_str(ava.attr_type.name());
                 out.push('=');
-                escape_value(&ava.value, Notation::Legacy, &mut out);
+                escape_value(&ava.value, Notation::Legacy, bytes, &mut out);
             }
         }
         out
     }
 
-    fn text_len_hint(&self) -> usize {
-        self.rdns
-            .iter()
-            .flat_map(|r| r.avas.iter())
-            .map(|a| a.attr_type.name().len() + a.value.len() + 2)
-            .sum()
-    }
-}
-
-impl fmt::Display for Dn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn rfc4514(&self, bytes: Bytes) -> String {
         let mut out = String::with_capacity(self.text_len_hint());
         for (i, rdn) in self.rdns.iter().rev().enumerate() {
             if i > 0 {
@@ -422,10 +424,33 @@ impl fmt::Display for Dn {
                 }
                 out.push_str(ava.attr_type.name());
                 out.push('=');
-                escape_value(&ava.value, Notation::Rfc4514, &mut out);
+                escape_value(&ava.value, Notation::Rfc4514, bytes, &mut out);
             }
         }
-        f.write_str(&out)
+        out
+    }
+
+    /// The same name with its RDNs in the opposite order.
+    pub fn reversed(&self) -> Dn {
+        let mut rdns = self.rdns.clone();
+        rdns.reverse();
+        Dn { rdns }
+    }
+
+    fn text_len_hint(&self) -> usize {
+        self.rdns
+            .iter()
+            .flat_map(|r| r.avas.iter())
+            .map(|a| a.attr_type.name().len() + a.value.len() + 2)
+            .sum()
+    }
+}
+
+/// RFC 4514 text as [`Dn::to_rfc2253`], but with non-ASCII kept as UTF-8: for people (messages,
+/// logs of rules), and for `~` rules written with the characters themselves.
+impl fmt::Display for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.rfc4514(Bytes::Utf8))
     }
 }
 
@@ -755,11 +780,33 @@ fn decode_der_string(der: &[u8]) -> Result<String, &'static str> {
     }
 }
 
+/// How output treats bytes of non-ASCII characters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bytes {
+    /// Each byte as a hex escape, as OpenSSL (and so nginx) prints them: ASCII-only output.
+    Escaped,
+    /// Kept as UTF-8.
+    Utf8,
+}
+
 /// Escapes one value for output in the given notation (see `to_rfc2253` / `to_legacy`).
-fn escape_value(value: &str, notation: Notation, out: &mut String) {
+fn escape_value(value: &str, notation: Notation, bytes: Bytes, out: &mut String) {
     let last = value.len().saturating_sub(1);
+    let hex = |c: char, out: &mut String| {
+        let mut utf8 = [0u8; 4];
+        for b in c.encode_utf8(&mut utf8).bytes() {
+            let _ = match notation {
+                Notation::Rfc4514 => write!(out, "\\{b:02X}"),
+                Notation::Legacy => write!(out, "\\x{b:02X}"),
+            };
+        }
+    };
     for (i, c) in value.char_indices() {
         let edge_space = c == ' ' && (i == 0 || i == last);
+        if c.is_ascii_control() || (!c.is_ascii() && bytes == Bytes::Escaped) {
+            hex(c, out);
+            continue;
+        }
         match notation {
             Notation::Rfc4514 => match c {
                 '\\' | '"' | ',' | '+' | '<' | '>' | ';' => {
@@ -768,9 +815,6 @@ fn escape_value(value: &str, notation: Notation, out: &mut String) {
                 }
                 '#' if i == 0 => out.push_str("\\#"),
                 ' ' if edge_space => out.push_str("\\ "),
-                c if c.is_ascii_control() => {
-                    let _ = write!(out, "\\{:02X}", u32::from(c));
-                }
                 c => out.push(c),
             },
             Notation::Legacy => match c {
@@ -779,9 +823,6 @@ fn escape_value(value: &str, notation: Notation, out: &mut String) {
                     out.push(c);
                 }
                 ' ' if edge_space => out.push_str("\\ "),
-                c if c.is_ascii_control() => {
-                    let _ = write!(out, "\\x{:02X}", u32::from(c));
-                }
                 c => out.push(c),
             },
         }
@@ -1157,8 +1198,44 @@ mod tests {
         assert_eq!(dn("CN=a\\0Ab").to_rfc2253(), "CN=a\\0Ab");
         assert_eq!(dn("CN=a\\0Ab").to_legacy(), "/CN=a\\x0Ab");
         assert_eq!(dn("CN=a/b\\+c").to_legacy(), "/CN=a\\/b\\+c");
-        assert_eq!(dn("CN=Jürgen").to_rfc2253(), "CN=Jürgen");
         assert_eq!(dn("CN=Jürgen").to_string(), "CN=Jürgen");
+        assert_eq!(dn("CN=a\\0Ab\\7F").to_string(), "CN=a\\0Ab\\7F");
+    }
+
+    /// Non-ASCII is escaped byte by byte as nginx does (`$ssl_client_s_dn` = `CN=J\C3\BC..`,
+    /// `$ssl_client_s_dn_legacy` = `/CN=J\xC3\xBC..`), and both spellings parse back.
+    #[test]
+    fn non_ascii_is_escaped_like_nginx() {
+        let d = dn("CN=Jürgen Müller,O=Acme,C=FI");
+        assert_eq!(d.to_rfc2253(), "CN=J\\C3\\BCrgen M\\C3\\BCller,O=Acme,C=FI");
+        assert_eq!(
+            d.to_legacy(),
+            "/C=FI/O=Acme/CN=J\\xC3\\xBCrgen M\\xC3\\xBCller"
+        );
+        assert_eq!(d.to_string(), "CN=Jürgen Müller,O=Acme,C=FI");
+        assert_eq!(d.to_legacy_utf8(), "/C=FI/O=Acme/CN=Jürgen Müller");
+        for s in [
+            d.to_rfc2253(),
+            d.to_legacy(),
+            d.to_legacy_utf8(),
+            d.to_string(),
+        ] {
+            assert_eq!(dn(&s), d, "{s}");
+            assert_eq!(dn(&s).key(), d.key(), "{s}");
+        }
+        // Four-byte characters, and an escaped edge space next to them.
+        let d = dn("CN=\\ 日本😀\\ ");
+        assert_eq!(
+            d.to_rfc2253(),
+            "CN=\\ \\E6\\97\\A5\\E6\\9C\\AC\\F0\\9F\\98\\80\\ "
+        );
+        assert_eq!(dn(&d.to_rfc2253()), d);
+        assert_eq!(dn(&d.to_legacy()), d);
+        for d in tricky() {
+            for s in [d.to_rfc2253(), d.to_legacy()] {
+                assert!(s.bytes().all(|b| (b' '..=b'~').contains(&b)), "{s:?}");
+            }
+        }
     }
 
     #[test]
@@ -1179,11 +1256,11 @@ mod tests {
         );
         assert_eq!(
             d.to_rfc2253(),
-            "CN=J\u{fc},1.3.6.1.4.1.99999.7=x,UID=u1+CN=a\\+b,O=Acme\\, Inc \u{e9},C=FI"
+            "CN=J\\C3\\BC,1.3.6.1.4.1.99999.7=x,UID=u1+CN=a\\+b,O=Acme\\, Inc \\C3\\A9,C=FI"
         );
         assert_eq!(
             d.to_legacy(),
-            "/C=FI/O=Acme, Inc \u{e9}/CN=a\\+b+UID=u1/1.3.6.1.4.1.99999.7=x/CN=J\u{fc}"
+            "/C=FI/O=Acme, Inc \\xC3\\xA9/CN=a\\+b+UID=u1/1.3.6.1.4.1.99999.7=x/CN=J\\xC3\\xBC"
         );
         assert!(Dn::from_x509_name(&der_name(&[])).is_empty());
     }
@@ -1224,8 +1301,9 @@ mod tests {
         assert_eq!(value(&dn("CN=#0C00,O=x"), 1), "");
     }
 
-    /// Our RFC 2253 output is byte-identical to BoringSSL's (nginx's `$ssl_client_s_dn`) for
-    /// ASCII values.
+    /// Our RFC 2253 output is byte-identical to BoringSSL's `XN_FLAG_RFC2253` (which includes
+    /// `ASN1_STRFLGS_ESC_MSB`), as nginx's `$ssl_client_s_dn` is with OpenSSL: non-ASCII and
+    /// control characters escaped byte by byte, whatever the value's string type.
     #[test]
     fn matches_boringssl_print_ex() {
         let names = [
@@ -1239,24 +1317,38 @@ mod tests {
                 &[(CN, UTF8, b"#x"), (UID, UTF8, b"y\x01z\x7f")],
                 &[(CN, BMP, b"\x00a\x00 ")],
             ]),
+            der_name(&[
+                &[(C, PRINTABLE, b"FI")],
+                &[(O, UTF8, "Acme \u{e9}".as_bytes())],
+                &[(CN, UTF8, "J\u{fc}rgen M\u{fc}ller".as_bytes())],
+            ]),
+            der_name(&[
+                &[(CN, UTF8, "\u{e9}a\u{e9}".as_bytes())],
+                &[(CN, UTF8, "\u{65e5}\u{1f600}\n\r\0".as_bytes())],
+                &[(CN, BMP, &[0x00, 0x4a, 0x00, 0xfc, 0x65, 0xe5])],
+                &[
+                    (CN, UTF8, " \u{fc} ".as_bytes()),
+                    (UID, UTF8, "#\u{fc}".as_bytes()),
+                ],
+            ]),
         ];
         for name in names {
             let ours = Dn::from_x509_name(&name).to_rfc2253();
             let theirs = name.print_ex(boring_sys::XN_FLAG_RFC2253);
             assert_eq!(Some(ours), theirs);
         }
-        // Deliberate differences: OpenSSL dumps values of types it has no name for as `#` DER
-        // (which `parse` accepts) and escapes non-ASCII bytes; we print text.
+        // The one deliberate difference: OpenSSL dumps values of types it has no name for as `#`
+        // DER (which `parse` accepts); we print text.
         let name = der_name(&[
             &[(PRIVATE, UTF8, b"p")],
             &[(CN, UTF8, "J\u{fc}".as_bytes())],
         ]);
         let d = Dn::from_x509_name(&name);
-        assert_eq!(d.to_rfc2253(), "CN=J\u{fc},1.3.6.1.4.1.99999.7=p");
+        assert_eq!(d.to_rfc2253(), "CN=J\\C3\\BC,1.3.6.1.4.1.99999.7=p");
         let theirs = name
             .print_ex(boring_sys::XN_FLAG_RFC2253)
             .unwrap_or_default();
         assert_eq!(theirs, "CN=J\\C3\\BC,1.3.6.1.4.1.99999.7=#0C0170");
-        assert_eq!(d, dn("CN=J\\C3\\BC,1.3.6.1.4.1.99999.7=#0C0170"));
+        assert_eq!(d, dn(&theirs));
     }
 }

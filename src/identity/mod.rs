@@ -12,7 +12,7 @@ pub mod rules;
 
 pub use cert::{header_safe, ClientCert, San};
 pub use dn::{AttrType, Ava, Dn, DnError, DnErrorKind, DnKey, Rdn};
-pub use rules::{Admit, Refuse, RuleError, RuleErrorKind, RuleRef, Rules};
+pub use rules::{Admit, Refuse, RuleError, RuleErrorKind, RuleRef, RuleWarning, Rules};
 
 /// Certificates and names built in-test, shared by the unit tests of this module.
 #[cfg(test)]
@@ -30,6 +30,7 @@ pub(crate) mod test_support {
     pub(crate) const CN: &[u8] = &[0x55, 0x04, 0x03];
     pub(crate) const O: &[u8] = &[0x55, 0x04, 0x0a];
     pub(crate) const C: &[u8] = &[0x55, 0x04, 0x06];
+    pub(crate) const OU: &[u8] = &[0x55, 0x04, 0x0b];
     pub(crate) const UID: &[u8] = &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01];
     /// 1.3.6.1.4.1.99999.7, a type nobody knows by name.
     pub(crate) const PRIVATE: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x86, 0x8d, 0x1f, 0x07];

@@ -4,8 +4,14 @@
 //! Semantics: a client is admitted when its certificate verified and every non-empty family has
 //! a matching entry. Within a family any entry suffices.
 //! - DN rules (subjects; issuers, which apply to the leaf's issuer DN): an exact DN in RFC 4514
-//!   or legacy `/C=../CN=..` form, compared structurally (see [`super::dn`]); or `~regex`, which
-//!   must match the whole RFC 2253 string of the DN (as in `$ssl_client_s_dn`).
+//!   or legacy `/C=../CN=..` form, compared structurally (see [`super::dn`]), so `CN=Jürgen` and
+//!   `CN=J\C3\BCrgen` are one rule; or `~regex`, which must match the whole RFC 2253 string of
+//!   the DN, either as nginx prints it (`$ssl_client_s_dn`, non-ASCII escaped: `CN=J\C3\BCrgen`)
+//!   or with non-ASCII as UTF-8 (`CN=Jürgen`).
+//! - Spellings that cannot mean what was written are caught at compile time (see
+//!   [`DnSpelling`]): a forward-order DN (`C=DE,O=Acme,CN=alice`) and a `~/C=DE/..` regex are
+//!   refused with the spelling that would match; OpenSSL 3's one-line output (`C = DE, O = Acme,
+//!   CN = alice`) is read in certificate order, with a warning naming the compact spelling.
 //! - SAN rules: `kind:value`, kind `dns`, `email`, `uri` or `ip` (case-insensitive). Exact by
 //!   default (DNS names and email domains case-insensitive, URIs exact, IPs as addresses). `*`
 //!   is a wildcard: in `dns` only as the whole leftmost label (`*.acme.test` matches one label),
@@ -14,7 +20,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
 use regex::Regex;
@@ -32,6 +38,7 @@ pub struct Rules {
     subjects: DnRules,
     issuers: DnRules,
     sans: SanRules,
+    warnings: Vec<RuleWarning>,
 }
 
 impl Rules {
@@ -41,11 +48,19 @@ impl Rules {
         issuers: &[String],
         sans: &[String],
     ) -> Result<Rules, RuleError> {
+        let mut warnings = Vec::new();
         Ok(Rules {
-            subjects: DnRules::compile(SUBJECTS, subjects)?,
-            issuers: DnRules::compile(ISSUERS, issuers)?,
+            subjects: DnRules::compile(SUBJECTS, subjects, &mut warnings)?,
+            issuers: DnRules::compile(ISSUERS, issuers, &mut warnings)?,
             sans: SanRules::compile(sans)?,
+            warnings,
         })
+    }
+
+    /// Rules that compiled but were read differently from how they were written (OpenSSL's
+    /// one-line form); `check` and `run` print them.
+    pub fn warnings(&self) -> &[RuleWarning] {
+        &self.warnings
     }
 
     /// True when no family has rules: any verified certificate is admitted.
@@ -76,11 +91,16 @@ impl Rules {
         Ok(Admit {
             subject: self
                 .subjects
-                .resolve(subject, SUBJECTS, cert.subject_rfc2253())
+                .resolve(
+                    subject,
+                    SUBJECTS,
+                    cert.subject_rfc2253(),
+                    cert.subject_utf8(),
+                )
                 .ok_or(Refuse::Subject)?,
             issuer: self
                 .issuers
-                .resolve(issuer, ISSUERS, cert.issuer_rfc2253())
+                .resolve(issuer, ISSUERS, cert.issuer_rfc2253(), cert.issuer_utf8())
                 .ok_or(Refuse::Issuer)?,
             san: self.sans.resolve(san, cert.sans()).ok_or(Refuse::San)?,
         })
@@ -116,7 +136,11 @@ struct DnRules {
 }
 
 impl DnRules {
-    fn compile(family: &'static str, rules: &[String]) -> Result<DnRules, RuleError> {
+    fn compile(
+        family: &'static str,
+        rules: &[String],
+        warnings: &mut Vec<RuleWarning>,
+    ) -> Result<DnRules, RuleError> {
         let mut out = DnRules {
             texts: rules.to_vec(),
             exact: HashMap::with_capacity(rules.len()),
@@ -128,12 +152,58 @@ impl DnRules {
                 return Err(fail(RuleErrorKind::Empty));
             }
             if let Some(pattern) = rule.strip_prefix('~') {
-                out.regexes
-                    .push((index, whole_match(pattern).map_err(fail)?));
-            } else {
-                let dn = Dn::parse(rule).map_err(|e| fail(RuleErrorKind::Dn(e)))?;
-                out.exact.entry(dn.key()).or_insert(index);
+                let re = whole_match(pattern).map_err(fail)?;
+                if let Some(suggestion) = slash_regex(pattern) {
+                    return Err(fail(RuleErrorKind::SlashRegex(suggestion)));
+                }
+                out.regexes.push((index, re));
+                continue;
             }
+            let dn = Dn::parse(rule).map_err(|e| fail(RuleErrorKind::Dn(e)))?;
+            let dn = match DnSpelling::of(rule, &dn) {
+                DnSpelling::Plain => dn,
+                DnSpelling::ForwardOrder { first } => {
+                    return Err(fail(RuleErrorKind::ForwardOrder {
+                        first,
+                        fixed: dn.reversed(),
+                        as_written: dn,
+                    }))
+                }
+                DnSpelling::OpensslOneline => {
+                    let read = dn.reversed();
+                    warnings.push(RuleWarning::new(
+                        family,
+                        index,
+                        rule,
+                        format!(
+                            "is OpenSSL's one-line form (`openssl x509 -subject`), which lists \
+                             the certificate's order: read as {:?} (RFC 2253, most specific \
+                             first, as nginx's $ssl_client_s_dn); write that to silence this \
+                             warning",
+                            read.to_string()
+                        ),
+                    ));
+                    read
+                }
+                DnSpelling::SpacedRfc2253 { first } => {
+                    warnings.push(RuleWarning::new(
+                        family,
+                        index,
+                        rule,
+                        format!(
+                            "has spaces around '=' like OpenSSL's one-line output, but names \
+                             {first} first: read as RFC 2253 {:?} (most specific first); write \
+                             that to silence this warning, or, if you copied it from `openssl \
+                             x509 -subject` because your certificates list {first} first, the \
+                             legacy {:?}",
+                            dn.to_string(),
+                            dn.reversed().to_legacy_utf8()
+                        ),
+                    ));
+                    dn
+                }
+            };
+            out.exact.entry(dn.key()).or_insert(index);
         }
         Ok(out)
     }
@@ -145,20 +215,168 @@ impl DnRules {
         Probe::from_lookup(self.exact.get(key).copied(), !self.regexes.is_empty())
     }
 
-    /// `None` when the family is not satisfied; `Some(None)` when it has no rules.
-    fn resolve(&self, probe: Probe, family: &'static str, dn: &str) -> Option<Option<RuleRef<'_>>> {
+    /// `None` when the family is not satisfied; `Some(None)` when it has no rules. Regexes are
+    /// tried on the RFC 2253 string as sent upstream (`dn`) and, when the DN has non-ASCII, on
+    /// the same with UTF-8 kept (`utf8`).
+    fn resolve(
+        &self,
+        probe: Probe,
+        family: &'static str,
+        dn: &str,
+        utf8: Option<&str>,
+    ) -> Option<Option<RuleRef<'_>>> {
         let index = match probe {
             Probe::Empty => return Some(None),
             Probe::Hit(i) => i,
             Probe::Patterns => self
                 .regexes
                 .iter()
-                .find(|(_, re)| re.is_match(dn))
+                .find(|(_, re)| re.is_match(dn) || utf8.is_some_and(|u| re.is_match(u)))
                 .map(|(i, _)| *i)?,
             Probe::Miss => return None,
         };
         Some(Some(RuleRef::new(family, index, &self.texts)))
     }
+}
+
+/// How an exact DN rule in RFC 4514 syntax is spelled, judged from the order of its attribute
+/// types (most specific first, as RFC 2253 prints certificate DNs, or the reverse) and from
+/// OpenSSL's one-line signature (` = ` around the first `=`).
+#[derive(Debug, PartialEq, Eq)]
+enum DnSpelling {
+    /// Most specific first, or no order to tell (one RDN, types of equal or unknown rank).
+    Plain,
+    /// Most general first (`C=DE,O=Acme,CN=alice`): certificate order pasted as RFC 2253, which
+    /// only a certificate storing its RDNs backwards matches. `first` describes the first type.
+    ForwardOrder { first: String },
+    /// `C = DE, O = Acme, CN = alice`, what `openssl x509 -subject` prints (OpenSSL 3): in
+    /// certificate order whatever that is. Read in that order.
+    OpensslOneline,
+    /// Spaced like the one-line form but most specific first: hand-written RFC 2253 with
+    /// spaces, or OpenSSL output for a certificate storing its RDNs backwards. Read as RFC 2253.
+    SpacedRfc2253 { first: String },
+}
+
+impl DnSpelling {
+    /// `dn` is `rule` parsed (RFC 4514 syntax is reversed into stored order, so the text's first
+    /// RDN is `dn`'s last).
+    fn of(rule: &str, dn: &Dn) -> DnSpelling {
+        if rule.trim_start().starts_with('/') {
+            // The legacy form is stored order as written: the way to state an unusual order.
+            return DnSpelling::Plain;
+        }
+        let (Some(text_first), Some(text_last)) = (dn.rdns().last(), dn.rdns().first()) else {
+            return DnSpelling::Plain;
+        };
+        let order = match (rank(text_first), rank(text_last)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => std::cmp::Ordering::Equal,
+        };
+        let first = describe(text_first);
+        match (openssl_spaced(rule), order) {
+            (false, std::cmp::Ordering::Less) => DnSpelling::ForwardOrder { first },
+            (false, _) => DnSpelling::Plain,
+            (true, std::cmp::Ordering::Greater) => DnSpelling::SpacedRfc2253 { first },
+            (true, _) => DnSpelling::OpensslOneline,
+        }
+    }
+}
+
+/// How specific an RDN's attribute type is: 0 for country and domain components up to 4 for
+/// the holder's own name; `None` for types with no usual place.
+fn rank(rdn: &super::dn::Rdn) -> Option<u8> {
+    rdn.avas()
+        .iter()
+        .filter_map(|ava| match ava.attr_type().short_name()? {
+            "C" | "DC" => Some(0),
+            "ST" | "L" | "street" | "postalCode" => Some(1),
+            "O" => Some(2),
+            "OU" => Some(3),
+            "CN" | "UID" | "emailAddress" | "serialNumber" | "GN" | "SN" | "title" | "initials"
+            | "pseudonym" | "name" => Some(4),
+            _ => None,
+        })
+        .max()
+}
+
+/// Words for an RDN's first type in messages: "the country", "CN"...
+fn describe(rdn: &super::dn::Rdn) -> String {
+    let Some(ava) = rdn.avas().first() else {
+        return String::new();
+    };
+    match ava.attr_type().short_name() {
+        Some("C") => "the country".into(),
+        Some("DC") => "a domain component".into(),
+        Some("ST") => "the state".into(),
+        Some("L") => "the locality".into(),
+        Some("O") => "the organization".into(),
+        Some("OU") => "the organizational unit".into(),
+        _ => ava.attr_type().name().to_owned(),
+    }
+}
+
+/// OpenSSL's one-line signature: the first `=` has a space on each side (`C = DE, ...`).
+fn openssl_spaced(rule: &str) -> bool {
+    let Some(eq) = rule.find('=') else {
+        return false;
+    };
+    let (name, value) = (&rule[..eq], &rule[eq + 1..]);
+    name.ends_with(' ')
+        && value.starts_with(' ')
+        && !name.trim().is_empty()
+        && !name.contains([',', '+', '\\'])
+}
+
+/// For a `~` pattern in the legacy slash form (`/C=DE/O=Acme/.*`), which can never match: it
+/// must start with `/` and RFC 2253 strings never do. Returns the suggested RFC 2253 regex, if
+/// the pattern is simple enough to convert (`.*,O=Acme,C=DE`), or `Some(None)`.
+fn slash_regex(pattern: &str) -> Option<Option<String>> {
+    let p = pattern.strip_prefix('^').unwrap_or(pattern);
+    let rest = p.strip_prefix('/').or_else(|| p.strip_prefix("\\/"))?;
+    if rest.starts_with(['?', '*', '{']) || top_level_split(pattern, b'|').len() > 1 {
+        return None;
+    }
+    let rest = rest.strip_suffix('$').unwrap_or(rest);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let segments = top_level_split(rest, b'/');
+    let simple = |seg: &&str| {
+        let wildcard = matches!(*seg, ".*" | ".+");
+        let typed = seg.split_once('=').is_some_and(|(t, _)| {
+            !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        });
+        wildcard || typed
+    };
+    if !segments.iter().all(simple) {
+        return Some(None);
+    }
+    let mut converted: Vec<&str> = segments;
+    converted.reverse();
+    let suggestion = converted.join(",");
+    Some(whole_match(&suggestion).is_ok().then_some(suggestion))
+}
+
+/// Splits `pattern` at `sep` where it is outside escapes, classes and groups.
+fn top_level_split(pattern: &str, sep: u8) -> Vec<&str> {
+    let b = pattern.as_bytes();
+    let (mut depth, mut class, mut i, mut start) = (0usize, false, 0, 0);
+    let mut out = Vec::new();
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if !class => class = true,
+            b']' if class => class = false,
+            b'(' if !class => depth += 1,
+            b')' if !class => depth = depth.saturating_sub(1),
+            c if c == sep && !class && depth == 0 => {
+                out.push(&pattern[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push(&pattern[start..]);
+    out
 }
 
 /// Compiles `pattern` to match whole strings only. It is first compiled alone, so that a pattern
@@ -512,6 +730,15 @@ pub enum RuleErrorKind {
     Empty,
     Dn(DnError),
     Regex(regex::Error),
+    /// An RFC 4514 DN most general first (`C=DE,O=Acme,CN=alice`): `fixed` is the DN the rule
+    /// most likely means, `as_written` the one it says (for certificates stored backwards).
+    ForwardOrder {
+        first: String,
+        fixed: Dn,
+        as_written: Dn,
+    },
+    /// A `~` regex in the slash form, with a converted regex when one could be made.
+    SlashRegex(Option<String>),
     /// Not `kind:value`.
     SanSyntax,
     SanKind(String),
@@ -520,10 +747,60 @@ pub enum RuleErrorKind {
     Ip(String),
 }
 
+impl RuleError {
+    /// The config key below the listener: `client_auth.allow_subjects[0]`.
+    pub fn key(&self) -> String {
+        format!("client_auth.{}[{}]", self.family, self.index)
+    }
+
+    /// The message without the family and index: the rule and what is wrong with it.
+    pub fn reason(&self) -> String {
+        let rule = &self.rule;
+        match &self.kind {
+            RuleErrorKind::ForwardOrder {
+                first,
+                fixed,
+                as_written,
+            } => format!(
+                "{rule:?} lists {first} first: certificate DNs in RFC 2253 form list the most \
+                 specific part first; write {:?} (or the legacy {:?}). Only if your \
+                 certificates really store {first} last (nginx's $ssl_client_s_dn then shows \
+                 this string) write the legacy {:?}, which is matched in the order written",
+                fixed.to_string(),
+                fixed.to_legacy_utf8(),
+                as_written.to_legacy_utf8(),
+            ),
+            RuleErrorKind::SlashRegex(suggestion) => {
+                let mut out = format!(
+                    "{rule:?} is a regex in the legacy /C=../CN=.. form, which never matches: \
+                     ~ rules match the RFC 2253 string (most specific first, as nginx's \
+                     $ssl_client_s_dn: \"CN=alice,O=Acme,C=DE\")"
+                );
+                if let Some(s) = suggestion {
+                    let _ = write!(out, "; write {:?}", format!("~{s}"));
+                }
+                out
+            }
+            _ => format!("{rule:?}: {}", KindText(&self.kind)),
+        }
+    }
+}
+
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}] {:?}: ", self.family, self.index, self.rule)?;
-        match &self.kind {
+        write!(f, "{}[{}] {}", self.family, self.index, self.reason())
+    }
+}
+
+/// The reason of the kinds whose message follows `"rule": `.
+struct KindText<'a>(&'a RuleErrorKind);
+
+impl fmt::Display for KindText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            RuleErrorKind::ForwardOrder { .. } | RuleErrorKind::SlashRegex(_) => {
+                f.write_str("misspelt DN rule")
+            }
             RuleErrorKind::Empty => f.write_str("empty rule"),
             RuleErrorKind::Dn(e) => write!(f, "{e}"),
             RuleErrorKind::Regex(e) => write!(f, "invalid regex: {e}"),
@@ -544,6 +821,43 @@ impl fmt::Display for RuleError {
                 "{v:?} is not an IP address (wildcards and CIDR are not supported; use a ~regex)"
             ),
         }
+    }
+}
+
+/// A rule that compiled but was read differently from how it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleWarning {
+    /// `allow_subjects` or `allow_issuers`.
+    pub family: &'static str,
+    pub index: usize,
+    pub rule: String,
+    message: String,
+}
+
+impl RuleWarning {
+    fn new(family: &'static str, index: usize, rule: &str, message: String) -> RuleWarning {
+        RuleWarning {
+            family,
+            index,
+            rule: rule.to_owned(),
+            message,
+        }
+    }
+
+    /// The config key below the listener: `client_auth.allow_subjects[0]`.
+    pub fn key(&self) -> String {
+        format!("client_auth.{}[{}]", self.family, self.index)
+    }
+
+    /// The rule and how it was read.
+    pub fn reason(&self) -> String {
+        format!("{:?} {}", self.rule, self.message)
+    }
+}
+
+impl fmt::Display for RuleWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}] {}", self.family, self.index, self.reason())
     }
 }
 
@@ -1013,5 +1327,232 @@ mod tests {
         assert!(!admits(&rules(&["CN=alice,UID=42,O=Acme"], &[], &[]), &c));
         assert!(!admits(&rules(&["CN=alice,O=Acme"], &[], &[]), &c));
         assert!(admits(&rules(&["~UID=42\\+CN=alice,O=Acme"], &[], &[]), &c));
+    }
+
+    fn warnings(subjects: &[&str]) -> Vec<String> {
+        rules(subjects, &[], &[])
+            .warnings()
+            .iter()
+            .map(|w| w.to_string())
+            .collect()
+    }
+
+    /// `CN=alice,OU=Payments,O=Acme Corp,C=DE` issued by `CN=Acme CA,O=Acme Corp,C=DE`.
+    fn alice() -> ClientCert {
+        cert_named(
+            &[
+                &[(C, PRINTABLE, b"DE")],
+                &[(O, UTF8, b"Acme Corp")],
+                &[(OU, UTF8, b"Payments")],
+                &[(CN, UTF8, b"alice")],
+            ],
+            &[
+                &[(C, PRINTABLE, b"DE")],
+                &[(O, UTF8, b"Acme Corp")],
+                &[(CN, UTF8, b"Acme CA")],
+            ],
+        )
+    }
+
+    #[test]
+    fn forward_order_dn_is_refused_with_the_spelling_that_matches() {
+        let e = compile_err(&["C=DE,O=Acme Corp,OU=Payments,CN=alice"], &[], &[]);
+        assert!(matches!(e.kind, RuleErrorKind::ForwardOrder { .. }), "{e}");
+        assert_eq!(e.key(), "client_auth.allow_subjects[0]");
+        let msg = e.reason();
+        assert!(
+            msg.starts_with(
+                "\"C=DE,O=Acme Corp,OU=Payments,CN=alice\" lists the country first: certificate \
+                 DNs in RFC 2253 form list the most specific part first; write \
+                 \"CN=alice,OU=Payments,O=Acme Corp,C=DE\" (or the legacy \
+                 \"/C=DE/O=Acme Corp/OU=Payments/CN=alice\")"
+            ),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("write the legacy \"/CN=alice/OU=Payments/O=Acme Corp/C=DE\""),
+            "{msg}"
+        );
+        // Every spelling the message offers compiles, and the first two admit the certificate.
+        let c = alice();
+        assert!(admits(
+            &rules(&["CN=alice,OU=Payments,O=Acme Corp,C=DE"], &[], &[]),
+            &c
+        ));
+        assert!(admits(
+            &rules(&["/C=DE/O=Acme Corp/OU=Payments/CN=alice"], &[], &[]),
+            &c
+        ));
+        // The escape hatch: a certificate that stores CN first (nginx prints it C first).
+        let backwards = cert_named(
+            &[
+                &[(CN, UTF8, b"alice")],
+                &[(O, UTF8, b"Acme Corp")],
+                &[(C, PRINTABLE, b"DE")],
+            ],
+            &[&[(CN, UTF8, b"i")]],
+        );
+        assert_eq!(backwards.subject_rfc2253(), "C=DE,O=Acme Corp,CN=alice");
+        let hatch = rules(&["/CN=alice/O=Acme Corp/C=DE"], &[], &[]);
+        assert!(hatch.warnings().is_empty());
+        assert!(admits(&hatch, &backwards));
+        assert!(!admits(&hatch, &c));
+        // Issuers too; other general-first orders; the message names the first type.
+        let e = compile_err(&[], &["C=DE,O=Acme Corp,CN=Acme CA"], &[]);
+        assert_eq!(e.key(), "client_auth.allow_issuers[0]");
+        assert!(
+            e.reason().contains("write \"CN=Acme CA,O=Acme Corp,C=DE\""),
+            "{e}"
+        );
+        for (rule, first) in [
+            ("O=Acme,CN=x", "the organization"),
+            ("DC=com,DC=example,CN=x", "a domain component"),
+            ("OU=Ops,UID=x+CN=y", "the organizational unit"),
+            ("C=FI,emailAddress=a@b", "the country"),
+        ] {
+            let e = compile_err(&[rule], &[], &[]);
+            assert!(e.reason().contains(&format!("lists {first} first")), "{e}");
+        }
+        // Most specific first, one RDN, or no telling: accepted without a word.
+        for rule in [
+            "CN=alice,OU=Payments,O=Acme Corp,C=DE",
+            "CN=alice",
+            "O=a,O=b",
+            "CN=a,CN=b",
+            "1.3.6.1.4.1.99999.1=x,CN=y",
+            "CN=x,DC=example,DC=com",
+            "C=FI",
+        ] {
+            assert!(warnings(&[rule]).is_empty(), "{rule}");
+        }
+    }
+
+    #[test]
+    fn openssl_one_line_form_is_read_in_certificate_order_with_a_warning() {
+        let c = alice();
+        let rule = "C = DE, O = Acme Corp, OU = Payments, CN = alice";
+        let r = rules(&[rule], &[], &[]);
+        assert_eq!(r.check(&c, true).unwrap().subject.map(|r| r.index), Some(0));
+        let w = &r.warnings()[0];
+        assert_eq!(w.key(), "client_auth.allow_subjects[0]");
+        assert_eq!(
+            w.reason(),
+            format!(
+                "{rule:?} is OpenSSL's one-line form (`openssl x509 -subject`), which lists the \
+                 certificate's order: read as \"CN=alice,OU=Payments,O=Acme Corp,C=DE\" (RFC \
+                 2253, most specific first, as nginx's $ssl_client_s_dn); write that to silence \
+                 this warning"
+            )
+        );
+        // As OpenSSL prints non-ASCII and multi-valued RDNs.
+        let j = cert_named(
+            &[
+                &[(C, PRINTABLE, b"FI")],
+                &[(CN, UTF8, "J\u{fc}rgen".as_bytes()), (UID, UTF8, b"7")],
+            ],
+            &[&[(CN, UTF8, b"i")]],
+        );
+        assert!(admits(
+            &rules(&["C = FI, CN = J\\C3\\BCrgen + UID = 7"], &[], &[]),
+            &j
+        ));
+        // Spaced but most specific first: RFC 2253 with spaces, read as such, with a warning that
+        // offers the legacy spelling for certificates stored backwards.
+        let r = rules(
+            &["CN = alice, OU = Payments, O = Acme Corp, C = DE"],
+            &[],
+            &[],
+        );
+        assert!(admits(&r, &c));
+        let w = r.warnings()[0].reason();
+        assert!(w.contains("names CN first"), "{w}");
+        assert!(
+            w.contains("\"CN=alice,OU=Payments,O=Acme Corp,C=DE\""),
+            "{w}"
+        );
+        assert!(
+            w.contains("\"/CN=alice/OU=Payments/O=Acme Corp/C=DE\""),
+            "{w}"
+        );
+        // Spaces after commas only are plain RFC 2253.
+        assert!(warnings(&["CN=alice, OU=Payments, O=Acme Corp, C=DE"]).is_empty());
+        assert!(warnings(&["CN=a = b"]).is_empty());
+        assert_eq!(warnings(&["CN = alice"]).len(), 1);
+    }
+
+    #[test]
+    fn slash_form_regex_is_refused_with_a_converted_regex() {
+        let e = compile_err(&["~/C=DE/O=Acme Corp/.*"], &[], &[]);
+        assert!(matches!(e.kind, RuleErrorKind::SlashRegex(_)), "{e}");
+        let msg = e.reason();
+        assert!(msg.contains("never matches"), "{msg}");
+        assert!(msg.ends_with("; write \"~.*,O=Acme Corp,C=DE\""), "{msg}");
+        assert!(admits(
+            &rules(&["~.*,O=Acme Corp,C=DE"], &[], &[]),
+            &alice()
+        ));
+        for (rule, want) in [
+            (
+                "~^/C=DE/O=Acme Corp/CN=.*$",
+                Some("~CN=.*,O=Acme Corp,C=DE"),
+            ),
+            (
+                "~/C=DE/O=Acme Corp/OU=[A-Za-z]+/CN=a(l|m)ice",
+                Some("~CN=a(l|m)ice,OU=[A-Za-z]+,O=Acme Corp,C=DE"),
+            ),
+            ("~\\/C=DE/.*", Some("~.*,C=DE")),
+            ("~/C=DE/(O=a|O=b/OU=x)/.*", None),
+        ] {
+            let e = compile_err(&[], &[rule], &[]);
+            let msg = e.reason();
+            match want {
+                Some(s) => {
+                    assert!(msg.ends_with(&format!("; write {s:?}")), "{msg}");
+                    rules(&[s], &[], &[]);
+                }
+                None => assert!(msg.ends_with("\"CN=alice,O=Acme,C=DE\")"), "{msg}"),
+            }
+        }
+        // Patterns that may match without a leading '/' stay.
+        for rule in ["~/?CN=alice.*", "~/*CN=.*", "~/C=x|.*", "~.*/.*", "~CN=a/b"] {
+            rules(&[rule], &[], &[]);
+        }
+    }
+
+    #[test]
+    fn regexes_match_either_spelling_of_non_ascii() {
+        let c = cert_named(
+            &[
+                &[(C, PRINTABLE, b"FI")],
+                &[(O, UTF8, b"Acme")],
+                &[(CN, UTF8, "J\u{fc}rgen M\u{fc}ller".as_bytes())],
+            ],
+            &[&[(CN, UTF8, "\u{c5}land CA".as_bytes())]],
+        );
+        assert_eq!(
+            c.subject_rfc2253(),
+            "CN=J\\C3\\BCrgen M\\C3\\BCller,O=Acme,C=FI"
+        );
+        for rule in [
+            "CN=Jürgen Müller,O=Acme,C=FI",
+            "CN=J\\C3\\BCrgen M\\C3\\BCller,O=Acme,C=FI",
+            "/C=FI/O=Acme/CN=J\\xC3\\xBCrgen M\\xC3\\xBCller",
+            "/C=FI/O=Acme/CN=Jürgen Müller",
+            "~CN=Jürgen .*,O=Acme,C=FI",
+            "~CN=J\\\\C3\\\\BCrgen .*,O=Acme,C=FI",
+            "~CN=J.rgen M.ller,O=Acme,C=FI",
+            "~CN=J\\w+ M\\w+,O=Acme,C=FI",
+        ] {
+            assert!(admits(&rules(&[rule], &[], &[]), &c), "{rule}");
+        }
+        assert!(admits(&rules(&[], &["~CN=Åland CA"], &[]), &c));
+        assert!(admits(&rules(&[], &["~CN=\\\\C3\\\\85land CA"], &[]), &c));
+        for rule in [
+            "CN=Jurgen Muller,O=Acme,C=FI",
+            "~CN=Jürgen,O=Acme,C=FI",
+            "~CN=[A-Za-z ]+,O=Acme,C=FI",
+        ] {
+            assert!(!admits(&rules(&[rule], &[], &[]), &c), "{rule}");
+        }
     }
 }

@@ -413,3 +413,18 @@ fn huge_upload_streams_with_bounded_memory() {
         TOTAL >> 20
     );
 }
+
+/// The last request a connection may carry gets `Connection: close` on its response, then the
+/// close (nginx's keepalive_requests, and keepalive_timeout 0).
+#[test]
+fn last_request_of_a_connection_says_close() {
+    let gate = Gate::start(Config::new().timeout("keepalive_idle", "0s"));
+    let mut c = client(&gate);
+    let r = c.roundtrip(&get(&gate.host(), "/one", &[]));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Connection"), Some("close"), "{:?}", r.headers);
+    c.set_read_timeout(Duration::from_secs(5));
+    c.send(&get(&gate.host(), "/two", &[])).ok();
+    assert!(c.response(false).is_err(), "a second request was served");
+    assert_eq!(gate.echo().requests(), 1);
+}

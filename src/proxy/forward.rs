@@ -214,6 +214,12 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
     // the response is not delimited by closing.
     let mut client_keep_alive = head.keep_alive && resp.head.body != BodyKind::Close;
     let expect_refused = head.expect_continue && head.body != BodyKind::None && !resp.sent_continue;
+    // The connection's last request (max_requests_per_connection; keepalive_idle = 0 sets it to
+    // 1) says so, as nginx does, rather than leave the client to find the close.
+    let limit = s.listener.limits.max_requests_per_connection;
+    if limit > 0 && s.requests >= limit {
+        client_keep_alive = false;
+    }
     if expect_refused {
         // The body the client held back never came; the connection's framing is unknown.
         client_keep_alive = false;

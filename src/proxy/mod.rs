@@ -29,6 +29,7 @@ use crate::config::{Listener, ListenerMode};
 use crate::conn::Conn;
 use crate::http::{self, Page, RequestHead};
 use crate::io::Socket;
+use crate::logging::Access;
 use crate::runtime::Worker;
 use crate::tls::TlsStream;
 
@@ -135,7 +136,7 @@ impl Session {
                 }
                 Err(HeadEnd::Bad(page, reason)) => {
                     self.authorize();
-                    self.log_refusal(None, page, reason);
+                    self.log_refusal(page, reason);
                     self.send_page(page, false, false).await;
                     return;
                 }
@@ -244,19 +245,25 @@ impl Session {
         }
     }
 
-    fn log_refusal(&self, _head: Option<&RequestHead>, page: Page, reason: &str) {
+    /// The admission decision so far: the rule that admitted, or why the client is refused.
+    fn admission(&self) -> String {
+        match &self.identity.refusal {
+            Some(refusal) => refusal.reason(),
+            None => self.identity.admitted_by.clone(),
+        }
+    }
+
+    /// The access line of a request whose head was invalid (there is no method or path).
+    fn log_refusal(&self, page: Page, reason: &str) {
         if !self.worker.config.log.access {
             return;
         }
-        info!(
-            target: "certgate::access",
-            listener = %self.listener.name,
-            peer = %self.peer,
-            status = page.status(),
-            verify = %self.identity.verify,
-            dn = %self.identity.subject,
-            "bad request: {reason}"
-        );
+        Access {
+            status: Some(page.status()),
+            decision: &format!("{}; bad request: {reason}", self.admission()),
+            ..self.access("bad request")
+        }
+        .emit();
     }
 
     /// The access line: who, what, the admission decision, the outcome and how long it took.
@@ -272,25 +279,34 @@ impl Session {
         if !self.worker.config.log.access {
             return;
         }
-        let path = String::from_utf8_lossy(head.path(raw));
-        let (up, up_ms) = match upstream {
-            Some((addr, d)) => (addr.to_string(), d.as_secs_f64() * 1e3),
-            None => ("-".to_owned(), 0.0),
-        };
-        info!(
-            target: "certgate::access",
-            listener = %self.listener.name,
-            peer = %self.peer,
-            method = %head.method,
-            path = %path,
-            status,
-            verify = %self.identity.verify,
-            dn = %self.identity.subject,
+        Access {
+            method: Some(head.method.as_str()),
+            path: Some(head.path(raw)),
+            status: Some(status),
             decision,
-            upstream = %up,
-            upstream_ms = format_args!("{up_ms:.3}"),
-            total_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
-            "request"
-        );
+            upstream: Some(upstream.map(|(addr, _)| addr)),
+            upstream_time: Some(upstream.map_or(std::time::Duration::ZERO, |(_, d)| d)),
+            total_time: Some(started.elapsed()),
+            ..self.access("request")
+        }
+        .emit();
+    }
+
+    /// An access line with this connection's fields filled in and the others left out.
+    pub(crate) fn access(&self, event: &'static str) -> Access<'_> {
+        Access {
+            event,
+            listener: &self.listener.name,
+            peer: self.peer,
+            method: None,
+            path: None,
+            status: None,
+            verify: &self.identity.verify,
+            dn: &self.identity.subject,
+            decision: "-",
+            upstream: None,
+            upstream_time: None,
+            total_time: None,
+        }
     }
 }

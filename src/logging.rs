@@ -1,9 +1,77 @@
-//! Logging: the access line, whose client-controlled values are quoted so that a logfmt reader
-//! cannot be fooled by them.
+//! Logging: the subscriber (stderr; colour only on a terminal; a `[log] level` that SIGHUP can
+//! change unless `RUST_LOG` overrides it) and the access line, whose client-controlled values
+//! are quoted so that a logfmt reader cannot be fooled by them.
 
 use std::fmt::{self, Write as _};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt as tfmt, reload, EnvFilter, Registry};
+
+/// The environment variable that overrides `[log] level`.
+const RUST_LOG: &str = "RUST_LOG";
+
+/// The installed subscriber's filter, kept so a reload can change the level.
+pub struct Logging {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// `RUST_LOG`'s value when it is set (and valid): it wins over `[log] level`.
+    env: Option<String>,
+}
+
+/// Installs the process's subscriber: human-readable lines on stderr, ANSI colours only when
+/// stderr is a terminal (and `NO_COLOR` is unset), filtered by `RUST_LOG` when it is set, by
+/// `level` otherwise. Call once.
+pub fn init(level: &str) -> Logging {
+    let mut env = std::env::var(RUST_LOG)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let mut env_error = None;
+    let filter = match env.as_deref().map(EnvFilter::try_new) {
+        Some(Ok(filter)) => filter,
+        Some(Err(e)) => {
+            env_error = Some(e.to_string());
+            env = None;
+            level_filter(level)
+        }
+        None => level_filter(level),
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tfmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
+        .init();
+    if let Some(e) = env_error {
+        tracing::warn!("RUST_LOG is not a valid filter ({e}); using [log] level = {level:?}");
+    }
+    Logging { handle, env }
+}
+
+fn level_filter(level: &str) -> EnvFilter {
+    EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+impl Logging {
+    /// Applies a reloaded `[log] level`, unless `RUST_LOG` overrides it.
+    ///
+    /// # Errors
+    /// Why the level was not applied (`RUST_LOG` is set, or the level is not a filter).
+    pub fn set_level(&self, level: &str) -> Result<(), String> {
+        if let Some(env) = &self.env {
+            return Err(format!("RUST_LOG={env:?} overrides it"));
+        }
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        self.handle.reload(filter).map_err(|e| e.to_string())
+    }
+
+    /// `RUST_LOG`'s value when it overrides `[log] level`.
+    pub fn overridden_by(&self) -> Option<&str> {
+        self.env.as_deref()
+    }
+}
 
 /// A value a client controls (a DN, a path, a reason that embeds one), written as a logfmt
 /// quoted string: `"` and `\` are escaped, line breaks and other control characters are

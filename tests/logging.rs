@@ -1,7 +1,12 @@
-//! The log as an operator reads it: access lines a client cannot forge fields into.
+//! The log as an operator reads it: access lines a client cannot forge fields into, no colour
+//! codes in a file, a `[log] level` that SIGHUP changes (unless RUST_LOG overrides it).
 
 mod common;
 
+use std::fs::File;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -186,4 +191,179 @@ fn the_path_and_method_are_quoted() {
     assert_eq!(values(&fields, "method"), ["GET"], "{}", lines[0]);
     assert_eq!(values(&fields, "status"), ["200"], "{}", lines[0]);
     assert_eq!(values(&fields, "dn"), [dn::CLIENT1], "{}", lines[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 12: no ANSI colour codes unless stderr is a terminal
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn no_colour_codes_in_a_log_file() {
+    let gate = Gate::start(Config::new());
+    assert_eq!(gate.curl("/").cert(&gate.pki().client1).run().status, 200);
+    access_lines(&gate, 1);
+    let log = gate.log();
+    assert!(!log.contains("\x1b["), "ANSI codes in the log:\n{log:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 11: `[log] level` on SIGHUP, and RUST_LOG over it
+// ---------------------------------------------------------------------------------------------
+
+/// A `certgate run` started with a chosen `[log] level` and RUST_LOG (the [`Gate`] always sets
+/// RUST_LOG, which would hide what these tests look at).
+struct Leveled {
+    env: Env,
+    port: u16,
+    echo: EchoServer,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    proc: ProcGuard,
+}
+
+impl Leveled {
+    fn start(level: &str, rust_log: Option<&str>) -> Leveled {
+        let env = Env::new();
+        let echo = echo::spawn("127.0.0.1:0".parse().unwrap()).expect("spawn echo");
+        let port = free_port();
+        let config_path = env.write("certgate.toml", Self::config(port, echo.addr(), level));
+        let log_path = env.path("certgate.log");
+        let log = File::create(&log_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certgate"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .current_dir(env.dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if let Some(v) = rust_log {
+            cmd.env("RUST_LOG", v);
+        }
+        let proc = ProcGuard::new(cmd.spawn().expect("spawn certgate"));
+        let run = Leveled {
+            env,
+            port,
+            echo,
+            config_path,
+            log_path,
+            proc,
+        };
+        let deadline = Instant::now() + STARTUP;
+        while TcpStream::connect_timeout(&run.addr(), Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "not listening:\n{}", run.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run
+    }
+
+    fn config(port: u16, echo: SocketAddr, level: &str) -> String {
+        format!(
+            "{}\n[log]\nlevel = {}\n",
+            Config::new().render(port, &[echo]),
+            toml_str(level)
+        )
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    fn request(&self) {
+        let mut c = TlsClient::connect(
+            self.addr(),
+            &self.env.pki.server_ca,
+            Some(&self.env.pki.client1),
+        )
+        .unwrap();
+        let host = format!("localhost:{}", self.port);
+        assert_eq!(c.roundtrip(&get(&host, "/", &[])).status, 200);
+    }
+
+    /// Rewrites the configuration with `level` and sends SIGHUP.
+    fn reload(&self, level: &str) {
+        let text = Self::config(self.port, self.echo.addr(), level);
+        std::fs::write(&self.config_path, text).unwrap();
+        // SAFETY: signalling our own child process.
+        assert_eq!(
+            unsafe { libc::kill(self.proc.id() as i32, libc::SIGHUP) },
+            0
+        );
+    }
+}
+
+#[test]
+fn sighup_applies_a_new_log_level() {
+    let run = Leveled::start("warn", None);
+    run.request();
+    // The request is answered after its access line would have been written.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !run.log().contains("certgate::access"),
+        "an access line at level warn:\n{}",
+        run.log()
+    );
+
+    run.reload("info");
+    let reloaded = wait_lines(|| run.log(), "configuration reloaded", 1);
+    assert!(reloaded[0].contains("log_level=\"info\""), "{reloaded:?}");
+    run.request();
+    wait_lines(|| run.log(), "certgate::access", 1);
+}
+
+#[test]
+fn rust_log_keeps_overriding_the_level_and_says_so() {
+    let run = Leveled::start("warn", Some("info"));
+    run.request();
+    wait_lines(|| run.log(), "certgate::access", 1);
+    wait_lines(|| run.log(), "RUST_LOG=\"info\" overrides [log] level", 1);
+
+    run.reload("error");
+    let reloaded = wait_lines(|| run.log(), "configuration reloaded", 1);
+    assert!(
+        reloaded[0].contains("not applied: RUST_LOG=\"info\" overrides it"),
+        "{reloaded:?}"
+    );
+    run.request();
+    wait_lines(|| run.log(), "certgate::access", 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 14: help
+// ---------------------------------------------------------------------------------------------
+
+fn help(sub: &str) -> String {
+    let out = run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_certgate")).args([sub, "--help"]),
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
+#[test]
+fn run_help_explains_config_signals_and_logging() {
+    let text = help("run");
+    for needle in [
+        "Path to the TOML configuration file",
+        "SIGHUP",
+        "SIGTERM",
+        "SIGINT",
+        "stderr",
+        "RUST_LOG",
+        "[log] level",
+    ] {
+        assert!(text.contains(needle), "no {needle:?} in:\n{text}");
+    }
+    let text = help("check");
+    assert!(
+        text.contains("Path to the TOML configuration file"),
+        "{text}"
+    );
 }

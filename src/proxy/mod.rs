@@ -23,7 +23,7 @@ use boring::ssl::Ssl;
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 use monoio::time::timeout;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::{Listener, ListenerMode};
 use crate::conn::Conn;
@@ -31,7 +31,7 @@ use crate::http::{self, Page, RequestHead};
 use crate::io::Socket;
 use crate::logging::Access;
 use crate::runtime::Worker;
-use crate::tls::TlsStream;
+use crate::tls::{HandshakeError, TlsStream};
 
 pub use self::body::{BodyError, Side};
 use self::identity::Identity;
@@ -66,12 +66,9 @@ pub async fn serve(
     };
     let client = match &listener.tls {
         None => Conn::Plain(sock),
-        Some(ctx) => match handshake(ctx, sock, &listener).await {
-            Ok(tls) => Conn::Tls(Box::new(tls)),
-            Err(reason) => {
-                info!(listener = %listener.name, %peer, "TLS handshake failed: {reason}");
-                return;
-            }
+        Some(ctx) => match handshake(ctx, sock, &listener, peer).await {
+            Some(tls) => Conn::Tls(Box::new(tls)),
+            None => return,
         },
     };
     let mut session = Session {
@@ -89,16 +86,38 @@ pub async fn serve(
     }
 }
 
+/// Runs the TLS handshake under the listener's handshake timeout; a failure is logged once,
+/// with its cause (the alert received or sent, the verification error when a certificate was
+/// presented), and gives `None`.
 async fn handshake(
     ctx: &boring::ssl::SslContext,
     sock: Socket,
     listener: &Listener,
-) -> Result<TlsStream, String> {
-    let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
-    match timeout(listener.timeouts.handshake, TlsStream::accept(ssl, sock)).await {
-        Err(_) => Err("timed out".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(tls)) => Ok(tls),
+    peer: SocketAddr,
+) -> Option<TlsStream> {
+    let ssl = match Ssl::new(ctx) {
+        Ok(ssl) => ssl,
+        Err(e) => {
+            warn!(listener = %listener.name, %peer, "cannot set up TLS: {e}");
+            return None;
+        }
+    };
+    let limit = listener.timeouts.handshake;
+    match timeout(limit, TlsStream::accept(ssl, sock)).await {
+        Ok(Ok(tls)) => Some(tls),
+        // A port probe or a load balancer's TCP check: not worth a line at info.
+        Ok(Err(e @ HandshakeError::Closed)) => {
+            debug!(listener = %listener.name, %peer, "TLS handshake failed: {}", e.cause("client"));
+            None
+        }
+        Ok(Err(e)) => {
+            info!(listener = %listener.name, %peer, "TLS handshake failed: {}", e.cause("client"));
+            None
+        }
+        Err(_) => {
+            info!(listener = %listener.name, %peer, "TLS handshake failed: timed out after {limit:?}");
+            None
+        }
     }
 }
 

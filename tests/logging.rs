@@ -447,7 +447,7 @@ fn refusals_at_the_handshake_name_the_certificate_problem() {
     assert_eq!(out.status, 0, "{out:?}");
     let lines = handshake_failures(&gate, 1);
     assert!(
-        lines[0].contains("client certificate failed verification: ")
+        lines[0].contains("client certificate verification failed: ")
             && lines[0].contains("; sent alert "),
         "{}",
         lines[0]

@@ -169,7 +169,7 @@ impl std::fmt::Display for Cause<'_> {
         });
         match (reason.map(|r| r.reason_code()), verify) {
             (Some(boring_sys::SSL_R_CERTIFICATE_VERIFY_FAILED), Some(v)) => {
-                write!(f, "{peer} certificate failed verification: {v}")?
+                write!(f, "{peer} certificate verification failed: {v}")?
             }
             (Some(boring_sys::SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE), _) => {
                 write!(f, "{peer} sent no certificate")?

@@ -14,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod io;
 pub mod load;
+pub mod logging;
 pub mod pki;
 pub mod proxy;
 pub mod runtime;

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
-
 use certgate::config::Config;
+use certgate::logging::Logging;
+use clap::{Parser, Subcommand};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,12 +21,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy in the foreground until SIGINT or SIGTERM.
+    ///
+    /// Signals: SIGHUP re-reads the configuration (as `nginx -s reload`; a file that does not
+    /// validate changes nothing and the log says why); SIGINT or SIGTERM stops accepting and
+    /// exits.
+    ///
+    /// Logs go to stderr, one line per event, with colours only when stderr is a terminal.
+    /// `[log] level` sets the filter (applied again on SIGHUP); the RUST_LOG environment
+    /// variable, when set, overrides it (e.g. `RUST_LOG=debug` or
+    /// `RUST_LOG=info,certgate::access=off`).
     Run {
+        /// Path to the TOML configuration file.
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Validate a configuration (like `nginx -t`).
+    /// Validate a configuration (like `nginx -t`): exit 0 and print a summary, or print the
+    /// errors (file:line: key: reason) and exit non-zero.
     Check {
+        /// Path to the TOML configuration file.
         #[arg(short, long)]
         config: PathBuf,
     },
@@ -65,18 +76,21 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            init_logging(&config.log.level);
+            let logging = certgate::logging::init(&config.log.level);
+            if let Some(env) = logging.overridden_by() {
+                tracing::info!("RUST_LOG={env:?} overrides [log] level");
+            }
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
-            run(Arc::new(config))
+            run(Arc::new(config), &logging)
         }
         Command::Demo { listen } => {
-            init_logging("info");
+            let logging = certgate::logging::init("info");
             match certgate::demo::prepare(&listen) {
                 Ok(demo) => {
                     println!("{}", demo.text);
-                    let status = run(Arc::new(demo.config));
+                    let status = run(Arc::new(demo.config), &logging);
                     if let Err(e) = demo.dir.close() {
                         eprintln!("certgate demo: cannot remove its directory: {e}");
                     }
@@ -91,17 +105,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-fn run(config: Arc<Config>) -> ExitCode {
+fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
     let path = config.path.clone();
     let running = match certgate::runtime::start(config) {
         Ok(r) => r,
@@ -128,10 +132,31 @@ fn run(config: Arc<Config>) -> ExitCode {
         }
         // SIGHUP: re-read the configuration, as nginx -s reload does; a bad one changes nothing.
         match Config::load(&path).map_err(|e| e.to_string()) {
-            Ok(next) => match warn_then(next, |next| running.reload(next)) {
-                Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
-                Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
-            },
+            Ok(next) => {
+                for w in &next.warnings {
+                    tracing::warn!("{w}");
+                }
+                let level = next.log.level.clone();
+                match running.reload(next) {
+                    Ok(()) => {
+                        // The new level first, so that this line obeys it.
+                        match logging.set_level(&level) {
+                            Ok(()) => tracing::info!(
+                                config = %path.display(),
+                                log_level = level,
+                                "configuration reloaded"
+                            ),
+                            Err(why) => tracing::info!(
+                                config = %path.display(),
+                                "configuration reloaded; [log] level = {level:?} not applied: {why}"
+                            ),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("reload refused, the running configuration stays: {e}")
+                    }
+                }
+            }
             Err(e) => tracing::error!("reload failed, the running configuration stays: {e}"),
         }
     }
@@ -139,10 +164,3 @@ fn run(config: Arc<Config>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Logs a freshly loaded configuration's warnings, then hands it on.
-fn warn_then<T>(config: Config, then: impl FnOnce(Config) -> T) -> T {
-    for w in &config.warnings {
-        tracing::warn!("{w}");
-    }
-    then(config)
-}

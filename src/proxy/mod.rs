@@ -23,14 +23,15 @@ use boring::ssl::Ssl;
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 use monoio::time::timeout;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::{Listener, ListenerMode};
 use crate::conn::Conn;
 use crate::http::{self, Page, RequestHead};
 use crate::io::Socket;
+use crate::logging::Access;
 use crate::runtime::Worker;
-use crate::tls::TlsStream;
+use crate::tls::{HandshakeError, TlsStream};
 
 pub use self::body::{BodyError, Side};
 use self::identity::Identity;
@@ -65,12 +66,9 @@ pub async fn serve(
     };
     let client = match &listener.tls {
         None => Conn::Plain(sock),
-        Some(ctx) => match handshake(ctx, sock, &listener).await {
-            Ok(tls) => Conn::Tls(Box::new(tls)),
-            Err(reason) => {
-                info!(listener = %listener.name, %peer, "TLS handshake failed: {reason}");
-                return;
-            }
+        Some(ctx) => match handshake(ctx, sock, &listener, peer).await {
+            Some(tls) => Conn::Tls(Box::new(tls)),
+            None => return,
         },
     };
     let mut session = Session {
@@ -88,16 +86,38 @@ pub async fn serve(
     }
 }
 
+/// Runs the TLS handshake under the listener's handshake timeout; a failure is logged once,
+/// with its cause (the alert received or sent, the verification error when a certificate was
+/// presented), and gives `None`.
 async fn handshake(
     ctx: &boring::ssl::SslContext,
     sock: Socket,
     listener: &Listener,
-) -> Result<TlsStream, String> {
-    let ssl = Ssl::new(ctx).map_err(|e| e.to_string())?;
-    match timeout(listener.timeouts.handshake, TlsStream::accept(ssl, sock)).await {
-        Err(_) => Err("timed out".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Ok(Ok(tls)) => Ok(tls),
+    peer: SocketAddr,
+) -> Option<TlsStream> {
+    let ssl = match Ssl::new(ctx) {
+        Ok(ssl) => ssl,
+        Err(e) => {
+            warn!(listener = %listener.name, %peer, "cannot set up TLS: {e}");
+            return None;
+        }
+    };
+    let limit = listener.timeouts.handshake;
+    match timeout(limit, TlsStream::accept(ssl, sock)).await {
+        Ok(Ok(tls)) => Some(tls),
+        // A port probe or a load balancer's TCP check: not worth a line at info.
+        Ok(Err(e @ HandshakeError::Closed)) => {
+            debug!(listener = %listener.name, %peer, "TLS handshake failed: {}", e.cause("client"));
+            None
+        }
+        Ok(Err(e)) => {
+            info!(listener = %listener.name, %peer, "TLS handshake failed: {}", e.cause("client"));
+            None
+        }
+        Err(_) => {
+            info!(listener = %listener.name, %peer, "TLS handshake failed: timed out after {limit:?}");
+            None
+        }
     }
 }
 
@@ -135,7 +155,7 @@ impl Session {
                 }
                 Err(HeadEnd::Bad(page, reason)) => {
                     self.authorize();
-                    self.log_refusal(None, page, reason);
+                    self.log_refusal(page, reason);
                     self.send_page(page, false, false).await;
                     return;
                 }
@@ -244,19 +264,25 @@ impl Session {
         }
     }
 
-    fn log_refusal(&self, _head: Option<&RequestHead>, page: Page, reason: &str) {
+    /// The admission decision so far: the rule that admitted, or why the client is refused.
+    fn admission(&self) -> String {
+        match &self.identity.refusal {
+            Some(refusal) => refusal.reason(),
+            None => self.identity.admitted_by.clone(),
+        }
+    }
+
+    /// The access line of a request whose head was invalid (there is no method or path).
+    fn log_refusal(&self, page: Page, reason: &str) {
         if !self.worker.config.log.access {
             return;
         }
-        info!(
-            target: "certgate::access",
-            listener = %self.listener.name,
-            peer = %self.peer,
-            status = page.status(),
-            verify = %self.identity.verify,
-            dn = %self.identity.subject,
-            "bad request: {reason}"
-        );
+        Access {
+            status: Some(page.status()),
+            decision: &format!("{}; bad request: {reason}", self.admission()),
+            ..self.access("bad request")
+        }
+        .emit();
     }
 
     /// The access line: who, what, the admission decision, the outcome and how long it took.
@@ -272,25 +298,34 @@ impl Session {
         if !self.worker.config.log.access {
             return;
         }
-        let path = String::from_utf8_lossy(head.path(raw));
-        let (up, up_ms) = match upstream {
-            Some((addr, d)) => (addr.to_string(), d.as_secs_f64() * 1e3),
-            None => ("-".to_owned(), 0.0),
-        };
-        info!(
-            target: "certgate::access",
-            listener = %self.listener.name,
-            peer = %self.peer,
-            method = %head.method,
-            path = %path,
-            status,
-            verify = %self.identity.verify,
-            dn = %self.identity.subject,
+        Access {
+            method: Some(head.method.as_str()),
+            path: Some(head.path(raw)),
+            status: Some(status),
             decision,
-            upstream = %up,
-            upstream_ms = format_args!("{up_ms:.3}"),
-            total_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
-            "request"
-        );
+            upstream: Some(upstream.map(|(addr, _)| addr)),
+            upstream_time: Some(upstream.map_or(std::time::Duration::ZERO, |(_, d)| d)),
+            total_time: Some(started.elapsed()),
+            ..self.access("request")
+        }
+        .emit();
+    }
+
+    /// An access line with this connection's fields filled in and the others left out.
+    pub(crate) fn access(&self, event: &'static str) -> Access<'_> {
+        Access {
+            event,
+            listener: &self.listener.name,
+            peer: self.peer,
+            method: None,
+            path: None,
+            status: None,
+            verify: &self.identity.verify,
+            dn: &self.identity.subject,
+            decision: "-",
+            upstream: None,
+            upstream_time: None,
+            total_time: None,
+        }
     }
 }

@@ -2,14 +2,16 @@
 //! an upstream server (plain or TLS), with no HTTP parsing. Half-closes pass through, the idle
 //! timeout applies, and the client's identity can precede the stream as a PROXY v2 header.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::body;
 use super::proxy_protocol::{self, TlsFacts};
 use super::Session;
 use crate::conn::Conn;
+use crate::logging::Access;
 use crate::upstream::balance::Tried;
 use crate::upstream::{self, ConnectError};
 
@@ -19,15 +21,11 @@ pub async fn relay(s: &mut Session) {
     s.authorize();
     if let Some(refusal) = &s.identity.refusal {
         // There is no HTTP to answer in: the refusal is the close, the reason is in the log.
-        info!(
-            target: "certgate::access",
-            listener = %s.listener.name,
-            peer = %s.peer,
-            verify = %s.identity.verify,
-            dn = %s.identity.subject,
-            decision = %refusal.reason(),
-            "tcp connection refused"
-        );
+        Access {
+            decision: &refusal.reason(),
+            ..s.access("tcp connection refused")
+        }
+        .emit();
         let _ = s.client.shutdown_write().await;
         return;
     }
@@ -73,7 +71,7 @@ pub async fn relay(s: &mut Session) {
         }
     }
     let Some((addr, mut up, _active)) = upstream else {
-        log(s, "-", &format!("no upstream: {last_error}"), started);
+        log(s, None, &format!("no upstream: {last_error}"), started);
         return;
     };
     if up_cfg.proxy_protocol {
@@ -81,7 +79,7 @@ pub async fn relay(s: &mut Session) {
         if let Err(e) = up.write_all(&header).await {
             log(
                 s,
-                &addr.to_string(),
+                Some(addr),
                 &format!("PROXY header not sent: {e}"),
                 started,
             );
@@ -101,7 +99,7 @@ pub async fn relay(s: &mut Session) {
         Ok((a, b)) => format!("{}; relayed {a} bytes up, {b} down", s.identity.admitted_by),
         Err(e) => format!("{}; relay ended: {e}", s.identity.admitted_by),
     };
-    log(s, &addr.to_string(), &outcome, started);
+    log(s, Some(addr), &outcome, started);
 }
 
 fn proxy_header(s: &Session) -> Vec<u8> {
@@ -137,16 +135,12 @@ fn proxy_header(s: &Session) -> Vec<u8> {
     proxy_protocol::header(s.peer, local, &facts)
 }
 
-fn log(s: &Session, upstream: &str, outcome: &str, started: Instant) {
-    info!(
-        target: "certgate::access",
-        listener = %s.listener.name,
-        peer = %s.peer,
-        verify = %s.identity.verify,
-        dn = %s.identity.subject,
-        upstream,
-        decision = outcome,
-        total_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
-        "tcp connection"
-    );
+fn log(s: &Session, upstream: Option<SocketAddr>, outcome: &str, started: Instant) {
+    Access {
+        decision: outcome,
+        upstream: Some(upstream),
+        total_time: Some(started.elapsed()),
+        ..s.access("tcp connection")
+    }
+    .emit();
 }

@@ -6,6 +6,8 @@
 //! write. The `Socket` parks in-flight operations, so a `TlsStream` call dropped mid-way (a
 //! timeout) loses no bytes: the next call resumes from the same buffers.
 
+use std::cell::Cell;
+use std::ffi::c_int;
 use std::io::{self, Read, Write};
 
 use boring::ssl::{self, ErrorCode, Ssl, SslRef, SslStream};
@@ -51,35 +53,190 @@ impl Write for Bio {
 /// Why a handshake did not complete.
 #[derive(Debug)]
 pub enum HandshakeError {
-    /// The peer closed the connection before the handshake finished.
+    /// The peer closed the connection without sending a byte (a port probe, a health check).
+    Closed,
+    /// The peer closed the connection in the middle of the handshake.
     Eof,
     /// Reading or writing the socket failed.
     Io(io::Error),
-    /// TLS refused the peer (bad certificate, no shared cipher, alert received...), with the
-    /// certificate verification error when that was the cause.
-    Tls(ssl::Error, Option<&'static str>),
+    /// TLS ended the handshake: BoringSSL's error, the alert that ended it (received from the
+    /// peer, or sent to it), and the certificate verification error when the peer presented a
+    /// certificate that failed verification.
+    Tls(ssl::Error, Option<Alert>, Option<&'static str>),
 }
 
-impl std::fmt::Display for HandshakeError {
+/// A fatal TLS alert that ended a handshake, by its description code (RFC 8446, 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    /// The peer refused us.
+    Received(u8),
+    /// We refused the peer.
+    Sent(u8),
+}
+
+/// The TLS name of an alert description (`unknown_ca`, `handshake_failure`...).
+pub fn alert_name(description: u8) -> Option<&'static str> {
+    Some(match description {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        21 => "decryption_failed",
+        22 => "record_overflow",
+        30 => "decompression_failure",
+        40 => "handshake_failure",
+        41 => "no_certificate",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        112 => "unrecognized_name",
+        113 => "bad_certificate_status_response",
+        115 => "unknown_psk_identity",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        121 => "ech_required",
+        _ => return None,
+    })
+}
+
+struct AlertName(u8);
+
+impl std::fmt::Display for AlertName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Eof => f.write_str("peer closed the connection during the handshake"),
-            Self::Io(e) => write!(f, "i/o error during the handshake: {e}"),
-            Self::Tls(e, verify) => {
-                match e.ssl_error() {
-                    Some(stack) => write!(f, "TLS handshake failed: {stack}")?,
-                    None => write!(f, "TLS handshake failed: {e}")?,
-                }
-                match verify {
-                    Some(reason) => write!(f, " (certificate verification: {reason})"),
-                    None => Ok(()),
-                }
-            }
+        match alert_name(self.0) {
+            Some(name) => f.write_str(name),
+            None => write!(f, "{}", self.0),
         }
     }
 }
 
+impl HandshakeError {
+    /// The cause in words, calling the peer `peer` (`"client"`, `"server"`): one phrase, no
+    /// prefix, e.g. `client sent alert unknown_ca (it does not trust our certificate's CA)`.
+    pub fn cause(&self, peer: &'static str) -> Cause<'_> {
+        Cause { error: self, peer }
+    }
+}
+
+/// [`HandshakeError::cause`].
+pub struct Cause<'a> {
+    error: &'a HandshakeError,
+    peer: &'static str,
+}
+
+impl std::fmt::Display for Cause<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let peer = self.peer;
+        let (e, alert, verify) = match self.error {
+            HandshakeError::Closed => {
+                return write!(f, "{peer} closed the connection without sending anything")
+            }
+            HandshakeError::Eof => {
+                return write!(f, "{peer} closed the connection during the handshake")
+            }
+            HandshakeError::Io(e) => return write!(f, "i/o error during the handshake: {e}"),
+            HandshakeError::Tls(e, alert, verify) => (e, *alert, *verify),
+        };
+        if let Some(Alert::Received(a)) = alert {
+            write!(f, "{peer} sent alert {}", AlertName(a))?;
+            return match a {
+                48 => f.write_str(" (it does not trust the CA of our certificate)"),
+                42 | 43 | 45 | 46 => f.write_str(" (it refused our certificate)"),
+                _ => Ok(()),
+            };
+        }
+        // The first reason of the SSL library is the cause; the ones after it are context.
+        let reason = e.ssl_error().and_then(|stack| {
+            stack
+                .errors()
+                .iter()
+                .find(|r| r.library_code() == boring_sys::ERR_LIB_SSL.0 as i32)
+                .or_else(|| stack.errors().first())
+        });
+        match (reason.map(|r| r.reason_code()), verify) {
+            (Some(boring_sys::SSL_R_CERTIFICATE_VERIFY_FAILED), Some(v)) => {
+                write!(f, "{peer} certificate verification failed: {v}")?
+            }
+            (Some(boring_sys::SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE), _) => {
+                write!(f, "{peer} sent no certificate")?
+            }
+            (Some(boring_sys::SSL_R_HTTP_REQUEST | boring_sys::SSL_R_HTTPS_PROXY_REQUEST), _) => {
+                write!(f, "{peer} sent plain HTTP, not TLS")?
+            }
+            (Some(boring_sys::SSL_R_WRONG_VERSION_NUMBER), _) => write!(
+                f,
+                "{peer} did not send a TLS handshake (wrong version number)"
+            )?,
+            (Some(boring_sys::SSL_R_NO_SHARED_CIPHER), _) => {
+                write!(f, "no cipher suite in common with the {peer}")?
+            }
+            (Some(boring_sys::SSL_R_UNSUPPORTED_PROTOCOL), _) => {
+                write!(f, "no TLS version in common with the {peer}")?
+            }
+            _ => match reason.and_then(|r| r.reason()) {
+                Some(r) => write!(f, "{}", r.to_ascii_lowercase().replace('_', " "))?,
+                None => write!(f, "{e}")?,
+            },
+        }
+        match alert {
+            Some(Alert::Sent(a)) => write!(f, "; sent alert {}", AlertName(a)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.cause("peer").fmt(f)
+    }
+}
+
 impl std::error::Error for HandshakeError {}
+
+thread_local! {
+    /// The last alert BoringSSL sent or received on this thread. Handshake steps run
+    /// synchronously, so right after one it can only be that step's alert.
+    static LAST_ALERT: Cell<Option<Alert>> = const { Cell::new(None) };
+}
+
+/// `SSL_set_info_callback`: notes alerts (called from inside BoringSSL, on this thread).
+unsafe extern "C" fn note_alert(_ssl: *const boring_sys::SSL, kind: c_int, value: c_int) {
+    if kind & boring_sys::SSL_CB_ALERT == 0 {
+        return;
+    }
+    // value = level << 8 | description.
+    let description = (value & 0xff) as u8;
+    let alert = if kind & boring_sys::SSL_CB_READ_ALERT == boring_sys::SSL_CB_READ_ALERT {
+        Alert::Received(description)
+    } else {
+        Alert::Sent(description)
+    };
+    LAST_ALERT.with(|a| a.set(Some(alert)));
+}
+
+/// An alert record in plaintext at the head of `incoming`: `15 03 0x 00 02 level description`.
+/// A TLS 1.3 peer that refuses our certificate before it has keys sends one where BoringSSL
+/// expects an encrypted record, and BoringSSL then only reports a bad record.
+fn plaintext_alert(incoming: &[u8]) -> Option<u8> {
+    match incoming {
+        [0x15, 0x03, _, 0x00, 0x02, _, description, ..] => Some(*description),
+        _ => None,
+    }
+}
 
 /// A TLS connection over a `Socket`.
 pub struct TlsStream {
@@ -116,6 +273,9 @@ impl TlsStream {
     }
 
     fn new(ssl: Ssl, sock: Socket) -> Result<Self, HandshakeError> {
+        // SAFETY: a plain setter on the SSL object this call owns; the callback is a plain
+        // function that touches nothing but a thread-local.
+        unsafe { boring_sys::SSL_set_info_callback(ssl.as_ptr(), Some(note_alert)) };
         let tls = SslStream::new(ssl, Bio::default())
             .map_err(|e| HandshakeError::Io(io::Error::other(e)))?;
         Ok(Self {
@@ -126,7 +286,10 @@ impl TlsStream {
     }
 
     async fn handshake(&mut self) -> Result<(), HandshakeError> {
+        let mut received = false;
         loop {
+            let head_alert = plaintext_alert(&self.tls.get_ref().incoming);
+            LAST_ALERT.with(|a| a.set(None));
             let res = self.tls.do_handshake();
             // Whatever BoringSSL produced goes out first, alerts included.
             let flushed = self.flush_tls().await;
@@ -135,23 +298,54 @@ impl TlsStream {
                 Err(e) if e.code() == ErrorCode::WANT_READ => {
                     flushed.map_err(HandshakeError::Io)?;
                     if self.fill().await.map_err(HandshakeError::Io)? == 0 {
-                        return Err(HandshakeError::Eof);
+                        return Err(if received {
+                            HandshakeError::Eof
+                        } else {
+                            HandshakeError::Closed
+                        });
                     }
+                    received = true;
                 }
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => {
                     flushed.map_err(HandshakeError::Io)?;
                 }
-                Err(e) => {
-                    let verify = self
-                        .tls
-                        .ssl()
-                        .verify_result()
-                        .err()
-                        .map(|v| v.error_string());
-                    return Err(HandshakeError::Tls(e, verify));
-                }
+                Err(e) => return Err(self.failure(e, head_alert)),
             }
         }
+    }
+
+    /// Why BoringSSL ended the handshake; `head_alert` is a plaintext alert that stood at the
+    /// head of the input when the failing step began.
+    fn failure(&self, e: ssl::Error, head_alert: Option<u8>) -> HandshakeError {
+        let noted = LAST_ALERT.with(Cell::take);
+        let stack = e.ssl_error();
+        let has = |code: c_int| {
+            stack.is_some_and(|s| {
+                s.errors().iter().any(|r| {
+                    r.library_code() == boring_sys::ERR_LIB_SSL.0 as c_int
+                        && r.reason_code() == code
+                })
+            })
+        };
+        let alert = match (noted, head_alert) {
+            (Some(a @ Alert::Received(_)), _) => Some(a),
+            (_, Some(d))
+                if has(boring_sys::SSL_R_BAD_PACKET_LENGTH)
+                    || has(boring_sys::SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC) =>
+            {
+                Some(Alert::Received(d))
+            }
+            (noted, _) => noted,
+        };
+        // A verification error only when a certificate was presented and judged.
+        let verify = if has(boring_sys::SSL_R_CERTIFICATE_VERIFY_FAILED) {
+            self.tls.ssl().verify_result().err().and_then(|v| {
+                (v.as_raw() != boring_sys::X509_V_ERR_INVALID_CALL).then(|| v.error_string())
+            })
+        } else {
+            None
+        };
+        HandshakeError::Tls(e, alert, verify)
     }
 
     pub fn ssl(&self) -> &SslRef {
@@ -286,7 +480,7 @@ fn tls_io_error(e: ssl::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
+    use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
     use monoio::net::{TcpListener, TcpStream};
     use std::time::Duration;
 
@@ -336,6 +530,70 @@ mod tests {
             .await
             .unwrap();
         (server, client.await)
+    }
+
+    /// The server's handshake error when a client that trusts `client_ca` (not the server's CA)
+    /// connects, offering at most `max` TLS version.
+    async fn untrusting_client(dir: &std::path::Path, max: Option<SslVersion>) -> HandshakeError {
+        let (server_ctx, _) = contexts(dir);
+        let mut client = SslConnector::builder(SslMethod::tls()).unwrap();
+        client.set_ca_file(dir.join("rogue-ca.pem")).unwrap();
+        client.set_max_proto_version(max).unwrap();
+        let client_ctx = client.build().into_context();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = monoio::spawn(async move {
+            let tcp = TcpStream::connect_addr(addr).await.unwrap();
+            let mut ssl = Ssl::new(&client_ctx).unwrap();
+            ssl.set_hostname("localhost").unwrap();
+            TlsStream::connect(ssl, Socket::new(tcp).unwrap())
+                .await
+                .err()
+        });
+        let (tcp, _) = listener.accept().await.unwrap();
+        let server =
+            TlsStream::accept(Ssl::new(&server_ctx).unwrap(), Socket::new(tcp).unwrap()).await;
+        assert!(client.await.is_some(), "the client must refuse the server");
+        match server {
+            Ok(_) => panic!("the server handshake succeeded"),
+            Err(e) => e,
+        }
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn an_untrusting_client_is_named_by_its_alert() {
+        for max in [None, Some(SslVersion::TLS1_2)] {
+            let dir = tempfile::tempdir().unwrap();
+            let e = untrusting_client(dir.path(), max).await;
+            assert!(
+                matches!(e, HandshakeError::Tls(_, Some(Alert::Received(48)), None)),
+                "{max:?}: {e:?}"
+            );
+            assert_eq!(
+                e.cause("client").to_string(),
+                "client sent alert unknown_ca (it does not trust the CA of our certificate)"
+            );
+        }
+    }
+
+    #[test]
+    fn a_plaintext_alert_is_recognised() {
+        assert_eq!(plaintext_alert(b"\x15\x03\x03\x00\x02\x02\x30"), Some(48));
+        assert_eq!(plaintext_alert(b"\x15\x03\x03\x00\x02\x02"), None);
+        assert_eq!(plaintext_alert(b"\x17\x03\x03\x00\x02\x02\x30"), None);
+        assert_eq!(plaintext_alert(b"\x15\x03\x03\x00\x13\x02\x30"), None);
+    }
+
+    #[test]
+    fn closes_name_the_peer() {
+        assert_eq!(
+            HandshakeError::Eof.cause("client").to_string(),
+            "client closed the connection during the handshake"
+        );
+        assert_eq!(
+            HandshakeError::Closed.cause("server").to_string(),
+            "server closed the connection without sending anything"
+        );
     }
 
     #[monoio::test_all(timer_enabled = true)]

@@ -163,4 +163,3 @@ fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
     running.stop_accepting();
     ExitCode::SUCCESS
 }
-

@@ -73,12 +73,26 @@ impl Rules {
     /// Decides admission. Hash lookups of every family run before any wildcard or regex, so a
     /// refusal is usually decided without running a regex.
     pub fn check(&self, cert: &ClientCert, verified: bool) -> Result<Admit<'_>, Refuse> {
+        let facts = Facts {
+            subject_key: cert.subject_key(),
+            issuer_key: cert.issuer_key(),
+            subject_rfc2253: cert.subject_rfc2253(),
+            issuer_rfc2253: cert.issuer_rfc2253(),
+            subject_utf8: cert.subject_utf8(),
+            issuer_utf8: cert.issuer_utf8(),
+            sans: cert.sans(),
+        };
+        self.check_facts(&facts, verified)
+    }
+
+    /// [`check`](Rules::check) on the facts alone (the fuzz targets have no certificates).
+    pub fn check_facts(&self, cert: &Facts<'_>, verified: bool) -> Result<Admit<'_>, Refuse> {
         if !verified {
             return Err(Refuse::Unverified);
         }
-        let subject = self.subjects.probe(cert.subject_key());
-        let issuer = self.issuers.probe(cert.issuer_key());
-        let san = self.sans.probe(cert.sans());
+        let subject = self.subjects.probe(cert.subject_key);
+        let issuer = self.issuers.probe(cert.issuer_key);
+        let san = self.sans.probe(cert.sans);
         for (probe, refuse) in [
             (&subject, Refuse::Subject),
             (&issuer, Refuse::Issuer),
@@ -91,20 +105,29 @@ impl Rules {
         Ok(Admit {
             subject: self
                 .subjects
-                .resolve(
-                    subject,
-                    SUBJECTS,
-                    cert.subject_rfc2253(),
-                    cert.subject_utf8(),
-                )
+                .resolve(subject, SUBJECTS, cert.subject_rfc2253, cert.subject_utf8)
                 .ok_or(Refuse::Subject)?,
             issuer: self
                 .issuers
-                .resolve(issuer, ISSUERS, cert.issuer_rfc2253(), cert.issuer_utf8())
+                .resolve(issuer, ISSUERS, cert.issuer_rfc2253, cert.issuer_utf8)
                 .ok_or(Refuse::Issuer)?,
-            san: self.sans.resolve(san, cert.sans()).ok_or(Refuse::San)?,
+            san: self.sans.resolve(san, cert.sans).ok_or(Refuse::San)?,
         })
     }
+}
+
+/// What the rules look at in a client certificate, as [`ClientCert`] holds it.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    pub subject_key: &'a DnKey,
+    pub issuer_key: &'a DnKey,
+    /// Header-safe RFC 2253 strings, which `~regex` rules match.
+    pub subject_rfc2253: &'a str,
+    pub issuer_rfc2253: &'a str,
+    /// The same DNs with UTF-8 left as is, when they hold any: regexes match either spelling.
+    pub subject_utf8: Option<&'a str>,
+    pub issuer_utf8: Option<&'a str>,
+    pub sans: &'a [San],
 }
 
 /// The result of a family's hash lookups.

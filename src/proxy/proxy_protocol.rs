@@ -40,16 +40,25 @@ pub struct TlsFacts<'a> {
     pub fingerprint: Option<&'a str>,
 }
 
+/// Most bytes after the 16-byte preamble: the length field has 16 bits.
+const MAX_BODY: usize = u16::MAX as usize;
+
+/// Appends one TLV. Callers reserve room first (see [`header`]), so `value` always fits.
 fn tlv(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
-    // Values here are DNs and names: far below 64 KiB; clamp rather than corrupt the framing.
-    let len = value.len().min(u16::MAX as usize - 64);
-    out.push(kind);
-    out.extend_from_slice(&(len as u16).to_be_bytes());
-    out.extend_from_slice(&value[..len]);
+    if let Ok(len) = u16::try_from(value.len()) {
+        out.push(kind);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(value);
+    }
 }
 
 /// Builds a v2 PROXY header for a TCP connection from `src` to `dst`.
-pub fn header(src: SocketAddr, dst: SocketAddr, facts: &TlsFacts<'_>) -> Vec<u8> {
+///
+/// The whole body must fit the 16-bit length. Values are never cut (a cut DN would name someone
+/// else): one that does not fit is left out whole. Room goes first to the SSL TLV's fixed part,
+/// the version and the cipher, then the verify result, the fingerprint, the CN, the subject DN
+/// and last the issuer DN. Real certificates come nowhere near the limit.
+pub fn header<'a>(src: SocketAddr, dst: SocketAddr, facts: &TlsFacts<'a>) -> Vec<u8> {
     let mut body = Vec::with_capacity(256);
     let family = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -67,6 +76,25 @@ pub fn header(src: SocketAddr, dst: SocketAddr, facts: &TlsFacts<'_>) -> Vec<u8>
     body.extend_from_slice(&dst.port().to_be_bytes());
 
     if facts.tls {
+        // The SSL TLV's head, client flags and verify field always fit (body is <= 36 bytes).
+        let mut room = MAX_BODY - body.len() - 3 - 5;
+        let mut fit = |value: Option<&'a str>| -> Option<&'a [u8]> {
+            let value = value?.as_bytes();
+            let need = 3 + value.len();
+            if need > room {
+                return None;
+            }
+            room -= need;
+            Some(value)
+        };
+        let version = fit(Some(facts.version));
+        let cipher = fit(Some(facts.cipher));
+        let verify = fit(Some(facts.verify));
+        let fingerprint = fit(facts.fingerprint);
+        let common_name = fit(facts.common_name);
+        let subject_dn = fit(facts.subject_dn);
+        let issuer_dn = fit(facts.issuer_dn);
+
         let mut ssl = Vec::with_capacity(128);
         let mut client = PP2_CLIENT_SSL;
         if facts.cert_presented {
@@ -77,23 +105,29 @@ pub fn header(src: SocketAddr, dst: SocketAddr, facts: &TlsFacts<'_>) -> Vec<u8>
             };
         }
         ssl.push(client);
-        let verify: u32 = if facts.verified { 0 } else { 1 };
-        ssl.extend_from_slice(&verify.to_be_bytes());
-        tlv(&mut ssl, PP2_SUBTYPE_SSL_VERSION, facts.version.as_bytes());
-        if let Some(cn) = facts.common_name {
-            tlv(&mut ssl, PP2_SUBTYPE_SSL_CN, cn.as_bytes());
+        let verified: u32 = if facts.verified { 0 } else { 1 };
+        ssl.extend_from_slice(&verified.to_be_bytes());
+        let sub = [
+            (PP2_SUBTYPE_SSL_VERSION, version),
+            (PP2_SUBTYPE_SSL_CN, common_name),
+            (PP2_SUBTYPE_SSL_CIPHER, cipher),
+        ];
+        for (kind, value) in sub {
+            if let Some(value) = value {
+                tlv(&mut ssl, kind, value);
+            }
         }
-        tlv(&mut ssl, PP2_SUBTYPE_SSL_CIPHER, facts.cipher.as_bytes());
         tlv(&mut body, PP2_TYPE_SSL, &ssl);
-        if let Some(dn) = facts.subject_dn {
-            tlv(&mut body, PP2_TYPE_CERTGATE_SUBJECT_DN, dn.as_bytes());
-        }
-        if let Some(dn) = facts.issuer_dn {
-            tlv(&mut body, PP2_TYPE_CERTGATE_ISSUER_DN, dn.as_bytes());
-        }
-        tlv(&mut body, PP2_TYPE_CERTGATE_VERIFY, facts.verify.as_bytes());
-        if let Some(fp) = facts.fingerprint {
-            tlv(&mut body, PP2_TYPE_CERTGATE_FINGERPRINT, fp.as_bytes());
+        let top = [
+            (PP2_TYPE_CERTGATE_SUBJECT_DN, subject_dn),
+            (PP2_TYPE_CERTGATE_ISSUER_DN, issuer_dn),
+            (PP2_TYPE_CERTGATE_VERIFY, verify),
+            (PP2_TYPE_CERTGATE_FINGERPRINT, fingerprint),
+        ];
+        for (kind, value) in top {
+            if let Some(value) = value {
+                tlv(&mut body, kind, value);
+            }
         }
     }
 
@@ -101,7 +135,9 @@ pub fn header(src: SocketAddr, dst: SocketAddr, facts: &TlsFacts<'_>) -> Vec<u8>
     out.extend_from_slice(&SIGNATURE);
     out.push(0x21); // version 2, command PROXY
     out.push(family); // TCP over IPv4 or IPv6
-    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+                      // At most MAX_BODY by the reservation above.
+    let len = u16::try_from(body.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&body);
     out
 }
@@ -164,5 +200,80 @@ mod tests {
         );
         assert_eq!(h[13], 0x21);
         assert_eq!(u16::from_be_bytes([h[14], h[15]]), 36);
+    }
+
+    /// TLVs of `b`, which they must tile exactly.
+    fn tlvs(mut b: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            assert!(b.len() >= 3, "truncated TLV");
+            let len = u16::from_be_bytes([b[1], b[2]]) as usize;
+            assert!(b.len() >= 3 + len, "TLV past the end");
+            out.push((b[0], b[3..3 + len].to_vec()));
+            b = &b[3 + len..];
+        }
+        out
+    }
+
+    /// Found by fuzzing (fuzz/proxy_v2): DNs adding up to more than 64 KiB overflowed the 16-bit
+    /// length, and a long value was cut, which would name another identity. A value that does
+    /// not fit is now left out whole; the rest is intact and the header well-formed.
+    #[test]
+    fn oversized_identity_values_are_left_out_not_cut() {
+        let subject = "CN=a,".repeat(9000) + "O=b";
+        let issuer = "CN=ca,".repeat(8000) + "C=FI";
+        let facts = TlsFacts {
+            tls: true,
+            cert_presented: true,
+            verified: true,
+            version: "TLSv1.3",
+            cipher: "TLS_AES_128_GCM_SHA256",
+            common_name: Some("a"),
+            subject_dn: Some(&subject),
+            issuer_dn: Some(&issuer),
+            verify: "SUCCESS",
+            fingerprint: Some("ab"),
+            ..Default::default()
+        };
+        let h = header(
+            "10.0.0.1:1".parse().unwrap(),
+            "10.0.0.2:2".parse().unwrap(),
+            &facts,
+        );
+        let len = u16::from_be_bytes([h[14], h[15]]) as usize;
+        assert_eq!(h.len(), 16 + len, "length field matches the body");
+        let found = tlvs(&h[28..]);
+        let value = |kind: u8| {
+            found
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            value(PP2_TYPE_CERTGATE_SUBJECT_DN),
+            Some(subject.into_bytes())
+        );
+        assert_eq!(value(PP2_TYPE_CERTGATE_ISSUER_DN), None, "left out whole");
+        assert_eq!(value(PP2_TYPE_CERTGATE_VERIFY), Some(b"SUCCESS".to_vec()));
+        assert_eq!(value(PP2_TYPE_CERTGATE_FINGERPRINT), Some(b"ab".to_vec()));
+        assert!(value(PP2_TYPE_SSL).is_some());
+
+        // One value alone over 64 KiB: left out, never cut to a prefix.
+        let huge = "CN=x,".repeat(14000);
+        let h = header(
+            "10.0.0.1:1".parse().unwrap(),
+            "10.0.0.2:2".parse().unwrap(),
+            &TlsFacts {
+                tls: true,
+                subject_dn: Some(&huge),
+                verify: "SUCCESS",
+                ..Default::default()
+            },
+        );
+        let found = tlvs(&h[28..]);
+        assert!(found
+            .iter()
+            .all(|(k, _)| *k != PP2_TYPE_CERTGATE_SUBJECT_DN));
+        assert!(found.iter().any(|(k, _)| *k == PP2_TYPE_CERTGATE_VERIFY));
     }
 }

@@ -111,10 +111,7 @@ pub mod pkey {
     }
     impl PKey<Private> {
         /// Fails: the fuzz build reads no key.
-        pub fn private_key_from_pem_callback<F>(
-            _: &[u8],
-            _: F,
-        ) -> Result<PKey<Private>, ErrorStack>
+        pub fn private_key_from_pem_callback<F>(_: &[u8], _: F) -> Result<PKey<Private>, ErrorStack>
         where
             F: FnOnce(&mut [u8]) -> Result<usize, ErrorStack>,
         {

@@ -217,10 +217,14 @@ async fn attempt_upstreams<'p>(
                 last: error,
             });
         }
+        let next = match error.kind {
+            Kind::Connect(_) => "trying another server",
+            _ => "trying again",
+        };
         debug!(
             upstream = %addr,
             pooled = attempt.reused,
-            "upstream attempt failed: {error}; trying again"
+            "upstream attempt failed: {error}; {next}"
         );
         failures.push(error);
     }

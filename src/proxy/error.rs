@@ -70,7 +70,7 @@ impl Error {
     }
 
     /// The side that failed.
-    pub fn source(&self) -> Source {
+    pub fn side(&self) -> Source {
         match &self.kind {
             Kind::Connect(ConnectError::Setup(_)) => Source::Internal,
             Kind::NoServer
@@ -610,7 +610,7 @@ mod tests {
         for (kind, page, source) in cases {
             let e = Error::new(kind, None);
             assert_eq!(e.page(), page, "{e}");
-            assert_eq!(e.source(), source, "{e}");
+            assert_eq!(e.side(), source, "{e}");
             assert!(
                 e.label().starts_with(match source {
                     Source::Client => "client_",

@@ -15,7 +15,12 @@
 //! timeout. At most `tries` attempts count, each failing server reported to the shared passive
 //! health. A kept-alive connection found closed is neither counted against its server (the
 //! keep-alive race is not a fault) nor against `tries`; when no other server is left, that server
-//! gets one more try on a new connection.
+//! gets one more try on a new connection. The decision is `error::fate`, a pure function of
+//! what the attempt had done and how it failed.
+//!
+//! Phases: `attempt_upstreams` (choose, connect, `exchange`, retry) until a server answers; then
+//! `respond` (`send_response_head`, then `relay_response`, or `body::tunnel` after a 101), or
+//! `answer_failure`; then one access line, written by `forward` from the `Outcome`.
 
 use std::fmt;
 use std::net::SocketAddr;

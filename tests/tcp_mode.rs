@@ -205,3 +205,79 @@ fn refused_client_reaches_no_backend() {
         gate.log()
     );
 }
+
+/// A relay ended by `body_idle` says which side went quiet: the upstream (the client had sent
+/// and half-closed, the upstream never answered), the client (the upstream had answered and
+/// closed, the client never closed), or both (neither sent anything).
+#[test]
+fn idle_timeout_names_the_side_that_went_quiet() {
+    let env = Env::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend = listener.local_addr().unwrap();
+    // Connection i of the backend behaves as case i.
+    thread::spawn(move || {
+        for i in 0.. {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut buf = [0u8; 1024];
+                match i {
+                    // Read to the client's EOF, then never answer nor close.
+                    0 => {
+                        while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+                        thread::sleep(Duration::from_secs(10));
+                    }
+                    // Answer and close at once.
+                    1 => {
+                        s.write_all(b"pong").unwrap();
+                        s.shutdown(std::net::Shutdown::Write).unwrap();
+                    }
+                    _ => {}
+                }
+                // Hold the connection until the proxy closes it.
+                while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+            });
+        }
+    });
+    let port = free_port();
+    let text = format!(
+        "[runtime]\nworkers = 1\nio = {io:?}\n\n[[listener]]\nname = \"tcp\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"backend\"\nmode = \"tcp\"\n\n[listener.tls]\ncertificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\"\n\n[listener.client_auth]\nmode = \"required\"\nca = \"pki/client-ca-bundle.pem\"\nverify_depth = 2\n\n[listener.timeouts]\nbody_idle = \"500ms\"\n\n[[upstream]]\nname = \"backend\"\nservers = [\"{backend}\"]\n",
+        io = io_driver()
+    );
+    let gate = RawGate::start(&env, &text, port);
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !gate.log().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                gate.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // The upstream goes quiet: the client sent and half-closed.
+    let mut tls = connect(&env, gate.port, &env.pki.client1);
+    tls.write_all(b"ping").unwrap();
+    tls.shutdown().unwrap();
+    wait_for("relay ended: upstream idle too long");
+    drop(tls);
+
+    // The client goes quiet: the upstream answered and closed.
+    let mut tls = connect(&env, gate.port, &env.pki.client1);
+    let mut got = Vec::new();
+    let _ = tls.read_to_end(&mut got);
+    assert_eq!(got, b"pong");
+    wait_for("relay ended: client idle too long");
+    drop(tls);
+
+    // Neither sends anything.
+    let tls = connect(&env, gate.port, &env.pki.client1);
+    wait_for("relay ended: client and upstream both idle too long");
+    drop(tls);
+    let log = gate.log();
+    assert_eq!(log.matches("idle too long").count(), 3, "{log}");
+}

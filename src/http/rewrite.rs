@@ -89,7 +89,9 @@ pub struct RewriteCtx<'a> {
 /// Writes the request head for the upstream into `out` (appending).
 ///
 /// Request line: method, origin-form path (an absolute-form target is reduced to its path; `Host`
-/// carries the authority), `HTTP/1.1`. Then `Host` first (RFC 9110 §7.2; for an HTTP/1.0 request
+/// carries the authority), and the version: `HTTP/1.1`, or `HTTP/1.0` for an HTTP/1.0 client, which
+/// cannot read a chunked response (asking the upstream in 1.0 makes it answer with a length or a
+/// close, as nginx's `proxy_http_version 1.0` default does). Then `Host` first (RFC 9110 §7.2; for an HTTP/1.0 request
 /// without one, an empty `Host:` unless `ctx.add` has a Host), then the client's fields
 /// in order except: hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
 /// Upgrade, Proxy-Authorization, and any field named by a Connection token — never Host,
@@ -105,18 +107,23 @@ pub fn rewrite_request(head: &RequestHead, buf: &[u8], ctx: &RewriteCtx<'_>, out
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.path(buf));
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let http10 = head.version == Version::HTTP_10;
+    out.extend_from_slice(if http10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
     match head.host {
         Some(host) => push_header(out, b"Host", host.get(buf)),
-        // HTTP/1.0 without Host: the upstream request is HTTP/1.1, which requires one; an empty
-        // value is RFC 9112 §3.2's way to say "no authority", unless the caller supplies a Host.
+        // HTTP/1.0 without Host: an upstream may well require one (HTTP/1.1 servers do); an
+        // empty value is RFC 9112 §3.2's way to say "no authority", unless the caller supplies a
+        // Host.
         None if !ctx.add.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) => {
             push_header(out, b"Host", b"")
         }
         None => {}
     }
 
-    let http10 = head.version == Version::HTTP_10;
     let mut wrote_length = false;
     for h in &head.headers {
         let name = h.name.get(buf);
@@ -353,7 +360,7 @@ mod tests {
         let out = request(raw, &[("Host", b"upstream")]);
         assert_eq!(
             out,
-            "POST /x HTTP/1.1\r\nContent-Length: 2\r\nHost: upstream\r\n\r\n"
+            "POST /x HTTP/1.0\r\nContent-Length: 2\r\nHost: upstream\r\n\r\n"
         );
     }
 
@@ -366,11 +373,11 @@ mod tests {
             "GET /admin?x=1 HTTP/1.1\r\nHost: a.example\r\nAccept: x\r\n\r\n"
         );
         let raw = b"GET /x HTTP/1.0\r\n\r\n";
-        assert_eq!(request(raw, &[]), "GET /x HTTP/1.1\r\nHost: \r\n\r\n");
+        assert_eq!(request(raw, &[]), "GET /x HTTP/1.0\r\nHost: \r\n\r\n");
         let raw = b"GET http://a.example HTTP/1.0\r\n\r\n";
         assert_eq!(
             request(raw, &[]),
-            "GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"
+            "GET / HTTP/1.0\r\nHost: a.example\r\n\r\n"
         );
     }
 

@@ -12,29 +12,47 @@ use bytes::BytesMut;
 use monoio::time::timeout;
 
 use crate::conn::Conn;
-use crate::http::{BodyKind, ChunkedScanner};
+use crate::http::{BodyKind, ChunkError, ChunkedScanner};
 
-/// Which side of the proxy failed.
+/// One of the two peers of the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Client,
     Upstream,
 }
 
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+        })
+    }
+}
+
+/// How relaying a body or a tunnel failed, and on which side.
 #[derive(Debug)]
 pub enum BodyError {
     Io(Side, io::Error),
+    /// That side made no progress for the idle time (a tunnel: the side still open after the
+    /// other closed).
     Timeout(Side),
+    /// A tunnel with both sides open in which neither sent anything for the idle time.
+    BothIdle,
     /// The sender closed before the body was complete.
     Truncated(Side),
     /// Chunked framing the scanner refused.
-    Malformed(Side, String),
+    Malformed(Side, ChunkError),
 }
 
 impl BodyError {
-    pub fn side(&self) -> Side {
+    /// The side that failed; `None` when both went quiet.
+    pub fn side(&self) -> Option<Side> {
         match self {
-            Self::Io(s, _) | Self::Timeout(s) | Self::Truncated(s) | Self::Malformed(s, _) => *s,
+            Self::Io(s, _) | Self::Timeout(s) | Self::Truncated(s) | Self::Malformed(s, _) => {
+                Some(*s)
+            }
+            Self::BothIdle => None,
         }
     }
 }
@@ -42,10 +60,21 @@ impl BodyError {
 impl std::fmt::Display for BodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Io(s, e) => write!(f, "{s:?} i/o error in body: {e}"),
-            Self::Timeout(s) => write!(f, "{s:?} idle too long in body"),
-            Self::Truncated(s) => write!(f, "{s:?} closed before the body ended"),
-            Self::Malformed(s, r) => write!(f, "{s:?} sent a malformed chunked body: {r}"),
+            Self::Io(s, e) => write!(f, "{s} i/o error in body: {e}"),
+            Self::Timeout(s) => write!(f, "{s} idle too long"),
+            Self::BothIdle => f.write_str("client and upstream both idle too long"),
+            Self::Truncated(s) => write!(f, "{s} closed before the body ended"),
+            Self::Malformed(s, e) => write!(f, "{s} sent a malformed chunked body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(_, e) => Some(e),
+            Self::Malformed(_, e) => Some(e),
+            _ => None,
         }
     }
 }
@@ -89,7 +118,7 @@ pub async fn relay(
                 }
                 let progress = scanner
                     .scan(buf)
-                    .map_err(|e| BodyError::Malformed(src_side, e.to_string()))?;
+                    .map_err(|e| BodyError::Malformed(src_side, e))?;
                 let chunk = buf.split_to(progress.consumed);
                 if !chunk.is_empty() {
                     send(dst, dst_side, &chunk, idle).await?;
@@ -151,7 +180,8 @@ async fn send(dst: &mut Conn, side: Side, data: &[u8], idle: Duration) -> Result
     }
 }
 
-/// Relays bytes both ways until both sides have closed, or nothing moved for `idle`. Each
+/// Relays bytes both ways until both sides have closed, or nothing moved for `idle` (then the
+/// error names the side still open after the other closed, or both when both are open). Each
 /// side's EOF is passed on as a half-close. Reads are cancel-safe, so waiting on both at once
 /// and acting on whichever is first loses nothing.
 ///
@@ -213,7 +243,11 @@ pub async fn tunnel(
             )
             .await
         };
-        let (side, res) = event.map_err(|_| BodyError::Timeout(Side::Client))?;
+        let (side, res) = event.map_err(|_| match (client_open, upstream_open) {
+            (true, false) => BodyError::Timeout(Side::Client),
+            (false, true) => BodyError::Timeout(Side::Upstream),
+            _ => BodyError::BothIdle,
+        })?;
         let n = res.map_err(|e| BodyError::Io(side, e))?;
         match (side, n) {
             (Side::Client, 0) => {

@@ -15,74 +15,36 @@
 //! timeout. At most `tries` attempts count, each failing server reported to the shared passive
 //! health. A kept-alive connection found closed is neither counted against its server (the
 //! keep-alive race is not a fault) nor against `tries`; when no other server is left, that server
-//! gets one more try on a new connection.
+//! gets one more try on a new connection. The decision is `error::fate`, a pure function of
+//! what the attempt had done and how it failed.
+//!
+//! Phases: `attempt_upstreams` (choose, connect, `exchange`, retry) until a server answers; then
+//! `respond` (`send_response_head`, then `relay_response`, or `body::tunnel` after a 101), or
+//! `answer_failure`; then one access line, written by `forward` from the `Outcome`.
 
-use std::time::Instant;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::time::timeout;
 use tracing::{debug, warn};
 
 use super::body::{self, BodyError, Side};
+use super::error::{fate, Attempt, Error, Fate, Kind};
+use super::identity::Identity;
 use super::Session;
 use crate::http::{self, BodyKind, Page, RequestHead, ResponseHead};
-use crate::upstream::balance::Tried;
-use crate::upstream::{ConnectError, UpstreamConn};
+use crate::upstream::balance::{Active, Tried};
+use crate::upstream::{Pool, UpstreamConn};
 
-/// How a forwarded request failed, and so what the client gets.
-enum Failure {
-    /// Nothing usable came from the upstream: 502 (if nothing was sent to the client yet).
-    BadGateway(String),
-    /// The upstream did not connect or answer in time: 504.
-    Timeout(String),
-    /// The client's request body was malformed or truncated: 400, or just close.
-    Client(String, Option<Page>),
-    /// The response was under way when something broke: only closing is left.
-    Abort(String),
-}
-
-impl Failure {
-    /// The same failure, its reason prefixed with the earlier tries' reasons.
-    fn after(self, earlier: &[String]) -> Failure {
-        if earlier.is_empty() {
-            return self;
-        }
-        let with = |r: String| format!("{}; then {r}", earlier.join("; then "));
-        match self {
-            Self::BadGateway(r) => Self::BadGateway(with(r)),
-            Self::Timeout(r) => Self::Timeout(with(r)),
-            Self::Client(r, p) => Self::Client(with(r), p),
-            Self::Abort(r) => Self::Abort(with(r)),
-        }
-    }
-
-    fn reason(&self) -> &str {
-        match self {
-            Self::BadGateway(r) | Self::Timeout(r) | Self::Client(r, _) | Self::Abort(r) => r,
-        }
-    }
-}
-
-/// What a failed attempt says about its server, and whether the request may go to another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fate {
-    /// Closed or reset before any response byte, with nothing of a request body sent: an
-    /// idempotent request may be sent again. `pooled`: on a kept-alive connection, which the
-    /// server may simply have closed as idle, so not counted against it.
-    Unanswered { pooled: bool },
-    /// The server failed (counted against it), and the request cannot be sent again.
-    Failed,
-    /// Nothing to hold against the server: the client failed, or the response was invalid or
-    /// already under way.
-    Final,
-}
-
-/// Forwards one request. Returns whether the client connection may carry another request.
-pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
+/// Forwards one request: `attempt_upstreams` until one answers, then `send_response_head` and
+/// `relay_response` (or `tunnel` after a 101), or `answer_failure`; then one access line.
+/// Returns whether the client connection may carry another request.
+pub async fn forward(s: &mut Session, id: &Identity, head: &RequestHead, raw: &Bytes) -> bool {
     let started = Instant::now();
     let mut upstream_head = Vec::with_capacity(raw.len() + 1024);
-    let add: Vec<(&str, &[u8])> = s
-        .identity
+    let add: Vec<(&str, &[u8])> = id
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_slice()))
@@ -92,33 +54,106 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
         add: &add,
     };
     http::rewrite_request(head, raw, &ctx, &mut upstream_head);
-    let http10 = head.version == ::http::Version::HTTP_10;
-    if http10 {
-        // An HTTP/1.0 client cannot read a chunked response: asking the upstream in 1.0 too
-        // makes it answer with a length or a close (nginx's proxy_http_version 1.0 default).
-        if let Some(end) = upstream_head.iter().position(|&b| b == b'\n') {
-            if upstream_head[..end].ends_with(b" HTTP/1.1\r") {
-                upstream_head[end - 2] = b'0';
-            }
-        }
-    }
 
     let pool = s.worker.pools[s.listener.upstream].clone();
+    let outcome = match attempt_upstreams(s, id, &pool, head, &upstream_head).await {
+        Ok(answer) => respond(s, head, &pool, answer, started).await,
+        Err(failed) => answer_failure(s, head, failed, started).await,
+    };
+    s.log_request(
+        id,
+        head,
+        raw,
+        outcome.status,
+        &Decision(&id.admitted_by, &outcome.end).to_string(),
+        outcome.upstream,
+        started,
+    );
+    outcome.keep_alive
+}
+
+/// How a forwarded request ended: what its access line says and whether the client
+/// connection goes on.
+struct Outcome {
+    /// The status sent to the client (0: none).
+    status: u16,
+    /// The server that answered (or was reached last) and the time to its answer.
+    upstream: Option<(SocketAddr, Duration)>,
+    end: End,
+    keep_alive: bool,
+}
+
+enum End {
+    /// The response was relayed whole.
+    Complete,
+    /// A 101 tunnel closed on both sides after these bytes (client to upstream, back).
+    Tunnel(u64, u64),
+    /// The request failed, after the attempts before it failed.
+    Failed(Failed),
+}
+
+/// Every failed attempt of a request, the last one deciding the answer.
+struct Failed {
+    earlier: Vec<Error>,
+    last: Error,
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for e in &self.earlier {
+            write!(f, "{e}; then ")?;
+        }
+        self.last.fmt(f)
+    }
+}
+
+/// The access line's decision: what admitted the client, then how the exchange ended.
+struct Decision<'a>(&'a str, &'a End);
+
+impl fmt::Display for Decision<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let admitted_by = self.0;
+        match self.1 {
+            End::Complete => f.write_str(admitted_by),
+            End::Tunnel(a, b) => write!(f, "{admitted_by}; tunnel closed after {a}+{b} bytes"),
+            End::Failed(failed) => write!(f, "{admitted_by}; {failed}"),
+        }
+    }
+}
+
+/// An upstream's final (or 101) response head, on the connection it came from.
+struct Answer<'p> {
+    up: UpstreamConn,
+    resp: Response,
+    /// Response bytes read past the head.
+    buf: BytesMut,
+    /// The request counts for `least_conn` on its server until the response is relayed.
+    _active: Active<'p>,
+}
+
+/// Runs first: chooses servers and sends the request until one answers with a final head
+/// (or a 101), as the module's retry rules allow ([`fate`]), reporting each attempt to the
+/// shared passive health.
+///
+/// # Return
+/// The answer, or every attempt's failure when none answered (the last one decides the page).
+async fn attempt_upstreams<'p>(
+    s: &mut Session,
+    id: &Identity,
+    pool: &'p Pool,
+    head: &RequestHead,
+    upstream_head: &[u8],
+) -> Result<Answer<'p>, Failed> {
     let t = s.listener.timeouts;
     let idempotent = is_idempotent(head);
-    let key = pool.key(
-        s.identity.cert.as_ref().map(|c| c.fingerprint()),
-        s.peer.ip(),
-    );
+    let key = pool.key(id.cert.as_ref().map(|c| c.fingerprint()), s.peer.ip());
     let mut tried = Tried::default();
     let mut tries_left = pool.tries();
     // A server whose kept-alive connection was found closed: one more try on a new connection
     // when no other server is left.
     let mut stale: Option<usize> = None;
-    // The last failure, answered when no try is left; the earlier ones, for the log.
-    let mut last: Option<(Failure, Option<std::net::SocketAddr>)> = None;
-    let mut earlier: Vec<String> = Vec::new();
-    let (mut up, resp, up_buf, _active) = loop {
+    let mut failures: Vec<Error> = Vec::new();
+    loop {
         let server = match pool.choose(&key, &tried) {
             Some(i) => i,
             None => match stale.take() {
@@ -127,207 +162,241 @@ pub async fn forward(s: &mut Session, head: &RequestHead, raw: &Bytes) -> bool {
                     i
                 }
                 None => {
-                    let (failure, addr) = last.take().unwrap_or_else(|| {
-                        (Failure::BadGateway("no server is available".into()), None)
+                    let last = failures
+                        .pop()
+                        .unwrap_or_else(|| Error::new(Kind::NoServer, None));
+                    return Err(Failed {
+                        earlier: failures,
+                        last,
                     });
-                    return fail(s, head, raw, started, failure.after(&earlier), addr).await;
                 }
             },
         };
         tried.insert(server);
         let addr = pool.server(server).addr;
         let active = pool.begin(server);
-        let up = match pool.checkout(addr, t.upstream_connect).await {
-            Ok(up) => up,
-            Err(e) => {
-                // Nothing was sent: any request may go to another server.
+        let (kind, attempt) = match pool.checkout(addr, t.upstream_connect).await {
+            // Nothing was sent.
+            Err(e) => (
+                Kind::Connect(e),
+                Attempt {
+                    idempotent,
+                    body_sent: false,
+                    answered: false,
+                    reused: false,
+                },
+            ),
+            Ok(up) => match exchange(s, head, upstream_head, up).await {
+                Ok((up, resp, buf)) => {
+                    pool.succeeded(server);
+                    return Ok(Answer {
+                        up,
+                        resp,
+                        buf,
+                        _active: active,
+                    });
+                }
+                Err((kind, attempt)) => (kind, attempt),
+            },
+        };
+        let error = Error::new(kind, Some(addr));
+        let again = match fate(attempt, &error.kind) {
+            Fate::Stale => {
+                stale = Some(server);
+                true
+            }
+            Fate::Retry => {
                 pool.failed(server);
                 tries_left = tries_left.saturating_sub(1);
-                let failure = match e {
-                    ConnectError::Timeout => Failure::Timeout(format!("{addr}: connect timed out")),
-                    ConnectError::Refused(e) => Failure::BadGateway(format!("{addr}: {e}")),
-                    other => Failure::BadGateway(format!("{addr}: {other}")),
-                };
-                if tries_left == 0 {
-                    if let Some((f, _)) = last.take() {
-                        earlier.push(f.reason().to_owned());
-                    }
-                    return fail(s, head, raw, started, failure.after(&earlier), None).await;
-                }
-                debug!(
-                    upstream = %addr,
-                    "upstream attempt failed: {}; trying another server",
-                    failure.reason()
-                );
-                if let Some((f, _)) = last.replace((failure, None)) {
-                    earlier.push(f.reason().to_owned());
-                }
-                continue;
+                tries_left > 0
             }
+            Fate::Failed => {
+                pool.failed(server);
+                false
+            }
+            Fate::Final => false,
         };
-        let pooled = up.reused;
-        match exchange(s, head, &upstream_head, up).await {
-            Ok((up, resp, buf)) => {
-                pool.succeeded(server);
-                break (up, resp, buf, active);
-            }
-            Err((failure, fate)) => {
-                let again = match fate {
-                    Fate::Unanswered { pooled: true } => {
-                        stale = Some(server);
-                        idempotent
-                    }
-                    Fate::Unanswered { pooled: false } => {
-                        pool.failed(server);
-                        tries_left = tries_left.saturating_sub(1);
-                        idempotent && tries_left > 0
-                    }
-                    Fate::Failed => {
-                        pool.failed(server);
-                        false
-                    }
-                    Fate::Final => false,
-                };
-                if !again {
-                    if let Some((f, _)) = last.take() {
-                        earlier.push(f.reason().to_owned());
-                    }
-                    return fail(s, head, raw, started, failure.after(&earlier), Some(addr)).await;
-                }
-                debug!(
-                    upstream = %addr,
-                    pooled,
-                    "upstream attempt failed: {}; trying again",
-                    failure.reason()
-                );
-                if let Some((f, _)) = last.replace((failure, Some(addr))) {
-                    earlier.push(f.reason().to_owned());
-                }
-            }
+        if !again {
+            return Err(Failed {
+                earlier: failures,
+                last: error,
+            });
         }
-    };
-    let upstream_time = started.elapsed();
-    let addr = up.addr;
+        let next = match error.kind {
+            Kind::Connect(_) => "trying another server",
+            _ => "trying again",
+        };
+        debug!(
+            upstream = %addr,
+            pooled = attempt.reused,
+            "upstream attempt failed: {error}; {next}"
+        );
+        failures.push(error);
+    }
+}
+
+/// Runs when no upstream answered: sends the page the last failure calls for (502, 504, 400,
+/// 408, or none when the client went away).
+///
+/// # Return
+/// The outcome; the client connection goes on after a 502 or 504, as nginx's, when no unread
+/// request body is left.
+async fn answer_failure(
+    s: &mut Session,
+    head: &RequestHead,
+    failed: Failed,
+    started: Instant,
+) -> Outcome {
+    let page = failed.last.page();
+    let gateway = matches!(page, Some(Page::BadGateway | Page::GatewayTimeout));
+    if gateway {
+        warn!(listener = %s.listener.name, peer = %s.peer, "upstream failed: {failed}");
+    }
+    let upstream = failed
+        .last
+        .server
+        .filter(|_| failed.last.reached())
+        .map(|a| (a, started.elapsed()));
+    let keep_alive = head.keep_alive && head.body == BodyKind::None && gateway;
+    if let Some(page) = page {
+        s.send_page(page, keep_alive, head.is_head()).await;
+    }
+    Outcome {
+        status: page.map_or(0, |p| p.status()),
+        upstream,
+        end: End::Failed(failed),
+        keep_alive,
+    }
+}
+
+/// Runs once an upstream answered: `send_response_head`, then `tunnel` for a 101 or
+/// `relay_response`; a connection whose response was read whole goes back to the pool.
+async fn respond(
+    s: &mut Session,
+    head: &RequestHead,
+    pool: &Pool,
+    answer: Answer<'_>,
+    started: Instant,
+) -> Outcome {
+    let Answer {
+        mut up,
+        resp,
+        mut buf,
+        _active,
+    } = answer;
     let status = resp.status;
+    let upstream = Some((up.addr, started.elapsed()));
+    let failed = |last: Error| Outcome {
+        status,
+        upstream,
+        end: End::Failed(Failed {
+            earlier: Vec::new(),
+            last,
+        }),
+        keep_alive: false,
+    };
 
     // The client may keep the connection when it asked to, its body was read to the end and
     // the response is not delimited by closing.
-    let mut client_keep_alive = head.keep_alive && resp.head.body != BodyKind::Close;
+    let mut keep_alive = head.keep_alive && resp.head.body != BodyKind::Close;
     let expect_refused = head.expect_continue && head.body != BodyKind::None && !resp.sent_continue;
     // The connection's last request (max_requests_per_connection; keepalive_idle = 0 sets it to
     // 1) says so, as nginx does, rather than leave the client to find the close.
     let limit = s.listener.limits.max_requests_per_connection;
     if limit > 0 && s.requests >= limit {
-        client_keep_alive = false;
+        keep_alive = false;
     }
     if expect_refused {
         // The body the client held back never came; the connection's framing is unknown.
-        client_keep_alive = false;
+        keep_alive = false;
     }
 
+    let kind = match send_response_head(s, head, &resp, &mut buf, keep_alive).await {
+        Ok(kind) => kind,
+        Err(e) => return failed(Error::new(Kind::ClientWrite(e), None)),
+    };
+    if status == 101 {
+        let idle = s.listener.timeouts.body_idle;
+        let from_client = std::mem::take(&mut s.buf);
+        let end = match body::tunnel(&mut s.client, from_client, &mut up.conn, buf, idle).await {
+            Ok((a, b)) => End::Tunnel(a, b),
+            Err(e) => return failed(Error::new(Kind::Tunnel(e), None)),
+        };
+        return Outcome {
+            status,
+            upstream,
+            end,
+            keep_alive: false,
+        };
+    }
+    if let Err(e) = relay_response(s, &mut up, &mut buf, kind).await {
+        warn!(upstream = %up.addr, peer = %s.peer, "response body relay failed: {e}");
+        return failed(Error::new(Kind::ResponseBody(e), None));
+    }
+    if resp.head.keep_alive && kind != BodyKind::Close && buf.is_empty() && !expect_refused {
+        pool.checkin(up);
+    }
+    Outcome {
+        status,
+        upstream,
+        end: End::Complete,
+        keep_alive,
+    }
+}
+
+/// Runs once the final (or 101) response head is in: rewrites it for the client (its
+/// keep-alive decision included) and sends it, with the body when that was already read whole
+/// (one TLS record, one send).
+///
+/// # Return
+/// What is left of the body to relay; an error when writing to the client failed or timed out
+/// (`body_idle`).
+async fn send_response_head(
+    s: &mut Session,
+    head: &RequestHead,
+    resp: &Response,
+    buf: &mut BytesMut,
+    keep_alive: bool,
+) -> Result<BodyKind, std::io::Error> {
     let mut out = Vec::with_capacity(resp.head.head_len + 64);
     // HTTP/1.0 clients keep a connection only when told so.
-    let extra: &[(&str, &[u8])] = if http10 && client_keep_alive {
+    let http10 = head.version == ::http::Version::HTTP_10;
+    let extra: &[(&str, &[u8])] = if http10 && keep_alive {
         &[("Connection", b"keep-alive")]
     } else {
         &[]
     };
-    http::rewrite_response(&resp.head, &resp.raw, &mut out, client_keep_alive, extra);
-    let mut up_buf = up_buf;
+    http::rewrite_response(&resp.head, &resp.raw, &mut out, keep_alive, extra);
     let mut kind = if head.is_head() {
         BodyKind::None
     } else {
         resp.head.body
     };
     if resp.head.status != 101 {
-        // A body already read whole goes out with the head: one TLS record, one send.
-        kind = take_buffered_body(kind, &mut up_buf, &mut out);
+        kind = take_buffered_body(kind, buf, &mut out);
     }
-    if let Err(e) = timeout(t.body_idle, s.client.write_all(&out))
+    timeout(s.listener.timeouts.body_idle, s.client.write_all(&out))
         .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
-    {
-        s.log_request(
-            head,
-            raw,
-            status,
-            &format!("client write failed: {e}"),
-            Some((addr, upstream_time)),
-            started,
-        );
-        return false;
-    }
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
+    Ok(kind)
+}
 
-    if resp.head.status == 101 {
-        let from_client = std::mem::take(&mut s.buf);
-        let res = body::tunnel(
-            &mut s.client,
-            from_client,
-            &mut up.conn,
-            up_buf,
-            t.body_idle,
-        )
-        .await;
-        let decision = match res {
-            Ok((a, b)) => format!(
-                "{}; tunnel closed after {a}+{b} bytes",
-                s.identity.admitted_by
-            ),
-            Err(e) => format!("{}; tunnel ended: {e}", s.identity.admitted_by),
-        };
-        s.log_request(
-            head,
-            raw,
-            status,
-            &decision,
-            Some((addr, upstream_time)),
-            started,
-        );
-        return false;
-    }
-
-    let relayed = body::relay(
-        &mut up.conn,
-        Side::Upstream,
-        &mut up_buf,
-        &mut s.client,
-        kind,
-        t.body_idle,
-    )
-    .await;
-    let decision = &s.identity.admitted_by;
-    match relayed {
-        Ok(_) => {
-            s.log_request(
-                head,
-                raw,
-                status,
-                decision,
-                Some((addr, upstream_time)),
-                started,
-            );
-            if resp.head.keep_alive
-                && kind != BodyKind::Close
-                && up_buf.is_empty()
-                && !expect_refused
-            {
-                pool.checkin(up);
-            }
-            client_keep_alive
-        }
-        Err(e) => {
-            warn!(upstream = %addr, peer = %s.peer, "response body relay failed: {e}");
-            s.log_request(
-                head,
-                raw,
-                status,
-                &format!("{decision}; response aborted: {e}"),
-                Some((addr, upstream_time)),
-                started,
-            );
-            false
-        }
-    }
+/// Runs after `send_response_head` for a response with a body left to relay: streams it from
+/// the upstream to the client.
+///
+/// # Return
+/// `Ok` when the body was relayed whole; the error (with its side) when either side failed,
+/// after which only closing the client connection is left.
+async fn relay_response(
+    s: &mut Session,
+    up: &mut UpstreamConn,
+    buf: &mut BytesMut,
+    kind: BodyKind,
+) -> Result<(), BodyError> {
+    let idle = s.listener.timeouts.body_idle;
+    body::relay(&mut up.conn, Side::Upstream, buf, &mut s.client, kind, idle)
+        .await
+        .map(drop)
 }
 
 /// A response head and what came with it.
@@ -339,42 +408,39 @@ struct Response {
     sent_continue: bool,
 }
 
-/// Sends the request (head and body) and reads the final response head. Returns the
-/// connection, the head, and response bytes already read past the head.
+/// Sends the request (head and body) and reads the final response head, relaying 1xx
+/// interims to the client.
+///
+/// # Return
+/// The connection, the head, and response bytes already read past the head; or what failed
+/// with what the attempt had done by then, for [`fate`].
 async fn exchange(
     s: &mut Session,
     head: &RequestHead,
     upstream_head: &[u8],
     mut up: UpstreamConn,
-) -> Result<(UpstreamConn, Response, BytesMut), (Failure, Fate)> {
+) -> Result<(UpstreamConn, Response, BytesMut), (Kind, Attempt)> {
     let t = s.listener.timeouts;
-    let reused = up.reused;
-    let addr = up.addr;
+    let mut attempt = Attempt {
+        idempotent: is_idempotent(head),
+        body_sent: false,
+        answered: false,
+        reused: up.reused,
+    };
     match timeout(t.upstream_read, up.conn.write_all(upstream_head)).await {
-        Err(_) => {
-            return Err((
-                Failure::Timeout(format!("{addr}: writing the request timed out")),
-                Fate::Failed,
-            ))
-        }
-        Ok(Err(e)) => {
-            return Err((
-                Failure::BadGateway(format!("{addr}: writing the request failed: {e}")),
-                Fate::Unanswered { pooled: reused },
-            ))
-        }
+        Err(_) => return Err((Kind::SendTimeout, attempt)),
+        Ok(Err(e)) => return Err((Kind::SendHead(e), attempt)),
         Ok(Ok(())) => {}
     }
     let mut body_sent = head.body == BodyKind::None;
     let mut sent_continue = false;
     if !body_sent && !head.expect_continue {
+        attempt.body_sent = true;
         send_body(s, head, &mut up)
             .await
-            .map_err(|f| body_fate(f, reused))?;
+            .map_err(|e| (Kind::RequestBody(e), attempt))?;
         body_sent = true;
     }
-    // A 1xx came: the server answered something.
-    let mut interim = false;
     let mut up_buf = BytesMut::with_capacity(8 * 1024);
     let limits = http::Limits {
         max_head_bytes: 64 * 1024,
@@ -388,26 +454,18 @@ async fn exchange(
             t.upstream_read,
         )
         .await
-        .map_err(|f| {
-            let answered = interim || !up_buf.is_empty();
-            let body_touched = head.body != BodyKind::None && body_sent;
-            let fate = match &f {
-                _ if answered => Fate::Final,
-                Failure::BadGateway(_) if !body_touched => Fate::Unanswered { pooled: reused },
-                // A kept-alive connection may have been closed as idle: not the server's fault.
-                Failure::BadGateway(_) if reused => Fate::Final,
-                Failure::BadGateway(_) | Failure::Timeout(_) => Fate::Failed,
-                _ => Fate::Final,
-            };
-            (f, fate)
+        .map_err(|kind| {
+            // A 1xx came, or part of a head: the server answered something.
+            attempt.answered |= !up_buf.is_empty();
+            (kind, attempt)
         })?;
-        interim = true;
+        attempt.answered = true;
         let raw = up_buf.split_to(resp.head_len).freeze();
         if resp.status == 101 || resp.status >= 200 {
             if !body_sent && resp.status < 300 {
                 // A final answer without 100 Continue: RFC 9110 lets the client send the body
                 // anyway; the upstream gave up waiting for it, so the connection closes after.
-                debug!(upstream = %addr, "final response before 100-continue");
+                debug!(upstream = %up.addr, "final response before 100-continue");
             }
             let status = resp.status;
             return Ok((
@@ -428,40 +486,28 @@ async fn exchange(
             let mut interim = Vec::with_capacity(raw.len());
             http::rewrite_response(&resp, &raw, &mut interim, true, &[]);
             if let Err(e) = s.client.write_all(&interim).await {
-                return Err((
-                    Failure::Abort(format!("client write failed: {e}")),
-                    Fate::Final,
-                ));
+                return Err((Kind::ClientWrite(e), attempt));
             }
         }
         if resp.status == 100 && !body_sent {
             sent_continue = true;
+            attempt.body_sent = true;
             send_body(s, head, &mut up)
                 .await
-                .map_err(|f| body_fate(f, reused))?;
+                .map_err(|e| (Kind::RequestBody(e), attempt))?;
             body_sent = true;
         }
     }
 }
 
-/// A failed request body is never sent again; it counts against the server when its side
-/// failed, except a close on a kept-alive connection (possibly closed as idle meanwhile).
-fn body_fate(f: Failure, reused: bool) -> (Failure, Fate) {
-    let fate = match f {
-        Failure::Timeout(_) => Fate::Failed,
-        Failure::BadGateway(_) if !reused => Fate::Failed,
-        Failure::BadGateway(_) | Failure::Client(..) | Failure::Abort(_) => Fate::Final,
-    };
-    (f, fate)
-}
-
+/// Streams the request body from the client to the upstream.
 async fn send_body(
     s: &mut Session,
     head: &RequestHead,
     up: &mut UpstreamConn,
-) -> Result<(), Failure> {
+) -> Result<(), BodyError> {
     let idle = s.listener.timeouts.body_idle;
-    match body::relay(
+    body::relay(
         &mut s.client,
         Side::Client,
         &mut s.buf,
@@ -470,99 +516,36 @@ async fn send_body(
         idle,
     )
     .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => Err(match (&e, e.side()) {
-            (BodyError::Malformed(..), _) => Failure::Client(e.to_string(), Some(Page::BadRequest)),
-            (BodyError::Timeout(_), Side::Client) => {
-                Failure::Client(e.to_string(), Some(Page::RequestTimeout))
-            }
-            (_, Side::Client) => Failure::Client(e.to_string(), None),
-            (BodyError::Timeout(_), Side::Upstream) => Failure::Timeout(e.to_string()),
-            (_, Side::Upstream) => Failure::BadGateway(e.to_string()),
-        }),
-    }
+    .map(drop)
 }
 
+/// Reads until a complete response head is buffered in `buf`.
 async fn read_response_head(
     up: &mut UpstreamConn,
     buf: &mut BytesMut,
     is_head: bool,
     limits: &http::Limits,
-    read_timeout: std::time::Duration,
-) -> Result<ResponseHead, Failure> {
-    let addr = up.addr;
+    read_timeout: Duration,
+) -> Result<ResponseHead, Kind> {
     loop {
         if !buf.is_empty() {
             match http::parse_response(buf, is_head, limits) {
                 Ok(Some(h)) => return Ok(h),
                 Ok(None) => {}
-                Err(e) => {
-                    return Err(Failure::BadGateway(format!(
-                        "{addr}: invalid response: {}",
-                        e.reason
-                    )))
-                }
+                Err(e) => return Err(Kind::InvalidResponse(e)),
             }
         }
         match timeout(read_timeout, up.conn.read_into(buf)).await {
-            Err(_) => return Err(Failure::Timeout(format!("{addr}: no response in time"))),
-            Ok(Err(e)) => {
-                return Err(Failure::BadGateway(format!(
-                    "{addr}: reading the response failed: {e}"
-                )))
-            }
+            Err(_) => return Err(Kind::ResponseTimeout),
+            Ok(Err(e)) => return Err(Kind::ReadResponse(e)),
             Ok(Ok(0)) => {
-                return Err(Failure::BadGateway(format!(
-                    "{addr}: upstream closed the connection {}",
-                    if buf.is_empty() {
-                        "before responding"
-                    } else {
-                        "mid-head"
-                    }
-                )))
+                return Err(Kind::Closed {
+                    mid_head: !buf.is_empty(),
+                })
             }
             Ok(Ok(_)) => {}
         }
     }
-}
-
-/// Answers a failed forward and logs it. Returns whether the client connection may go on.
-async fn fail(
-    s: &mut Session,
-    head: &RequestHead,
-    raw: &[u8],
-    started: Instant,
-    failure: Failure,
-    upstream: Option<std::net::SocketAddr>,
-) -> bool {
-    let (page, reason) = match failure {
-        Failure::BadGateway(r) => (Some(Page::BadGateway), r),
-        Failure::Timeout(r) => (Some(Page::GatewayTimeout), r),
-        Failure::Client(r, page) => (page, r),
-        Failure::Abort(r) => (None, r),
-    };
-    let status = page.map_or(0, |p| p.status());
-    if matches!(page, Some(Page::BadGateway | Page::GatewayTimeout)) {
-        warn!(listener = %s.listener.name, peer = %s.peer, "upstream failed: {reason}");
-    }
-    let up = upstream.map(|a| (a, started.elapsed()));
-    s.log_request(
-        head,
-        raw,
-        status,
-        &format!("{}; {reason}", s.identity.admitted_by),
-        up,
-        started,
-    );
-    // As nginx: after a 502/504 the client may go on, when no unread request body is left.
-    let keep_alive = head.keep_alive
-        && head.body == BodyKind::None
-        && matches!(page, Some(Page::BadGateway | Page::GatewayTimeout));
-    if let Some(page) = page {
-        s.send_page(page, keep_alive, head.is_head()).await;
-    }
-    keep_alive
 }
 
 /// Moves a response body that is already complete in `buf` behind the head in `out`; returns

@@ -5,20 +5,30 @@
 use std::net::SocketAddr;
 
 use boring::ssl::SslRef;
+use boring::x509::X509VerifyError;
 
 use crate::config::{Listener, VerifyMode};
 use crate::http::Page;
-use crate::identity::ClientCert;
+use crate::identity::{ClientCert, Refuse};
 
-/// Why requests on a connection are refused.
+/// Why requests on a connection are refused. The client's side, always.
 #[derive(Debug, Clone)]
 pub enum Refusal {
     /// `required` and no certificate: 400 "No required SSL certificate was sent".
     NoCert,
     /// A certificate that failed verification: 400 "The SSL certificate error".
-    CertError(String),
+    CertError(X509VerifyError),
     /// Rules exist and the client does not satisfy them: 403.
-    Forbidden(String),
+    Forbidden(Forbidden),
+}
+
+/// Why the rules refused a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forbidden {
+    /// Rules exist and the client presented no certificate (an `optional` mode).
+    NoCert,
+    /// The certificate did not satisfy a rule family.
+    Rule(Refuse),
 }
 
 impl Refusal {
@@ -30,20 +40,36 @@ impl Refusal {
         }
     }
 
-    pub fn reason(&self) -> String {
+    /// A short stable name for metrics.
+    pub fn label(&self) -> &'static str {
         match self {
-            Self::NoCert => "no client certificate sent".into(),
-            Self::CertError(r) => format!("client certificate failed verification: {r}"),
-            Self::Forbidden(r) => format!("forbidden: {r}"),
+            Self::NoCert => "client_no_certificate",
+            Self::CertError(_) => "client_certificate_error",
+            Self::Forbidden(_) => "client_forbidden",
+        }
+    }
+}
+
+/// The access log's reason.
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoCert => f.write_str("no client certificate sent"),
+            Self::CertError(e) => write!(
+                f,
+                "client certificate failed verification: {}",
+                e.error_string()
+            ),
+            Self::Forbidden(Forbidden::NoCert) => {
+                f.write_str("forbidden: no client certificate for the rules")
+            }
+            Self::Forbidden(Forbidden::Rule(r)) => write!(f, "forbidden: {r}"),
         }
     }
 }
 
 /// A connection's client identity and verdict.
-#[derive(Default)]
 pub struct Identity {
-    /// False until `establish` ran (the default value stands for "not judged yet").
-    pub established: bool,
     /// `SUCCESS`, `NONE` or `FAILED:<reason>`, as nginx's `$ssl_client_verify`.
     pub verify: String,
     /// Subject DN for the log (`-` when none).
@@ -68,22 +94,24 @@ impl Identity {
             (VerifyMode::Off, _) | (_, None) => None,
             (_, Some(ssl)) => ssl.peer_certificate(),
         };
+        // None: no certificate.
         let verified = match (&cert, ssl) {
-            (Some(_), Some(ssl)) => ssl.verify_result().map_err(|e| e.error_string().to_owned()),
-            _ => Err(String::new()),
+            (Some(_), Some(ssl)) => Some(ssl.verify_result()),
+            _ => None,
         };
         let facts = cert.as_deref().map(ClientCert::from_x509);
 
-        let verify = match (&facts, &verified) {
-            (None, _) => "NONE".to_owned(),
-            (Some(_), Ok(())) => "SUCCESS".to_owned(),
-            (Some(_), Err(reason)) => format!("FAILED:{reason}"),
+        let verify = match (&facts, verified) {
+            (Some(_), Some(Ok(()))) => "SUCCESS".to_owned(),
+            (Some(_), Some(Err(e))) => format!("FAILED:{}", e.error_string()),
+            _ => "NONE".to_owned(),
         };
+        let verified_ok = facts.is_some() && matches!(verified, Some(Ok(())));
 
-        let refusal = match (auth.mode, &facts, &verified) {
+        let refusal = match (auth.mode, &facts, verified) {
             (VerifyMode::Required, None, _) => Some(Refusal::NoCert),
-            (VerifyMode::Required | VerifyMode::Optional, Some(_), Err(r)) => {
-                Some(Refusal::CertError(r.clone()))
+            (VerifyMode::Required | VerifyMode::Optional, Some(_), Some(Err(e))) => {
+                Some(Refusal::CertError(e))
             }
             _ => None,
         };
@@ -93,16 +121,14 @@ impl Identity {
                 return None;
             }
             let Some(facts) = &facts else {
-                return Some(Refusal::Forbidden(
-                    "no client certificate for the rules".into(),
-                ));
+                return Some(Refusal::Forbidden(Forbidden::NoCert));
             };
-            match auth.rules.check(facts, verified.is_ok()) {
+            match auth.rules.check(facts, verified_ok) {
                 Ok(admit) => {
                     admitted_by = admit.to_string();
                     None
                 }
-                Err(refuse) => Some(Refusal::Forbidden(refuse.to_string())),
+                Err(refuse) => Some(Refusal::Forbidden(Forbidden::Rule(refuse))),
             }
         });
 
@@ -136,7 +162,6 @@ impl Identity {
         add(&names.real_ip, ip.as_bytes());
 
         Identity {
-            established: true,
             verify,
             subject: facts
                 .as_ref()
@@ -144,7 +169,7 @@ impl Identity {
             refusal,
             admitted_by,
             headers,
-            verified: facts.is_some() && verified.is_ok(),
+            verified: verified_ok,
             cert: facts,
         }
     }

@@ -2,13 +2,15 @@
 //!
 //! Phases, in order:
 //! - `handshake`: TLS with the listener's context; a failed handshake is logged and closed.
-//! - `authorize`: once per connection (`Identity::establish`): the verify result, the rules'
-//!   verdict and the identity headers, reused by every request on the connection.
+//! - `authorize`: once per connection, when the first request (or the TCP relay) needs it
+//!   (`Identity::establish`): the verify result, the rules' verdict and the identity headers,
+//!   reused by every request on the connection.
 //! - per request: the head is read under the head timeout and validated (bad input gets its
 //!   status and the connection closes); a refused client gets nginx's page; otherwise the
 //!   request is forwarded (`forward`) and one access line is logged.
 
 mod body;
+pub mod error;
 mod forward;
 pub mod identity;
 pub mod proxy_protocol;
@@ -34,6 +36,7 @@ use crate::runtime::Worker;
 use crate::tls::{HandshakeError, TlsStream};
 
 pub use self::body::{BodyError, Side};
+pub use self::error::{Error, Fate, Source};
 use self::identity::Identity;
 
 /// Where one connection is: what every phase needs.
@@ -43,7 +46,6 @@ pub struct Session {
     pub client: Conn,
     /// Bytes read from the client and not yet consumed (a pipelined request may wait here).
     pub buf: BytesMut,
-    pub identity: Identity,
     pub peer: SocketAddr,
     pub requests: u64,
 }
@@ -76,7 +78,6 @@ pub async fn serve(
         worker,
         client,
         buf: BytesMut::new(),
-        identity: Identity::default(),
         peer,
         requests: 0,
     };
@@ -132,19 +133,18 @@ enum HeadEnd {
 }
 
 impl Session {
-    /// Authorizes once, when the first request (or the TCP relay) needs it: a connection that
-    /// never sends anything costs no identity work.
-    pub(crate) fn authorize(&mut self) {
-        if self.identity.established {
-            return;
-        }
-        self.identity = match &self.client {
+    /// Judges the client of this connection. Called once, when the first request (or the TCP
+    /// relay) needs it: a connection that never sends anything costs no identity work.
+    pub(crate) fn authorize(&self) -> Identity {
+        match &self.client {
             Conn::Tls(t) => Identity::establish(&self.listener, Some(t.ssl()), self.peer),
             Conn::Plain(_) => Identity::establish(&self.listener, None, self.peer),
-        };
+        }
     }
 
     async fn run(&mut self) {
+        // Judged at the first request, then kept for the connection's life.
+        let mut identity: Option<Identity> = None;
         loop {
             let head = match self.read_head().await {
                 Ok(h) => h,
@@ -154,23 +154,31 @@ impl Session {
                     return;
                 }
                 Err(HeadEnd::Bad(page, reason)) => {
-                    self.authorize();
-                    self.log_refusal(page, reason);
+                    let id = identity.get_or_insert_with(|| self.authorize());
+                    self.log_refusal(id, page, reason);
                     self.send_page(page, false, false).await;
                     return;
                 }
             };
             self.requests += 1;
-            self.authorize();
+            let id = identity.get_or_insert_with(|| self.authorize());
             let raw = self.buf.split_to(head.head_len).freeze();
-            if let Some(refusal) = &self.identity.refusal {
+            if let Some(refusal) = &id.refusal {
                 let page = refusal.page();
-                let reason = refusal.reason();
-                self.log_request(&head, &raw, page.status(), &reason, None, Instant::now());
+                let reason = refusal.to_string();
+                self.log_request(
+                    id,
+                    &head,
+                    &raw,
+                    page.status(),
+                    &reason,
+                    None,
+                    Instant::now(),
+                );
                 self.send_page(page, false, head.is_head()).await;
                 return;
             }
-            let keep_alive = forward::forward(self, &head, &raw).await;
+            let keep_alive = forward::forward(self, id, &head, &raw).await;
             let limit = self.listener.limits.max_requests_per_connection;
             if !keep_alive || (limit > 0 && self.requests >= limit) {
                 self.close().await;
@@ -264,30 +272,29 @@ impl Session {
         }
     }
 
-    /// The admission decision so far: the rule that admitted, or why the client is refused.
-    fn admission(&self) -> String {
-        match &self.identity.refusal {
-            Some(refusal) => refusal.reason(),
-            None => self.identity.admitted_by.clone(),
-        }
-    }
-
     /// The access line of a request whose head was invalid (there is no method or path).
-    fn log_refusal(&self, page: Page, reason: &str) {
+    fn log_refusal(&self, id: &Identity, page: Page, reason: &str) {
         if !self.worker.config.log.access {
             return;
         }
+        // The admission decision so far: the rule that admitted, or why the client is refused.
+        let decision = match &id.refusal {
+            Some(refusal) => format!("{refusal}; bad request: {reason}"),
+            None => format!("{}; bad request: {reason}", id.admitted_by),
+        };
         Access {
             status: Some(page.status()),
-            decision: &format!("{}; bad request: {reason}", self.admission()),
-            ..self.access("bad request")
+            decision: &decision,
+            ..self.access(id, "bad request")
         }
         .emit();
     }
 
     /// The access line: who, what, the admission decision, the outcome and how long it took.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn log_request(
         &self,
+        id: &Identity,
         head: &RequestHead,
         raw: &[u8],
         status: u16,
@@ -306,13 +313,13 @@ impl Session {
             upstream: Some(upstream.map(|(addr, _)| addr)),
             upstream_time: Some(upstream.map_or(std::time::Duration::ZERO, |(_, d)| d)),
             total_time: Some(started.elapsed()),
-            ..self.access("request")
+            ..self.access(id, "request")
         }
         .emit();
     }
 
     /// An access line with this connection's fields filled in and the others left out.
-    pub(crate) fn access(&self, event: &'static str) -> Access<'_> {
+    pub(crate) fn access<'a>(&'a self, id: &'a Identity, event: &'static str) -> Access<'a> {
         Access {
             event,
             listener: &self.listener.name,
@@ -320,8 +327,8 @@ impl Session {
             method: None,
             path: None,
             status: None,
-            verify: &self.identity.verify,
-            dn: &self.identity.subject,
+            verify: &id.verify,
+            dn: &id.subject,
             decision: "-",
             upstream: None,
             upstream_time: None,

@@ -8,22 +8,24 @@ use std::time::Instant;
 use tracing::warn;
 
 use super::body;
+use super::error::{Error, Kind};
+use super::identity::Identity;
 use super::proxy_protocol::{self, TlsFacts};
 use super::Session;
 use crate::conn::Conn;
 use crate::logging::Access;
+use crate::upstream;
 use crate::upstream::balance::Tried;
-use crate::upstream::{self, ConnectError};
 
 /// Relays one admitted connection; refuses (closes) one that is not admitted.
 pub async fn relay(s: &mut Session) {
     let started = Instant::now();
-    s.authorize();
-    if let Some(refusal) = &s.identity.refusal {
+    let id = s.authorize();
+    if let Some(refusal) = &id.refusal {
         // There is no HTTP to answer in: the refusal is the close, the reason is in the log.
         Access {
-            decision: &refusal.reason(),
-            ..s.access("tcp connection refused")
+            decision: &refusal.to_string(),
+            ..s.access(&id, "tcp connection refused")
         }
         .emit();
         let _ = s.client.shutdown_write().await;
@@ -35,13 +37,10 @@ pub async fn relay(s: &mut Session) {
     // The balancer's pick, then other servers (never one twice), at most `tries` in all; each
     // failed connect counts against its server's shared health (nginx stream's
     // `proxy_next_upstream` on connect errors).
-    let key = pool.key(
-        s.identity.cert.as_ref().map(|c| c.fingerprint()),
-        s.peer.ip(),
-    );
+    let key = pool.key(id.cert.as_ref().map(|c| c.fingerprint()), s.peer.ip());
     let mut tried = Tried::default();
     let mut upstream = None;
-    let mut last_error = String::from("no server is available");
+    let mut last_error = Error::new(Kind::NoServer, None);
     for _ in 0..pool.tries() {
         let Some(i) = pool.choose(&key, &tried) else {
             break;
@@ -63,22 +62,23 @@ pub async fn relay(s: &mut Session) {
                 upstream = Some((addr, c, pool.begin(i)));
                 break;
             }
-            Err(e @ (ConnectError::Refused(_) | ConnectError::Timeout | ConnectError::Tls(_))) => {
+            Err(e) => {
                 pool.failed(i);
                 warn!(listener = %s.listener.name, upstream = %addr, "tcp upstream failed: {e}");
-                last_error = format!("{addr}: {e}");
+                last_error = Error::new(Kind::Connect(e), Some(addr));
             }
         }
     }
     let Some((addr, mut up, _active)) = upstream else {
-        log(s, None, &format!("no upstream: {last_error}"), started);
+        log(s, &id, None, &format!("no upstream: {last_error}"), started);
         return;
     };
     if up_cfg.proxy_protocol {
-        let header = proxy_header(s);
+        let header = proxy_header(s, &id);
         if let Err(e) = up.write_all(&header).await {
             log(
                 s,
+                &id,
                 Some(addr),
                 &format!("PROXY header not sent: {e}"),
                 started,
@@ -96,15 +96,14 @@ pub async fn relay(s: &mut Session) {
     )
     .await;
     let outcome = match res {
-        Ok((a, b)) => format!("{}; relayed {a} bytes up, {b} down", s.identity.admitted_by),
-        Err(e) => format!("{}; relay ended: {e}", s.identity.admitted_by),
+        Ok((a, b)) => format!("{}; relayed {a} bytes up, {b} down", id.admitted_by),
+        Err(e) => format!("{}; relay ended: {e}", id.admitted_by),
     };
-    log(s, Some(addr), &outcome, started);
+    log(s, &id, Some(addr), &outcome, started);
 }
 
-fn proxy_header(s: &Session) -> Vec<u8> {
+fn proxy_header(s: &Session, id: &Identity) -> Vec<u8> {
     let local = s.client.local_addr().unwrap_or(s.listener.addr);
-    let id = &s.identity;
     let cert = id.cert.as_ref();
     let cn_type = crate::identity::AttrType::from_name("CN");
     let cn = match (cert, &cn_type) {
@@ -135,12 +134,12 @@ fn proxy_header(s: &Session) -> Vec<u8> {
     proxy_protocol::header(s.peer, local, &facts)
 }
 
-fn log(s: &Session, upstream: Option<SocketAddr>, outcome: &str, started: Instant) {
+fn log(s: &Session, id: &Identity, upstream: Option<SocketAddr>, outcome: &str, started: Instant) {
     Access {
         decision: outcome,
         upstream: Some(upstream),
         total_time: Some(started.elapsed()),
-        ..s.access("tcp connection")
+        ..s.access(id, "tcp connection")
     }
     .emit();
 }

@@ -19,19 +19,23 @@ use self::balance::{Active, Avail, Balancer, Key, Tried};
 use crate::config::{Server, Upstream};
 use crate::conn::Conn;
 use crate::io::Socket;
-use crate::tls::{TlsStream, UpstreamTls};
+use crate::tls::{HandshakeError, TlsStream, UpstreamTls};
 
 /// An idle connection older than this is closed rather than reused: servers commonly close
 /// idle keep-alive connections after 60 s or more, and racing them costs a retry.
 const POOL_IDLE_MAX: Duration = Duration::from_secs(30);
 
-/// Why no connection to an upstream server could be had.
+/// Why no connection to an upstream server could be had. All but `Setup` are the server's side.
 #[derive(Debug)]
 pub enum ConnectError {
+    /// The TCP connect failed (refused, unreachable...).
     Refused(io::Error),
+    /// The TCP connect and the TLS handshake did not finish within `upstream_connect`.
     Timeout,
     /// The TLS handshake with the upstream failed (untrusted certificate, wrong name...).
-    Tls(String),
+    Tls(HandshakeError),
+    /// certgate could not set up the connection's TLS (its own side).
+    Setup(boring::error::ErrorStack),
 }
 
 impl std::fmt::Display for ConnectError {
@@ -39,7 +43,19 @@ impl std::fmt::Display for ConnectError {
         match self {
             Self::Refused(e) => write!(f, "connect failed: {e}"),
             Self::Timeout => f.write_str("connect timed out"),
-            Self::Tls(e) => write!(f, "upstream TLS failed: {e}"),
+            Self::Tls(e) => write!(f, "upstream TLS failed: {}", e.cause("server")),
+            Self::Setup(e) => write!(f, "cannot set up upstream TLS: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Refused(e) => Some(e),
+            Self::Timeout => None,
+            Self::Tls(e) => Some(e),
+            Self::Setup(e) => Some(e),
         }
     }
 }
@@ -229,12 +245,10 @@ pub async fn connect(
     let Some(tls) = tls else {
         return Ok(Conn::Plain(sock));
     };
-    let ssl = tls
-        .ssl_for(addr, host)
-        .map_err(|e| ConnectError::Tls(format!("cannot set up TLS: {e}")))?;
+    let ssl = tls.ssl_for(addr, host).map_err(ConnectError::Setup)?;
     match monoio::time::timeout_at(deadline, TlsStream::connect(ssl, sock)).await {
         Err(_) => Err(ConnectError::Timeout),
         Ok(Ok(t)) => Ok(Conn::Tls(Box::new(t))),
-        Ok(Err(e)) => Err(ConnectError::Tls(e.to_string())),
+        Ok(Err(e)) => Err(ConnectError::Tls(e)),
     }
 }

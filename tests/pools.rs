@@ -602,8 +602,8 @@ fn bad_pool_keys_name_the_key_and_line() {
     for (extra, key, reason) in [
         (
             &["balance = \"random\""][..],
-            "upstream.balance",
-            "unknown variant",
+            "upstream[0].balance",
+            "unknown value \"random\" (valid: round_robin, least_conn, client_hash)",
         ),
         (&["tries = 0"][..], "upstream[0].tries", "at least 1"),
         (
@@ -623,8 +623,8 @@ fn bad_pool_keys_name_the_key_and_line() {
         ),
         (
             &["[upstream.health]", "rise = 2"][..],
-            "upstream.health.rise",
-            "unknown field",
+            "upstream[0].health.rise",
+            "unknown key `rise`",
         ),
     ] {
         let mut config = Config::new().upstream(&[addr]);

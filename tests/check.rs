@@ -766,3 +766,31 @@ fn upstream_client_certificate_mistakes_are_explained() {
         &["does not match the certificate (CN=client.1.local"],
     );
 }
+
+#[test]
+fn min_version_and_proxy_protocol_take_the_spellings_users_write() {
+    for v in ["1.2", "1.3", "TLSv1.2", "TLSv1.3", "tls1.3"] {
+        let text = good(&Config::new().tls_extra(&format!("min_version = \"{v}\"")));
+        assert_accepted(v, &text);
+    }
+    for (line, reason) in [
+        (
+            "min_version = \"1.4\"",
+            "\"1.4\" is not a TLS version: write \"1.2\" or \"1.3\"",
+        ),
+        ("min_version = \"TLSv1.1\"", "TLS 1.0 and 1.1 are obsolete"),
+        ("min_version = 1.3", "write it as a string: \"1.3\""),
+    ] {
+        let text = good(&Config::new().tls_extra(line));
+        assert_refused_at(line, &text, line, "listener[0].tls.min_version", &[reason]);
+    }
+    let line = "proxy_protocol = \"v1\"";
+    let text = good(&Config::new().upstream_extra(line));
+    assert_refused_at(
+        line,
+        &text,
+        line,
+        "upstream[0].proxy_protocol",
+        &["only \"v2\" is built", "write proxy_protocol = \"v2\""],
+    );
+}

@@ -3,6 +3,9 @@
 //! Values whose errors are reported after parsing (paths, rules, names) keep their source span,
 //! so `Config::load` can name the line.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -105,8 +108,8 @@ pub struct TlsFile {
     /// Leaf certificate followed by its intermediates, PEM.
     pub certificate: Spanned<String>,
     pub private_key: Spanned<String>,
-    /// Lowest protocol version accepted: "1.2" or "1.3".
-    pub min_version: Option<Spanned<String>>,
+    /// Lowest protocol version accepted (default: TLS 1.2).
+    pub min_version: Option<TlsVersion>,
     /// TLS session tickets (TLS 1.2 and 1.3 resumption without server state).
     #[serde(default = "yes")]
     pub session_tickets: bool,
@@ -160,8 +163,7 @@ pub struct ClientAuthFile {
     #[serde(default)]
     pub mode: VerifyMode,
     pub ca: Option<Spanned<String>>,
-    #[serde(default = "default_verify_depth")]
-    pub verify_depth: u32,
+    pub verify_depth: Option<u32>,
     #[serde(default)]
     pub reject: Reject,
     #[serde(default)]
@@ -227,8 +229,7 @@ pub struct UpstreamFile {
     pub name: Spanned<String>,
     pub servers: Spanned<Vec<Spanned<String>>>,
     /// Idle connections kept per worker and server.
-    #[serde(default = "default_keepalive")]
-    pub keepalive: usize,
+    pub keepalive: Option<usize>,
     /// How a server is chosen: `round_robin`, `least_conn` or `client_hash`.
     #[serde(default)]
     pub balance: super::Balance,
@@ -238,8 +239,8 @@ pub struct UpstreamFile {
     pub health: Option<super::HealthFile>,
     /// TLS towards the servers (verification, client certificate, SNI).
     pub tls: Option<UpstreamTlsFile>,
-    /// `"v2"`: a PROXY protocol v2 header opens each connection (tcp listeners only).
-    pub proxy_protocol: Option<Spanned<String>>,
+    /// A PROXY protocol header opens each connection (tcp listeners only).
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -269,10 +270,157 @@ fn default_log_level() -> String {
     "info".into()
 }
 
-fn default_verify_depth() -> u32 {
-    1
+/// `tls.min_version`: the lowest TLS version a listener accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsVersion {
+    #[default]
+    Tls12,
+    Tls13,
 }
 
-fn default_keepalive() -> usize {
-    32
+impl Keyword for TlsVersion {
+    const EXPECTING: &'static str = "a TLS version, \"1.2\" or \"1.3\"";
+
+    /// `1.3`, `TLSv1.3` (OpenSSL's and nginx's spelling) or `tls1.3`, in any case.
+    fn from_word(word: &str) -> Result<Self, String> {
+        let lower = word.trim().to_ascii_lowercase();
+        let number = lower
+            .strip_prefix("tlsv")
+            .or_else(|| lower.strip_prefix("tls"))
+            .unwrap_or(&lower);
+        match number {
+            "1.2" => Ok(TlsVersion::Tls12),
+            "1.3" => Ok(TlsVersion::Tls13),
+            "1.0" | "1.1" | "1" => Err(format!(
+                "{word:?} is not accepted: TLS 1.0 and 1.1 are obsolete (RFC 8996); write \"1.2\" \
+                 or \"1.3\""
+            )),
+            _ => Err(format!(
+                "{word:?} is not a TLS version: write \"1.2\" or \"1.3\" (\"TLSv1.2\", \
+                 \"TLSv1.3\", \"tls1.2\" and \"tls1.3\" also work)"
+            )),
+        }
+    }
+}
+
+/// `proxy_protocol`: the PROXY protocol header sent to the servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// The binary header (haproxy's `send-proxy-v2`), with the client's identity in TLVs.
+    V2,
+}
+
+impl Keyword for ProxyProtocol {
+    const EXPECTING: &'static str = "a PROXY protocol version, \"v2\"";
+
+    fn from_word(word: &str) -> Result<Self, String> {
+        match word {
+            "v2" => Ok(ProxyProtocol::V2),
+            "v1" => Err(
+                "\"v1\" is not supported: only \"v2\" is built (the binary header, which also \
+                 carries the client certificate's identity); write proxy_protocol = \"v2\""
+                    .into(),
+            ),
+            _ => Err(format!("{word:?} is not supported (only \"v2\")")),
+        }
+    }
+}
+
+/// A value written as one of a few words, parsed by serde with a message that lists them.
+trait Keyword: Sized {
+    /// What serde says it expected on a value of another type.
+    const EXPECTING: &'static str;
+    fn from_word(word: &str) -> Result<Self, String>;
+
+    /// An unquoted number (`min_version = 1.3`): refused, with the quoted spelling when quoting
+    /// it would do.
+    fn from_number(n: f64) -> Result<Self, String> {
+        let word = n.to_string();
+        Self::from_word(&word)?;
+        Err(format!("write it as a string: \"{word}\""))
+    }
+}
+
+struct KeywordVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T: Keyword> Visitor<'_> for KeywordVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::from_word(v).map_err(E::custom)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        T::from_number(v).map_err(E::custom)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        T::from_number(v as f64).map_err(E::custom)
+    }
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(KeywordVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyProtocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(KeywordVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_versions_take_the_spellings_users_write() {
+        for (word, v) in [
+            ("1.2", TlsVersion::Tls12),
+            ("1.3", TlsVersion::Tls13),
+            ("TLSv1.2", TlsVersion::Tls12),
+            ("TLSv1.3", TlsVersion::Tls13),
+            ("tls1.3", TlsVersion::Tls13),
+            ("TLS1.2", TlsVersion::Tls12),
+        ] {
+            assert_eq!(TlsVersion::from_word(word), Ok(v), "{word}");
+        }
+        for word in ["1.4", "TLSv1.1", "1.0", "", "v1.3", "SSLv3"] {
+            let e = TlsVersion::from_word(word).unwrap_err();
+            assert!(e.contains("\"1.2\" or \"1.3\""), "{word}: {e}");
+        }
+        assert_eq!(
+            TlsVersion::from_number(1.3),
+            Err("write it as a string: \"1.3\"".into())
+        );
+    }
+
+    #[test]
+    fn proxy_protocol_is_v2_only() {
+        assert_eq!(ProxyProtocol::from_word("v2"), Ok(ProxyProtocol::V2));
+        let e = ProxyProtocol::from_word("v1").unwrap_err();
+        assert!(e.contains("only \"v2\" is built"), "{e}");
+        let e = ProxyProtocol::from_word("yes").unwrap_err();
+        assert!(e.contains("only \"v2\""), "{e}");
+    }
+
+    #[test]
+    fn serde_reports_keyword_errors_on_the_value() {
+        #[derive(Debug, Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            v: TlsVersion,
+        }
+        let e = toml::from_str::<T>("v = \"1.9\"\n").unwrap_err();
+        assert!(e.message().contains("\"1.9\" is not a TLS version"), "{e}");
+        assert_eq!(e.span(), Some(4..9));
+        let e = toml::from_str::<T>("v = true\n").unwrap_err();
+        assert!(e.message().contains("\"1.2\" or \"1.3\""), "{e}");
+    }
 }

@@ -21,9 +21,10 @@ use boring::ssl::SslContext;
 use toml::Spanned;
 
 use self::file::{ConfigFile, ListenerFile, UpstreamFile};
-pub use self::file::{IoMode, ListenerMode, Reject, VerifyMode};
+pub use self::file::{IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, VerifyMode};
 pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
 use crate::http::StripSet;
+use crate::identity::rules::Family;
 use crate::identity::Rules;
 use crate::tls::{TicketKey, TicketKeys, UpstreamTls};
 
@@ -31,6 +32,19 @@ use crate::tls::{TicketKey, TicketKeys, UpstreamTls};
 /// heads, but one head over 32 KiB is almost always abuse.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
+/// Intermediate CAs allowed between a client certificate and a trusted CA (nginx's default).
+pub const DEFAULT_VERIFY_DEPTH: u32 = 1;
+/// Verified client chains remembered per listener.
+pub const DEFAULT_VERIFY_CACHE_SIZE: usize = 10_000;
+/// TLS 1.2 session-ID cache entries shared by all workers (about what nginx's
+/// `ssl_session_cache shared:SSL:5m` holds).
+pub const DEFAULT_SESSION_CACHE_SIZE: u32 = 20 * 1024;
+/// Session lifetime (nginx's `ssl_session_timeout` default).
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often random ticket keys are replaced.
+pub const DEFAULT_TICKET_ROTATION: Duration = Duration::from_secs(3600);
+/// Idle connections kept per worker and server.
+pub const DEFAULT_KEEPALIVE: usize = 32;
 /// The largest request head a listener may accept: larger buffers per connection only help
 /// abuse (nginx's largest usual `large_client_header_buffers` is far below).
 pub const MAX_MAX_HEADER_BYTES: usize = 1024 * 1024;
@@ -467,31 +481,20 @@ impl Cx<'_> {
             ));
         }
         let servers = self.servers(i, u)?;
-        if u.keepalive > MAX_KEEPALIVE {
+        let keepalive = u.keepalive.unwrap_or(DEFAULT_KEEPALIVE);
+        if keepalive > MAX_KEEPALIVE {
             return Err(self.err::<String>(
                 None,
                 &key("keepalive"),
                 &format!(
-                    "{} is more than {MAX_KEEPALIVE} idle connections per worker and server \
-                     (0 keeps none; the default is 32)",
-                    u.keepalive
+                    "{keepalive} is more than {MAX_KEEPALIVE} idle connections per worker and \
+                     server (0 keeps none; the default is {DEFAULT_KEEPALIVE})"
                 ),
             ));
         }
         let tls = match &u.tls {
             None => None,
             Some(t) => Some(self.upstream_tls(i, t)?),
-        };
-        let proxy_protocol = match &u.proxy_protocol {
-            None => false,
-            Some(v) if v.get_ref() == "v2" => true,
-            Some(v) => {
-                return Err(self.err(
-                    Some(v),
-                    &key("proxy_protocol"),
-                    &format!("{:?} is not supported (only \"v2\")", v.get_ref()),
-                ))
-            }
         };
         Ok(Upstream {
             name: name.to_owned(),
@@ -500,9 +503,9 @@ impl Cx<'_> {
             health_check: self.health_check(i, u)?,
             health: crate::upstream::health::Health::new(servers.len()),
             servers,
-            keepalive: u.keepalive,
+            keepalive,
             tls,
-            proxy_protocol,
+            proxy_protocol: u.proxy_protocol == Some(ProxyProtocol::V2),
             retired: Default::default(),
         })
     }
@@ -608,275 +611,24 @@ impl Cx<'_> {
                     ),
                 )
             })?;
-
-        let auth_file = l.client_auth.as_ref();
-        let mode = auth_file.map(|a| a.mode).unwrap_or_default();
-        let reject = auth_file.map(|a| a.reject).unwrap_or_default();
-        let empty = Vec::new();
-        let rule_list = |f: fn(&file::ClientAuthFile) -> &Vec<Spanned<String>>| {
-            auth_file.map(f).unwrap_or(&empty)
-        };
-        let (subjects, issuers, sans) = (
-            rule_list(|a| &a.allow_subjects),
-            rule_list(|a| &a.allow_issuers),
-            rule_list(|a| &a.allow_sans),
-        );
-        let texts =
-            |v: &Vec<Spanned<String>>| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
-        let rules =
-            Rules::compile(&texts(subjects), &texts(issuers), &texts(sans)).map_err(|e| {
-                let family = match e.family {
-                    "allow_subjects" => subjects,
-                    "allow_issuers" => issuers,
-                    _ => sans,
-                };
-                self.err(family.get(e.index), &key(&e.key()), &e.reason())
-            })?;
-        for w in rules.warnings() {
-            self.warn(&key(&w.key()), &w.reason());
-        }
-        if mode == VerifyMode::Off && !rules.is_empty() {
-            return Err(self.err::<String>(
-                None,
-                &key("client_auth.mode"),
-                "allow_* rules need client certificates: set mode to required, optional or optional_no_ca",
-            ));
-        }
-
-        let mut tickets = None;
-        let tls = match &l.tls {
-            None => {
-                if mode != VerifyMode::Off {
-                    return Err(self.err::<String>(
-                        None,
-                        &key("client_auth"),
-                        "client certificates need TLS: add [listener.tls]",
-                    ));
-                }
-                None
+        let client_auth = self.client_auth(i, l.client_auth.as_ref())?;
+        let (tls, tickets) = match &l.tls {
+            None if client_auth.mode != VerifyMode::Off => {
+                return Err(self.err::<String>(
+                    None,
+                    &key("client_auth"),
+                    "client certificates need TLS: add [listener.tls]",
+                ))
             }
+            None => (None, None),
             Some(t) => {
-                let (cert_path, cert_pem) = self.read(&t.certificate, &key("tls.certificate"))?;
-                let (key_path, key_pem) = self.read(&t.private_key, &key("tls.private_key"))?;
-                pem::identity(&cert_pem, &key_pem).map_err(|(which, r)| match which {
-                    pem::Which::Certificate => {
-                        self.err(Some(&t.certificate), &key("tls.certificate"), &r)
-                    }
-                    pem::Which::PrivateKey => {
-                        self.err(Some(&t.private_key), &key("tls.private_key"), &r)
-                    }
-                })?;
-                let ca = match auth_file.and_then(|a| a.ca.as_ref()) {
-                    Some(ca) => {
-                        let read = self.read(ca, &key("client_auth.ca"))?;
-                        pem::cas(&read.1)
-                            .map_err(|r| self.err(Some(ca), &key("client_auth.ca"), &r))?;
-                        Some(read)
-                    }
-                    None if matches!(mode, VerifyMode::Required | VerifyMode::Optional) => {
-                        return Err(self.err::<String>(
-                            None,
-                            &key("client_auth.ca"),
-                            "is required when mode is required or optional",
-                        ))
-                    }
-                    None => None,
-                };
-                let min_tls13 = match &t.min_version {
-                    None => false,
-                    Some(v) => match v.get_ref().as_str() {
-                        "1.2" | "TLSv1.2" => false,
-                        "1.3" | "TLSv1.3" => true,
-                        other => {
-                            return Err(self.err(
-                                Some(v),
-                                &key("tls.min_version"),
-                                &format!("{other:?} is not \"1.2\" or \"1.3\""),
-                            ))
-                        }
-                    },
-                };
-                if t.session_tickets {
-                    tickets = Some(if t.session_ticket_keys.is_empty() {
-                        let k = key("tls.session_ticket_rotation");
-                        let every = self.timeout(
-                            &t.session_ticket_rotation,
-                            &k,
-                            Duration::from_secs(3600),
-                            MAX_IO_TIMEOUT,
-                        )?;
-                        if every < Duration::from_secs(1) {
-                            return Err(self.err(
-                                t.session_ticket_rotation.as_ref(),
-                                &k,
-                                "must be at least \"1s\" (every rotation makes older tickets \
-                                 useless sooner; the default is \"1h\")",
-                            ));
-                        }
-                        TicketKeys::rotating(every)
-                    } else {
-                        let mut keys = Vec::new();
-                        for f in &t.session_ticket_keys {
-                            let k = key("tls.session_ticket_keys");
-                            let (path, bytes) = self.read(f, &k)?;
-                            let parsed = TicketKey::from_nginx_bytes(&bytes).map_err(|r| {
-                                self.err(Some(f), &k, &format!("{}: {r}", path.display()))
-                            })?;
-                            keys.push(parsed);
-                        }
-                        TicketKeys::fixed(keys)
-                    });
-                }
-                let session_timeout = self.duration(
-                    &t.session_timeout,
-                    &key("tls.session_timeout"),
-                    Duration::from_secs(300),
-                )?;
-                if session_timeout < Duration::from_secs(1) || session_timeout > MAX_SESSION_TIMEOUT
-                {
-                    return Err(self.err(
-                        t.session_timeout.as_ref(),
-                        &key("tls.session_timeout"),
-                        &format!(
-                            "must be from \"1s\" to \"7d\" (RFC 8446's longest session \
-                             lifetime), not {}; to turn resumption off write \
-                             session_tickets = false and session_cache_size = 0",
-                            duration::show(session_timeout)
-                        ),
-                    ));
-                }
-                let verify_depth = auth_file.map(|a| a.verify_depth).unwrap_or(1);
-                if verify_depth > MAX_VERIFY_DEPTH {
-                    return Err(self.err::<String>(
-                        None,
-                        &key("client_auth.verify_depth"),
-                        &format!(
-                            "{verify_depth} is more than {MAX_VERIFY_DEPTH} (intermediate CAs \
-                             between a client certificate and a trusted CA; nginx's default is 1)"
-                        ),
-                    ));
-                }
-                let verify_cache = auth_file
-                    .and_then(|a| a.verify_cache_size)
-                    .unwrap_or(10_000);
-                if verify_cache > MAX_VERIFY_CACHE {
-                    return Err(self.err::<String>(
-                        None,
-                        &key("client_auth.verify_cache_size"),
-                        &format!(
-                            "{verify_cache} is more than {MAX_VERIFY_CACHE} entries (0 turns \
-                             the cache off; the default is 10000)"
-                        ),
-                    ));
-                }
-                let settings = crate::tls::ServerSettings {
-                    cert_pem: &cert_pem,
-                    key_pem: &key_pem,
-                    ca_pem: ca.as_ref().map(|(_, b)| b.as_slice()),
-                    mode,
-                    reject,
-                    verify_depth,
-                    min_tls13,
-                    policy_tag: &policy_tag(&[subjects, issuers, sans]),
-                    tickets: tickets.as_ref(),
-                    session_cache_size: t.session_cache_size.unwrap_or(20 * 1024),
-                    session_timeout,
-                    verify_cache,
-                };
-                let ctx = crate::tls::server_context(&settings).map_err(|e| {
-                    let (at, k, p) = match e.part {
-                        crate::tls::Part::Certificate => {
-                            (&t.certificate, "tls.certificate", &cert_path)
-                        }
-                        crate::tls::Part::PrivateKey => {
-                            (&t.private_key, "tls.private_key", &key_path)
-                        }
-                        crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
-                            Some(ca) => (ca, "client_auth.ca", &cert_path),
-                            None => (&t.certificate, "tls", &cert_path),
-                        },
-                    };
-                    let _ = p;
-                    self.err(Some(at), &key(k), &pem::explain(&e.reason))
-                })?;
-                Some(ctx)
+                let (ctx, tickets) = self.server_tls(i, t, l.client_auth.as_ref(), &client_auth)?;
+                (Some(ctx), tickets)
             }
         };
-
-        let timeouts = {
-            let t = &l.timeouts;
-            let d = Timeouts::default();
-            let io = |at: &Option<Spanned<String>>, k: &str, default: Duration| {
-                self.timeout(at, &key(&format!("timeouts.{k}")), default, MAX_IO_TIMEOUT)
-            };
-            // keepalive_idle = 0 turns keep-alive off, as nginx's `keepalive_timeout 0`.
-            let keepalive_idle = self.duration(
-                &t.keepalive_idle,
-                &key("timeouts.keepalive_idle"),
-                d.keepalive_idle,
-            )?;
-            if keepalive_idle > MAX_IO_TIMEOUT {
-                return Err(self.err(
-                    t.keepalive_idle.as_ref(),
-                    &key("timeouts.keepalive_idle"),
-                    &format!(
-                        "{} is longer than the most allowed, {} (0 turns keep-alive off)",
-                        duration::show(keepalive_idle),
-                        duration::show(MAX_IO_TIMEOUT)
-                    ),
-                ));
-            }
-            Timeouts {
-                handshake: io(&t.handshake, "handshake", d.handshake)?,
-                request_head: io(&t.request_head, "request_head", d.request_head)?,
-                keepalive_idle,
-                upstream_connect: io(&t.upstream_connect, "upstream_connect", d.upstream_connect)?,
-                upstream_read: io(&t.upstream_read, "upstream_read", d.upstream_read)?,
-                body_idle: io(&t.body_idle, "body_idle", d.body_idle)?,
-            }
-        };
-        let max_header_bytes = l
-            .limits
-            .max_header_bytes
-            .unwrap_or(DEFAULT_MAX_HEADER_BYTES);
-        if !(1024..=MAX_MAX_HEADER_BYTES).contains(&max_header_bytes) {
-            return Err(self.err::<String>(
-                None,
-                &key("limits.max_header_bytes"),
-                &format!(
-                    "{max_header_bytes} is not from 1024 to {MAX_MAX_HEADER_BYTES} (bytes of a \
-                     request head; the default is {DEFAULT_MAX_HEADER_BYTES})"
-                ),
-            ));
-        }
-        let max_connections = l.limits.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
-        if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
-            return Err(self.err::<String>(
-                None,
-                &key("limits.max_connections"),
-                &format!(
-                    "{max_connections} is not from 1 to {MAX_CONNECTIONS} (connections per \
-                     worker; the default is {DEFAULT_MAX_CONNECTIONS})"
-                ),
-            ));
-        }
-        let mut max_requests_per_connection = l.limits.max_requests_per_connection.unwrap_or(0);
-        if timeouts.keepalive_idle.is_zero() {
-            max_requests_per_connection = 1;
-        }
-        let limits = Limits {
-            max_header_bytes,
-            max_connections,
-            max_requests_per_connection,
-        };
-        let (headers, strip, header_warnings) =
-            headers::identity_headers(&l.headers).map_err(|e| {
-                self.err::<String>(None, &key(&format!("headers.{}", e.key)), &e.reason)
-            })?;
-        for (k, reason) in header_warnings {
-            self.warn(&key(&format!("headers.{k}")), &reason);
-        }
-
+        let timeouts = self.timeouts(i, &l.timeouts)?;
+        let limits = self.limits(i, &l.limits, &timeouts)?;
+        let (headers, strip) = self.headers(i, &l.headers)?;
         if l.mode == ListenerMode::Http && upstreams[upstream].proxy_protocol {
             return Err(self.err(
                 Some(&l.upstream),
@@ -896,26 +648,336 @@ impl Cx<'_> {
             upstream,
             tls,
             tickets,
-            client_auth: ClientAuth {
-                mode,
-                reject,
-                rules,
-                rule_count: subjects.len() + issuers.len() + sans.len(),
-            },
+            client_auth,
             timeouts,
             limits,
             headers,
             strip,
         })
     }
+
+    /// `[listener.client_auth]` of `listener[i]`: the verify mode and the compiled rules.
+    fn client_auth(
+        &self,
+        i: usize,
+        auth: Option<&file::ClientAuthFile>,
+    ) -> Result<ClientAuth, ConfigError> {
+        let key = |k: &str| format!("listener[{i}].{k}");
+        let mode = auth.map(|a| a.mode).unwrap_or_default();
+        let reject = auth.map(|a| a.reject).unwrap_or_default();
+        let texts = |f: Family| -> Vec<String> {
+            rules_of(auth, f)
+                .iter()
+                .map(|s| s.get_ref().clone())
+                .collect()
+        };
+        let rules = Rules::compile(
+            &texts(Family::Subjects),
+            &texts(Family::Issuers),
+            &texts(Family::Sans),
+        )
+        .map_err(|e| {
+            self.err(
+                rules_of(auth, e.family).get(e.index),
+                &key(&e.key()),
+                &e.reason(),
+            )
+        })?;
+        for w in rules.warnings() {
+            self.warn(&key(&w.key()), &w.reason());
+        }
+        if mode == VerifyMode::Off && !rules.is_empty() {
+            return Err(self.err::<String>(
+                None,
+                &key("client_auth.mode"),
+                "allow_* rules need client certificates: set mode to required, optional or optional_no_ca",
+            ));
+        }
+        Ok(ClientAuth {
+            mode,
+            reject,
+            rules,
+            rule_count: FAMILIES.iter().map(|f| rules_of(auth, *f).len()).sum(),
+        })
+    }
+
+    /// `[listener.tls]` of `listener[i]`: the server context (certificate, client CAs,
+    /// verification, resumption) and its ticket keys.
+    fn server_tls(
+        &self,
+        i: usize,
+        t: &file::TlsFile,
+        auth_file: Option<&file::ClientAuthFile>,
+        auth: &ClientAuth,
+    ) -> Result<(SslContext, Option<Arc<TicketKeys>>), ConfigError> {
+        let key = |k: &str| format!("listener[{i}].{k}");
+        let (_, cert_pem) = self.read(&t.certificate, &key("tls.certificate"))?;
+        let (_, key_pem) = self.read(&t.private_key, &key("tls.private_key"))?;
+        pem::identity(&cert_pem, &key_pem).map_err(|(which, r)| match which {
+            pem::Which::Certificate => self.err(Some(&t.certificate), &key("tls.certificate"), &r),
+            pem::Which::PrivateKey => self.err(Some(&t.private_key), &key("tls.private_key"), &r),
+        })?;
+        let ca = self.client_ca(i, auth_file, auth.mode)?;
+        let tickets = self.session_tickets(i, t)?;
+        let session_timeout = self.session_timeout(i, t)?;
+        let (verify_depth, verify_cache) = self.verification(i, auth_file)?;
+        let settings = crate::tls::ServerSettings {
+            cert_pem: &cert_pem,
+            key_pem: &key_pem,
+            ca_pem: ca.as_deref(),
+            mode: auth.mode,
+            reject: auth.reject,
+            verify_depth,
+            min_tls13: t.min_version.unwrap_or_default() == TlsVersion::Tls13,
+            policy_tag: &policy_tag(auth_file),
+            tickets: tickets.as_ref(),
+            session_cache_size: t.session_cache_size.unwrap_or(DEFAULT_SESSION_CACHE_SIZE),
+            session_timeout,
+            verify_cache,
+        };
+        let ctx = crate::tls::server_context(&settings).map_err(|e| {
+            let (at, k) = match e.part {
+                crate::tls::Part::Certificate => (&t.certificate, "tls.certificate"),
+                crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key"),
+                crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
+                    Some(ca) => (ca, "client_auth.ca"),
+                    None => (&t.certificate, "tls"),
+                },
+            };
+            self.err(Some(at), &key(k), &pem::explain(&e.reason))
+        })?;
+        Ok((ctx, tickets))
+    }
+
+    /// `client_auth.ca` of `listener[i]`, read and checked; required by the modes that verify.
+    fn client_ca(
+        &self,
+        i: usize,
+        auth_file: Option<&file::ClientAuthFile>,
+        mode: VerifyMode,
+    ) -> Result<Option<Vec<u8>>, ConfigError> {
+        let key = format!("listener[{i}].client_auth.ca");
+        match auth_file.and_then(|a| a.ca.as_ref()) {
+            Some(ca) => {
+                let (_, pem) = self.read(ca, &key)?;
+                pem::cas(&pem).map_err(|r| self.err(Some(ca), &key, &r))?;
+                Ok(Some(pem))
+            }
+            None if matches!(mode, VerifyMode::Required | VerifyMode::Optional) => {
+                Err(self.err::<String>(None, &key, "is required when mode is required or optional"))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The ticket keys of `listener[i]`: from `session_ticket_keys`, or random and rotated;
+    /// None when `session_tickets = false`.
+    fn session_tickets(
+        &self,
+        i: usize,
+        t: &file::TlsFile,
+    ) -> Result<Option<Arc<TicketKeys>>, ConfigError> {
+        if !t.session_tickets {
+            return Ok(None);
+        }
+        if t.session_ticket_keys.is_empty() {
+            let k = format!("listener[{i}].tls.session_ticket_rotation");
+            let every = self.timeout(
+                &t.session_ticket_rotation,
+                &k,
+                DEFAULT_TICKET_ROTATION,
+                MAX_IO_TIMEOUT,
+            )?;
+            if every < Duration::from_secs(1) {
+                return Err(self.err(
+                    t.session_ticket_rotation.as_ref(),
+                    &k,
+                    &format!(
+                        "must be at least \"1s\" (every rotation makes older tickets useless \
+                         sooner; the default is \"{}\")",
+                        duration::show(DEFAULT_TICKET_ROTATION)
+                    ),
+                ));
+            }
+            return Ok(Some(TicketKeys::rotating(every)));
+        }
+        let k = format!("listener[{i}].tls.session_ticket_keys");
+        let mut keys = Vec::new();
+        for f in &t.session_ticket_keys {
+            let (path, bytes) = self.read(f, &k)?;
+            let parsed = TicketKey::from_nginx_bytes(&bytes)
+                .map_err(|r| self.err(Some(f), &k, &format!("{}: {r}", path.display())))?;
+            keys.push(parsed);
+        }
+        Ok(Some(TicketKeys::fixed(keys)))
+    }
+
+    /// `tls.session_timeout` of `listener[i]`.
+    fn session_timeout(&self, i: usize, t: &file::TlsFile) -> Result<Duration, ConfigError> {
+        let k = format!("listener[{i}].tls.session_timeout");
+        let session_timeout = self.duration(&t.session_timeout, &k, DEFAULT_SESSION_TIMEOUT)?;
+        if session_timeout < Duration::from_secs(1) || session_timeout > MAX_SESSION_TIMEOUT {
+            return Err(self.err(
+                t.session_timeout.as_ref(),
+                &k,
+                &format!(
+                    "must be from \"1s\" to \"7d\" (RFC 8446's longest session lifetime), not \
+                     {}; to turn resumption off write session_tickets = false and \
+                     session_cache_size = 0",
+                    duration::show(session_timeout)
+                ),
+            ));
+        }
+        Ok(session_timeout)
+    }
+
+    /// `client_auth.verify_depth` and `client_auth.verify_cache_size` of `listener[i]`.
+    fn verification(
+        &self,
+        i: usize,
+        auth_file: Option<&file::ClientAuthFile>,
+    ) -> Result<(u32, usize), ConfigError> {
+        let key = |k: &str| format!("listener[{i}].client_auth.{k}");
+        let verify_depth = auth_file
+            .and_then(|a| a.verify_depth)
+            .unwrap_or(DEFAULT_VERIFY_DEPTH);
+        if verify_depth > MAX_VERIFY_DEPTH {
+            return Err(self.err::<String>(
+                None,
+                &key("verify_depth"),
+                &format!(
+                    "{verify_depth} is more than {MAX_VERIFY_DEPTH} (intermediate CAs between a \
+                     client certificate and a trusted CA; nginx's default is \
+                     {DEFAULT_VERIFY_DEPTH})"
+                ),
+            ));
+        }
+        let verify_cache = auth_file
+            .and_then(|a| a.verify_cache_size)
+            .unwrap_or(DEFAULT_VERIFY_CACHE_SIZE);
+        if verify_cache > MAX_VERIFY_CACHE {
+            return Err(self.err::<String>(
+                None,
+                &key("verify_cache_size"),
+                &format!(
+                    "{verify_cache} is more than {MAX_VERIFY_CACHE} entries (0 turns the cache \
+                     off; the default is {DEFAULT_VERIFY_CACHE_SIZE})"
+                ),
+            ));
+        }
+        Ok((verify_depth, verify_cache))
+    }
+
+    /// `[listener.timeouts]` of `listener[i]`.
+    fn timeouts(&self, i: usize, t: &file::TimeoutsFile) -> Result<Timeouts, ConfigError> {
+        let key = |k: &str| format!("listener[{i}].timeouts.{k}");
+        let d = Timeouts::default();
+        let io = |at: &Option<Spanned<String>>, k: &str, default: Duration| {
+            self.timeout(at, &key(k), default, MAX_IO_TIMEOUT)
+        };
+        // keepalive_idle = 0 turns keep-alive off, as nginx's `keepalive_timeout 0`.
+        let keepalive_idle =
+            self.duration(&t.keepalive_idle, &key("keepalive_idle"), d.keepalive_idle)?;
+        if keepalive_idle > MAX_IO_TIMEOUT {
+            return Err(self.err(
+                t.keepalive_idle.as_ref(),
+                &key("keepalive_idle"),
+                &format!(
+                    "{} is longer than the most allowed, {} (0 turns keep-alive off)",
+                    duration::show(keepalive_idle),
+                    duration::show(MAX_IO_TIMEOUT)
+                ),
+            ));
+        }
+        Ok(Timeouts {
+            handshake: io(&t.handshake, "handshake", d.handshake)?,
+            request_head: io(&t.request_head, "request_head", d.request_head)?,
+            keepalive_idle,
+            upstream_connect: io(&t.upstream_connect, "upstream_connect", d.upstream_connect)?,
+            upstream_read: io(&t.upstream_read, "upstream_read", d.upstream_read)?,
+            body_idle: io(&t.body_idle, "body_idle", d.body_idle)?,
+        })
+    }
+
+    /// `[listener.limits]` of `listener[i]`; `keepalive_idle = 0` allows one request per
+    /// connection.
+    fn limits(
+        &self,
+        i: usize,
+        l: &file::LimitsFile,
+        timeouts: &Timeouts,
+    ) -> Result<Limits, ConfigError> {
+        let key = |k: &str| format!("listener[{i}].limits.{k}");
+        let max_header_bytes = l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+        if !(1024..=MAX_MAX_HEADER_BYTES).contains(&max_header_bytes) {
+            return Err(self.err::<String>(
+                None,
+                &key("max_header_bytes"),
+                &format!(
+                    "{max_header_bytes} is not from 1024 to {MAX_MAX_HEADER_BYTES} (bytes of a \
+                     request head; the default is {DEFAULT_MAX_HEADER_BYTES})"
+                ),
+            ));
+        }
+        let max_connections = l.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
+            return Err(self.err::<String>(
+                None,
+                &key("max_connections"),
+                &format!(
+                    "{max_connections} is not from 1 to {MAX_CONNECTIONS} (connections per \
+                     worker; the default is {DEFAULT_MAX_CONNECTIONS})"
+                ),
+            ));
+        }
+        let max_requests_per_connection = if timeouts.keepalive_idle.is_zero() {
+            1
+        } else {
+            l.max_requests_per_connection.unwrap_or(0)
+        };
+        Ok(Limits {
+            max_header_bytes,
+            max_connections,
+            max_requests_per_connection,
+        })
+    }
+
+    /// `[listener.headers]` of `listener[i]`: the identity header names and the strip set.
+    fn headers(
+        &self,
+        i: usize,
+        h: &file::HeadersFile,
+    ) -> Result<(IdentityHeaders, StripSet), ConfigError> {
+        let key = |k: &str| format!("listener[{i}].headers.{k}");
+        let (headers, strip, warnings) = headers::identity_headers(h)
+            .map_err(|e| self.err::<String>(None, &key(&e.key), &e.reason))?;
+        for (k, reason) in warnings {
+            self.warn(&key(&k), &reason);
+        }
+        Ok((headers, strip))
+    }
+}
+
+/// The rule families in the order they are compiled and tagged.
+const FAMILIES: [Family; 3] = [Family::Subjects, Family::Issuers, Family::Sans];
+
+/// The rules of one family as written (none without `[listener.client_auth]`).
+fn rules_of(auth: Option<&file::ClientAuthFile>, family: Family) -> &[Spanned<String>] {
+    match (auth, family) {
+        (None, _) => &[],
+        (Some(a), Family::Subjects) => &a.allow_subjects,
+        (Some(a), Family::Issuers) => &a.allow_issuers,
+        (Some(a), Family::Sans) => &a.allow_sans,
+    }
 }
 
 /// The rules' texts, family by family, so that the TLS session ID context changes with them.
-fn policy_tag(families: &[&Vec<Spanned<String>>]) -> Vec<u8> {
+fn policy_tag(auth: Option<&file::ClientAuthFile>) -> Vec<u8> {
     let mut tag = Vec::new();
-    for family in families {
-        tag.extend_from_slice(&(family.len() as u64).to_le_bytes());
-        for rule in family.iter() {
+    for family in FAMILIES {
+        let rules = rules_of(auth, family);
+        tag.extend_from_slice(&(rules.len() as u64).to_le_bytes());
+        for rule in rules {
             tag.extend_from_slice(&(rule.get_ref().len() as u64).to_le_bytes());
             tag.extend_from_slice(rule.get_ref().as_bytes());
         }

@@ -844,8 +844,7 @@ fn attr_type_of(obj: &Asn1ObjectRef) -> AttrType {
 ///
 /// boring's `*Ref` types are `foreign-types` opaque wrappers: by that crate's contract a
 /// `&X509NameEntryRef` *is* the `X509_NAME_ENTRY *` (this cast is exactly what
-/// `ForeignTypeRef::as_ptr` does; we cannot name that trait because `foreign-types` is not a
-/// direct dependency).
+/// `ForeignTypeRef::as_ptr` does, kept as a cast so this module reads without that trait).
 mod ffi {
     use std::os::raw::c_int;
     use std::ptr;

@@ -28,9 +28,33 @@ use regex::Regex;
 use super::cert::{ClientCert, San};
 use super::dn::{Dn, DnError, DnKey};
 
-const SUBJECTS: &str = "allow_subjects";
-const ISSUERS: &str = "allow_issuers";
-const SANS: &str = "allow_sans";
+/// A list of rules, named by its config key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `allow_subjects`: the leaf's subject DN.
+    Subjects,
+    /// `allow_issuers`: the leaf's issuer DN.
+    Issuers,
+    /// `allow_sans`: the leaf's subjectAltNames.
+    Sans,
+}
+
+impl Family {
+    /// The config key under `client_auth`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Family::Subjects => "allow_subjects",
+            Family::Issuers => "allow_issuers",
+            Family::Sans => "allow_sans",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
 
 /// The compiled `allow_*` lists.
 #[derive(Clone, Debug, Default)]
@@ -50,8 +74,8 @@ impl Rules {
     ) -> Result<Rules, RuleError> {
         let mut warnings = Vec::new();
         Ok(Rules {
-            subjects: DnRules::compile(SUBJECTS, subjects, &mut warnings)?,
-            issuers: DnRules::compile(ISSUERS, issuers, &mut warnings)?,
+            subjects: DnRules::compile(Family::Subjects, subjects, &mut warnings)?,
+            issuers: DnRules::compile(Family::Issuers, issuers, &mut warnings)?,
             sans: SanRules::compile(sans)?,
             warnings,
         })
@@ -105,11 +129,21 @@ impl Rules {
         Ok(Admit {
             subject: self
                 .subjects
-                .resolve(subject, SUBJECTS, cert.subject_rfc2253, cert.subject_utf8)
+                .resolve(
+                    subject,
+                    Family::Subjects,
+                    cert.subject_rfc2253,
+                    cert.subject_utf8,
+                )
                 .ok_or(Refuse::Subject)?,
             issuer: self
                 .issuers
-                .resolve(issuer, ISSUERS, cert.issuer_rfc2253, cert.issuer_utf8)
+                .resolve(
+                    issuer,
+                    Family::Issuers,
+                    cert.issuer_rfc2253,
+                    cert.issuer_utf8,
+                )
                 .ok_or(Refuse::Issuer)?,
             san: self.sans.resolve(san, cert.sans).ok_or(Refuse::San)?,
         })
@@ -160,7 +194,7 @@ struct DnRules {
 
 impl DnRules {
     fn compile(
-        family: &'static str,
+        family: Family,
         rules: &[String],
         warnings: &mut Vec<RuleWarning>,
     ) -> Result<DnRules, RuleError> {
@@ -244,7 +278,7 @@ impl DnRules {
     fn resolve(
         &self,
         probe: Probe,
-        family: &'static str,
+        family: Family,
         dn: &str,
         utf8: Option<&str>,
     ) -> Option<Option<RuleRef<'_>>> {
@@ -468,7 +502,7 @@ impl SanRules {
         };
         for (index, rule) in rules.iter().enumerate() {
             out.add(index, rule)
-                .map_err(|kind| RuleError::new(SANS, index, rule, kind))?;
+                .map_err(|kind| RuleError::new(Family::Sans, index, rule, kind))?;
         }
         Ok(out)
     }
@@ -571,7 +605,7 @@ impl SanRules {
             Probe::Patterns => self.pattern_hit(sans)?,
             Probe::Miss => return None,
         };
-        Some(Some(RuleRef::new(SANS, index, &self.texts)))
+        Some(Some(RuleRef::new(Family::Sans, index, &self.texts)))
     }
 
     fn pattern_hit(&self, sans: &[San]) -> Option<usize> {
@@ -654,14 +688,13 @@ impl Glob {
 /// Which rule satisfied a family, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuleRef<'r> {
-    /// `allow_subjects`, `allow_issuers` or `allow_sans`.
-    pub family: &'static str,
+    pub family: Family,
     pub index: usize,
     pub text: &'r str,
 }
 
 impl<'r> RuleRef<'r> {
-    fn new(family: &'static str, index: usize, texts: &'r [String]) -> RuleRef<'r> {
+    fn new(family: Family, index: usize, texts: &'r [String]) -> RuleRef<'r> {
         RuleRef {
             family,
             index,
@@ -730,15 +763,14 @@ impl std::error::Error for Refuse {}
 /// A rule that does not compile: which list, which entry, and why.
 #[derive(Clone, Debug)]
 pub struct RuleError {
-    /// The config key: `allow_subjects`, `allow_issuers` or `allow_sans`.
-    pub family: &'static str,
+    pub family: Family,
     pub index: usize,
     pub rule: String,
     pub kind: RuleErrorKind,
 }
 
 impl RuleError {
-    fn new(family: &'static str, index: usize, rule: &str, kind: RuleErrorKind) -> RuleError {
+    fn new(family: Family, index: usize, rule: &str, kind: RuleErrorKind) -> RuleError {
         RuleError {
             family,
             index,
@@ -850,15 +882,15 @@ impl fmt::Display for KindText<'_> {
 /// A rule that compiled but was read differently from how it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleWarning {
-    /// `allow_subjects` or `allow_issuers`.
-    pub family: &'static str,
+    /// `Subjects` or `Issuers`.
+    pub family: Family,
     pub index: usize,
     pub rule: String,
     message: String,
 }
 
 impl RuleWarning {
-    fn new(family: &'static str, index: usize, rule: &str, message: String) -> RuleWarning {
+    fn new(family: Family, index: usize, rule: &str, message: String) -> RuleWarning {
         RuleWarning {
             family,
             index,
@@ -976,7 +1008,7 @@ mod tests {
             assert_eq!(
                 admit.subject,
                 Some(RuleRef {
-                    family: "allow_subjects",
+                    family: Family::Subjects,
                     index: 1,
                     text: rule
                 })
@@ -1238,7 +1270,7 @@ mod tests {
         let e = compile_err(&["CN=ok", "CN=a,Foo=b"], &[], &[]);
         assert_eq!(
             (e.family, e.index, e.rule.as_str()),
-            ("allow_subjects", 1, "CN=a,Foo=b")
+            (Family::Subjects, 1, "CN=a,Foo=b")
         );
         assert!(matches!(e.kind, RuleErrorKind::Dn(_)));
         let msg = e.to_string();
@@ -1247,7 +1279,7 @@ mod tests {
             "{msg}"
         );
         let e = compile_err(&[], &["~("], &[]);
-        assert_eq!((e.family, e.index), ("allow_issuers", 0));
+        assert_eq!((e.family, e.index), (Family::Issuers, 0));
         assert!(matches!(e.kind, RuleErrorKind::Regex(_)));
         assert!(matches!(
             compile_err(&[""], &[], &[]).kind,
@@ -1268,7 +1300,7 @@ mod tests {
             ("", "Empty"),
         ] {
             let e = compile_err(&[], &[], &["dns:ok.test", rule]);
-            assert_eq!((e.family, e.index), ("allow_sans", 1), "{rule}");
+            assert_eq!((e.family, e.index), (Family::Sans, 1), "{rule}");
             assert!(format!("{:?}", e.kind).starts_with(want), "{rule}: {e}");
             assert!(e.to_string().starts_with("allow_sans[1] "), "{e}");
         }

@@ -5,11 +5,17 @@
 //! owned-buffer read of the `Socket`, and whatever it produced is drained by an owned-buffer
 //! write. The `Socket` parks in-flight operations, so a `TlsStream` call dropped mid-way (a
 //! timeout) loses no bytes: the next call resumes from the same buffers.
+//!
+//! BoringSSL's error queue is per thread, and every connection of a worker shares the thread:
+//! it is emptied before each handshake step, read, write and shutdown (as Pingora's boring
+//! stream does before every poll), so an error one connection left can never be reported as
+//! another's.
 
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::io::{self, Read, Write};
 
+use boring::error::ErrorStack;
 use boring::ssl::{self, ErrorCode, Ssl, SslRef, SslStream};
 use bytes::{Buf, BytesMut};
 use foreign_types::ForeignTypeRef;
@@ -253,14 +259,32 @@ impl TlsStream {
         unsafe { boring_sys::SSL_set_accept_state(ssl.as_ptr()) };
         let mut stream = Self::new(ssl, sock)?;
         stream.handshake().await?;
-        // BoringSSL holds TLS 1.3 session tickets back until the server's first write; a
-        // zero-byte write queues them now, so a client that sends nothing (TCP mode, a probe)
-        // still gets one. They go out with the first response, or before the connection idles.
-        // SAFETY: a zero-length write from a valid (empty) buffer on the stream's own SSL.
-        let _ = unsafe {
-            boring_sys::SSL_write(stream.tls.ssl().as_ptr(), [0u8; 0].as_ptr().cast(), 0)
-        };
+        stream.queue_tickets()?;
         Ok(stream)
+    }
+
+    /// BoringSSL holds TLS 1.3 session tickets back until the server's first write; a
+    /// zero-byte write queues them now, so a client that sends nothing (TCP mode, a probe)
+    /// still gets one. They go out with the first response, or before the connection idles.
+    fn queue_tickets(&mut self) -> Result<(), HandshakeError> {
+        clear_error_queue();
+        // SAFETY: a zero-length write from a valid (empty) buffer on the stream's own SSL.
+        let ret =
+            unsafe { boring_sys::SSL_write(self.tls.ssl().as_ptr(), [0u8; 0].as_ptr().cast(), 0) };
+        if ret >= 0 {
+            return Ok(());
+        }
+        match self.tls.ssl().error_code(ret) {
+            // Nothing to report: our transport never blocks, so this is only for completeness.
+            ErrorCode::WANT_READ | ErrorCode::WANT_WRITE => Ok(()),
+            // The write failed (a ticket could not be sealed): the connection cannot write
+            // either, and the error leaves the queue with it.
+            _ => Err(HandshakeError::Tls(
+                ssl::Error::from(ErrorStack::get()),
+                None,
+                None,
+            )),
+        }
     }
 
     /// Runs the client side of the handshake.
@@ -290,6 +314,7 @@ impl TlsStream {
         loop {
             let head_alert = plaintext_alert(&self.tls.get_ref().incoming);
             LAST_ALERT.with(|a| a.set(None));
+            clear_error_queue();
             let res = self.tls.do_handshake();
             // Whatever BoringSSL produced goes out first, alerts included.
             let flushed = self.flush_tls().await;
@@ -388,6 +413,7 @@ impl TlsStream {
         }
         loop {
             dst.reserve(PLAINTEXT_CHUNK);
+            clear_error_queue();
             let res = self.tls.ssl_read_uninit(dst.spare_capacity_mut());
             match res {
                 Ok(n) => {
@@ -437,6 +463,7 @@ impl TlsStream {
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         let mut rest = data;
         while !rest.is_empty() {
+            clear_error_queue();
             match self.tls.ssl_write(rest) {
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.code() == ErrorCode::WANT_WRITE => self.flush_tls().await?,
@@ -452,6 +479,8 @@ impl TlsStream {
 
     /// Sends close_notify and a FIN; the peer may still send.
     pub async fn shutdown_write(&mut self) -> io::Result<()> {
+        clear_error_queue();
+        // A failed close_notify changes nothing: the FIN below ends the stream all the same.
         let _ = self.tls.shutdown();
         self.flush_tls().await?;
         self.sock.shutdown_write().await
@@ -470,10 +499,23 @@ impl TlsStream {
     }
 }
 
+/// Empties this thread's error queue when something left an error in it, so that the next
+/// BoringSSL call's failure is its own. (BoringSSL's `SSL_do_handshake`, `SSL_read`,
+/// `SSL_write` and `SSL_shutdown` also clear it on entry; the peek keeps the common case at
+/// one thread-local load.)
+#[inline]
+fn clear_error_queue() {
+    // SAFETY: both calls touch only this thread's error queue.
+    if unsafe { boring_sys::ERR_peek_error() } != 0 {
+        unsafe { boring_sys::ERR_clear_error() };
+    }
+}
+
+/// A TLS failure of a read or write as an `io::Error` whose source is the `ssl::Error`.
 fn tls_io_error(e: ssl::Error) -> io::Error {
     match e.into_io_error() {
         Ok(io) => io,
-        Err(e) => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+        Err(e) => io::Error::new(io::ErrorKind::InvalidData, e),
     }
 }
 
@@ -574,6 +616,52 @@ mod tests {
                 "client sent alert unknown_ca (it does not trust the CA of our certificate)"
             );
         }
+    }
+
+    /// Leaves an error in this thread's queue, as a call whose failure nobody read does.
+    fn leave_an_error() {
+        boring::x509::X509::from_pem(b"not a certificate")
+            .unwrap_err()
+            .put();
+        // SAFETY: reads this thread's error queue only.
+        assert_ne!(unsafe { boring_sys::ERR_peek_error() }, 0);
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn a_leftover_error_is_never_another_connections() {
+        // One connection fails mid-handshake on this thread, and an error is left behind...
+        let failed = tempfile::tempdir().unwrap();
+        let e = untrusting_client(failed.path(), None).await;
+        assert!(matches!(e, HandshakeError::Tls(..)), "{e:?}");
+        leave_an_error();
+        // ...the next connection's handshake, reads, writes and shutdown are its own.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut server, mut client) = connected(dir.path()).await;
+        let mut buf = BytesMut::new();
+        leave_an_error();
+        client.write_all(b"ping").await.unwrap();
+        leave_an_error();
+        assert_eq!(server.read_into(&mut buf).await.unwrap(), 4);
+        leave_an_error();
+        server.write_all(b"pong").await.unwrap();
+        leave_an_error();
+        assert_eq!(client.read_into(&mut buf).await.unwrap(), 4);
+        assert_eq!(&buf[..], b"pingpong");
+        leave_an_error();
+        server.shutdown_write().await.unwrap();
+        leave_an_error();
+        assert_eq!(client.read_into(&mut buf).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn an_io_error_keeps_the_tls_error_as_its_source() {
+        let stack = boring::x509::X509::from_pem(b"not a certificate").unwrap_err();
+        let text = stack.to_string();
+        let e = tls_io_error(ssl::Error::from(stack));
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let source = e.get_ref().and_then(|s| s.downcast_ref::<ssl::Error>());
+        assert!(source.is_some_and(|s| s.ssl_error().is_some()), "{e:?}");
+        assert!(e.to_string().contains(&text), "{e} / {text}");
     }
 
     #[test]

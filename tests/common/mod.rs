@@ -96,17 +96,17 @@ pub fn certgate_bin() -> PathBuf {
     .clone()
 }
 
-/// A file under `path` (or `path` itself) modified after `time`.
+/// A Rust source or Cargo.toml under `path` (or `path` itself) modified after `time`.
 fn newer_than(path: &Path, time: std::time::SystemTime) -> Option<PathBuf> {
     let meta = fs::metadata(path).ok()?;
     if meta.is_dir() {
-        fs::read_dir(path)
+        return fs::read_dir(path)
             .ok()?
             .filter_map(Result::ok)
-            .find_map(|e| newer_than(&e.path(), time))
-    } else {
-        (meta.modified().ok()? > time).then(|| path.to_owned())
+            .find_map(|e| newer_than(&e.path(), time));
     }
+    let source = path.extension().is_some_and(|e| e == "rs") || path.ends_with("Cargo.toml");
+    (source && meta.modified().ok()? > time).then(|| path.to_owned())
 }
 
 /// `[runtime] io` for this run: `CERTGATE_TEST_IO`, default `auto`.

@@ -21,8 +21,8 @@ use boring::ssl::{
 };
 use boring::x509::X509;
 use certgate::config::{Reject, VerifyMode};
-use certgate_tools::pki::Pki;
 use certgate::tls::{server_context, ServerSettings, TicketKeys};
+use certgate_tools::pki::Pki;
 use criterion::{criterion_group, criterion_main, Criterion};
 use foreign_types::ForeignTypeRef;
 

@@ -60,7 +60,8 @@ fn demo_without_certgate_demo_names_the_build_command() {
     assert!(!out.status.success(), "{}", out.all());
     let missing = certgate.with_file_name("certgate-demo");
     assert!(
-        out.stderr.contains(&format!("{} not found", missing.display())),
+        out.stderr
+            .contains(&format!("{} not found", missing.display())),
         "{}",
         out.stderr
     );

@@ -86,10 +86,15 @@ pub fn certgate_bin() -> PathBuf {
         let built = fs::metadata(&bin)
             .and_then(|m| m.modified())
             .unwrap_or_else(|e| panic!("{}: {e}; {build}", bin.display()));
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")); // tools/
+        let root = manifest.parent().unwrap_or(manifest);
         let sources = [root.join("src"), root.join("Cargo.toml")];
         if let Some(newer) = sources.iter().find_map(|p| newer_than(p, built)) {
-            panic!("{} is older than {}; {build}", bin.display(), newer.display());
+            panic!(
+                "{} is older than {}; {build}",
+                bin.display(),
+                newer.display()
+            );
         }
         bin
     })

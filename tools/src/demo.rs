@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use certgate::config::Config;
+
 use crate::pki;
 
 /// What `prepare` made: the configuration to run, the text to print, and the temporary

@@ -3,7 +3,7 @@
 //! memory: two `SslStream`s over in-memory pipes, pumped in turn until both sides are done. No
 //! sockets, no runtime: what is timed is the TLS work of both peers (and creating their `Ssl`s).
 //!
-//! ECDSA P-256 certificates from `certgate::pki::generate` (client chain: leaf <- Intermediate 1
+//! ECDSA P-256 certificates from `certgate_tools::pki::generate` (client chain: leaf <- Intermediate 1
 //! <- root, server chain: leaf <- Intermediate 1), X25519, AES-128-GCM. Each iteration is one
 //! connection: full (certificates sent and verified both ways) or resumed (a ticket or, for TLS
 //! 1.2, a session ID from an earlier connection; resumption is asserted). After the handshake the
@@ -21,12 +21,12 @@ use boring::ssl::{
 };
 use boring::x509::X509;
 use certgate::config::{Reject, VerifyMode};
-use certgate::pki::Pki;
 use certgate::tls::{server_context, ServerSettings, TicketKeys};
+use certgate_tools::pki::Pki;
 use criterion::{criterion_group, criterion_main, Criterion};
 use foreign_types::ForeignTypeRef;
 
-use certgate::tls::memory::{pipes, Pipe, Side};
+use certgate_tools::memory::{pipes, Pipe, Side};
 
 /// How the client resumes.
 #[derive(Clone, Copy)]
@@ -154,7 +154,7 @@ impl Peers {
 
 fn handshakes(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let pki = certgate::pki::generate(dir.path()).expect("pki");
+    let pki = certgate_tools::pki::generate(dir.path()).expect("pki");
     let mut group = c.benchmark_group("handshake");
     for (version, label) in [(SslVersion::TLS1_3, "tls13"), (SslVersion::TLS1_2, "tls12")] {
         let peers = Peers::new(&pki, version, Resumption::Tickets);

@@ -244,7 +244,7 @@ const ADD: &[(&str, &[u8])] = &[
 
 // ---- TLS over in-memory pipes ----
 
-use certgate::tls::memory::{pipes, Pipe, Side};
+use certgate_tools::memory::{pipes, Pipe, Side};
 
 /// A client context and certgate's server context, as configured by default except for the
 /// fixed ticket key.
@@ -389,7 +389,7 @@ fn pem_cert(pem: &str) -> X509 {
 /// Prints fresh fixtures in the form below (to replace them; then `scripts/bench-ci.sh --update`).
 fn gen_pki() -> ExitCode {
     let dir = tempfile::tempdir().expect("temp dir");
-    let pki = certgate::pki::generate(dir.path()).expect("pki");
+    let pki = certgate_tools::pki::generate(dir.path()).expect("pki");
     let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("read");
     let first = |pem: String| {
         let end = "-----END CERTIFICATE-----\n";
@@ -412,10 +412,10 @@ fn gen_pki() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The O, ST and C of the client subjects (`certgate::pki::dn::CLIENT1`).
+/// The O, ST and C of the client subjects (`certgate_tools::pki::dn::CLIENT1`).
 const WIDGITS: &str = "O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
 
-// Generated once by `certgate::pki::generate` (`ci_workloads gen-pki`): Acme Root CA ->
+// Generated once by `certgate_tools::pki::generate` (`ci_workloads gen-pki`): Acme Root CA ->
 // Intermediate 1 -> localhost (server) and client.1.local (client1); Intermediates 2 and 10 are
 // only in the client CA bundle.
 // BEGIN FIXTURES

@@ -85,7 +85,7 @@ if ((INSTALL)); then
 fi
 command -v nginx >/dev/null || die "nginx is needed for the shared upstream"
 ((BUILD)) && build_certgate
-[[ -x $CERTGATE_LOAD ]] || die "no load generator at $CERTGATE_LOAD (cargo build --release --bins)"
+[[ -x $CERTGATE_LOAD ]] || die "no load generator at $CERTGATE_LOAD (cargo build --release --workspace --bins)"
 
 make_pki
 start_upstream

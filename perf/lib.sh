@@ -67,10 +67,11 @@ make_pki() {
   "$PERF_DIR/pki.sh" "$PKI" >/dev/null
 }
 
-# build_certgate: release build of every binary (one cargo command).
+# build_certgate: release build of every binary of the workspace, certgate-load included (one
+# cargo command).
 build_certgate() {
-  log "cargo build --release --bins"
-  (cd "$ROOT_DIR" && cargo build --release --bins 2>&1 | tail -n 3) >&2
+  log "cargo build --release --workspace --bins"
+  (cd "$ROOT_DIR" && cargo build --release --workspace --bins 2>&1 | tail -n 3) >&2
   [[ -x $CERTGATE ]] || die "no $CERTGATE after the build"
 }
 

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --release
+cargo build --release --workspace   # certgate and certgate-demo, which `certgate demo` runs
 exec target/release/certgate demo "$@"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests, then the integration suite once on io_uring and once on
-# epoll (the integration tests read CERTGATE_TEST_IO), then checks that benches build.
+# Runs the whole test suite of the workspace (the proxy and tools/): unit tests, then the
+# integration suite once on io_uring and once on epoll (the integration tests read
+# CERTGATE_TEST_IO), then checks that benches build. Every member's binaries are built before
+# any test runs, which the tools' tests rely on (they drive target/release/certgate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -9,8 +11,8 @@ scripts/deps.sh
 # is compiled once per profile, and that build is most of a clean run's time.
 export CARGO_TERM_COLOR=never
 echo "== unit tests and integration tests (io_uring)"
-CERTGATE_TEST_IO=io_uring cargo test --release --all-targets --no-fail-fast
+CERTGATE_TEST_IO=io_uring cargo test --release --workspace --all-targets --no-fail-fast
 echo "== integration tests (epoll)"
-CERTGATE_TEST_IO=epoll cargo test --release --test '*' --no-fail-fast
+CERTGATE_TEST_IO=epoll cargo test --release --workspace --test '*' --no-fail-fast
 echo "== benches build"
-cargo bench --no-run
+cargo bench --workspace --no-run

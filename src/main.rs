@@ -44,6 +44,9 @@ enum Command {
     },
     /// Generate a throwaway PKI, start an echo upstream and the proxy on 127.0.0.1:8443, and
     /// print the curl commands that show what certgate does.
+    ///
+    /// Runs the `certgate-demo` binary found next to this one (built by
+    /// `cargo build --release --workspace`, as scripts/demo.sh does).
     Demo {
         /// Address for the proxy.
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -85,24 +88,37 @@ fn main() -> ExitCode {
             }
             run(Arc::new(config), &logging)
         }
-        Command::Demo { listen } => {
-            let logging = certgate::logging::init("info");
-            match certgate::demo::prepare(&listen) {
-                Ok(demo) => {
-                    println!("{}", demo.text);
-                    let status = run(Arc::new(demo.config), &logging);
-                    if let Err(e) = demo.dir.close() {
-                        eprintln!("certgate demo: cannot remove its directory: {e}");
-                    }
-                    status
-                }
-                Err(e) => {
-                    eprintln!("certgate demo: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Demo { listen } => demo(&listen),
     }
+}
+
+/// `certgate demo`: replaces this process with `certgate-demo`, from the directory of the
+/// running executable (as git finds its subcommands), so that the proxy itself never links the
+/// PKI generator and the other tools. Returns only when that fails.
+fn demo(listen: &str) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+
+    let tool = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("certgate-demo"),
+        Err(e) => {
+            eprintln!("certgate demo: cannot find the running executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let e = std::process::Command::new(&tool)
+        .arg("--listen")
+        .arg(listen)
+        .exec();
+    if e.kind() == std::io::ErrorKind::NotFound {
+        eprintln!(
+            "certgate demo: {} not found: the demo is a separate binary of the workspace; \
+             build it with `cargo build --release --workspace` (scripts/demo.sh does)",
+            tool.display()
+        );
+    } else {
+        eprintln!("certgate demo: cannot run {}: {e}", tool.display());
+    }
+    ExitCode::FAILURE
 }
 
 fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {

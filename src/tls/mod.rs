@@ -1,7 +1,6 @@
 //! TLS: server contexts built at load, and the BoringSSL-on-monoio stream.
 
 mod connector;
-pub mod memory;
 mod server;
 pub mod stream;
 pub mod tickets;

@@ -1,5 +1,5 @@
 //! Integration-test harness: a fresh PKI and config per test, the built `certgate` binary as a
-//! child process (killed and reaped on drop), an echo upstream, and three kinds of client —
+//! child process ([`certgate_bin`]; the tools' tests in `tools/tests/` include this file too) (killed and reaped on drop), an echo upstream, and three kinds of client —
 //! `curl`, `openssl s_client` (to read TLS alerts) and a BoringSSL client for raw HTTP/1.1.
 //!
 //! Every test gets its own temporary directory and its own ports. The I/O driver written into
@@ -26,9 +26,9 @@ use boring::ssl::{SslConnector, SslFiletype, SslMethod, SslStream};
 use serde_json::Value;
 
 #[allow(unused_imports)]
-pub use certgate::echo::{self, pattern_byte, EchoServer};
+pub use certgate_tools::echo::{self, pattern_byte, EchoServer};
 #[allow(unused_imports)]
-pub use certgate::pki::{self, dn, san, CertKey, Pki};
+pub use certgate_tools::pki::{self, dn, san, CertKey, Pki};
 
 mod raw;
 #[allow(unused_imports)]
@@ -63,6 +63,55 @@ pub fn free_port() -> u16 {
 /// An address where nothing listens (connections are refused).
 pub fn dead_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// The `certgate` binary. Cargo builds it for this package's tests; the tools' tests
+/// (`tools/tests/`, which include this harness) take the one the workspace build left in the
+/// same target directory, and refuse it when it is missing or older than the proxy's sources.
+pub fn certgate_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_certgate") {
+        return PathBuf::from(bin);
+    }
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/<test>-<hash> -> target/<profile>/certgate
+        let exe = std::env::current_exe().expect("current_exe");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary in target/<profile>/deps")
+            .join("certgate");
+        let build = "build it first: `cargo build --workspace` (add --release for release tests; \
+                     scripts/test.sh builds every member)";
+        let built = fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("{}: {e}; {build}", bin.display()));
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")); // tools/
+        let root = manifest.parent().unwrap_or(manifest);
+        let sources = [root.join("src"), root.join("Cargo.toml")];
+        if let Some(newer) = sources.iter().find_map(|p| newer_than(p, built)) {
+            panic!(
+                "{} is older than {}; {build}",
+                bin.display(),
+                newer.display()
+            );
+        }
+        bin
+    })
+    .clone()
+}
+
+/// A Rust source or Cargo.toml under `path` (or `path` itself) modified after `time`.
+fn newer_than(path: &Path, time: std::time::SystemTime) -> Option<PathBuf> {
+    let meta = fs::metadata(path).ok()?;
+    if meta.is_dir() {
+        return fs::read_dir(path)
+            .ok()?
+            .filter_map(Result::ok)
+            .find_map(|e| newer_than(&e.path(), time));
+    }
+    let source = path.extension().is_some_and(|e| e == "rs") || path.ends_with("Cargo.toml");
+    (source && meta.modified().ok()? > time).then(|| path.to_owned())
 }
 
 /// `[runtime] io` for this run: `CERTGATE_TEST_IO`, default `auto`.
@@ -114,7 +163,7 @@ impl Env {
     /// Runs `certgate check --config <config>`.
     pub fn check(&self, config: &Path) -> CommandOut {
         run_bounded(
-            Command::new(env!("CARGO_BIN_EXE_certgate"))
+            Command::new(certgate_bin())
                 .arg("check")
                 .arg("--config")
                 .arg(config)
@@ -457,7 +506,7 @@ impl Gate {
         let config_path = env.write("certgate.toml", config.render(port, &servers));
         let log_path = env.path("certgate.log");
         let log = File::create(&log_path).expect("create log");
-        let child = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        let child = Command::new(certgate_bin())
             .arg("run")
             .arg("--config")
             .arg(&config_path)

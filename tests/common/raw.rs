@@ -22,7 +22,7 @@ impl RawGate {
         let config = env.write("raw.toml", text);
         let log = env.path("raw.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_certgate"))
+        let child = Command::new(super::certgate_bin())
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "debug")

@@ -1,4 +1,4 @@
-//! `certgate-load`: the mTLS load generator (see `certgate::load`). Parses the command line,
+//! `certgate-load`: the mTLS load generator (see `certgate_tools::load`). Parses the command line,
 //! runs, prints the report: human-readable, or with `--json` exactly one JSON object on stdout.
 //! Setup failures exit with status 2; a run with more failed operations than `--max-errors`
 //! (default 0) prints its report and exits with status 1; otherwise 0.
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use certgate::load::{self, Args, Plan, Report};
+use certgate_tools::load::{self, Args, Plan, Report};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -6,6 +6,7 @@
 //! Every process is a child killed and reaped on drop or after a bound ([`Gate`],
 //! [`run_bounded`]); everything is on loopback with fresh ports.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::config::Config;
+use certgate::config::Config;
+
 use crate::pki;
 
 /// What `prepare` made: the configuration to run, the text to print, and the temporary

@@ -33,8 +33,8 @@ use super::args::{Mode, Plan, TlsVersion};
 use super::http::{self, ReadError, Response};
 use super::report::{ErrorDetail, ErrorKind, Outcome, Stats};
 use super::verify::VerifiedLeaves;
-use crate::io::Socket;
-use crate::tls::{HandshakeError, TlsStream};
+use certgate::io::Socket;
+use certgate::tls::{HandshakeError, TlsStream};
 
 /// Key exchange groups offered, in order.
 const CURVES: &str = "X25519:P-256:P-384";

@@ -42,8 +42,8 @@ pub use self::report::{ErrorKind, Report, Stats};
 
 use self::args::Io;
 use self::client::{Client, Schedule, Thread};
-use crate::config::IoMode;
-use crate::runtime::{choose_driver, Driver};
+use certgate::config::IoMode;
+use certgate::runtime::{choose_driver, Driver};
 
 /// io_uring submission queue entries per client thread (monoio submits early when it fills).
 const RING_ENTRIES: u32 = 1024;

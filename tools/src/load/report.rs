@@ -75,7 +75,7 @@ pub enum ErrorDetail {
     Static(&'static str),
     Status(u16),
     Io(std::io::Error),
-    Handshake(crate::tls::HandshakeError),
+    Handshake(certgate::tls::HandshakeError),
     Read(super::http::ReadError),
 }
 

@@ -26,7 +26,7 @@ pub trait Source {
     async fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
 }
 
-impl Source for crate::tls::TlsStream {
+impl Source for certgate::tls::TlsStream {
     async fn fill(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         self.read_into(buf).await
     }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use certgate::pki::{self, dn, san};
+use certgate_tools::pki::{self, dn, san};
 
 fn openssl(args: &[&str]) -> (bool, String) {
     let out = Command::new("openssl")

@@ -1,6 +1,7 @@
 //! The echo upstream on its own, over plain TCP: the witness the proxy tests rely on must itself
 //! be right.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::net::TcpStream;

@@ -1,0 +1,14 @@
+//! certgate's tools, kept out of the proxy's library so that its dependency tree is only what
+//! the proxy runs (rcgen, tempfile, hdrhistogram and serde_json are here, not there).
+//!
+//! - [`load`]: the `certgate-load` mTLS load generator (binary `certgate-load`).
+//! - [`demo`]: what `certgate demo` runs (binary `certgate-demo`, which `certgate demo` execs).
+//! - [`pki`]: a throw-away certificate hierarchy for the demo, the tests and the benchmarks.
+//! - [`echo`]: a real HTTP/1.1 upstream that answers with what it received.
+//! - [`memory`]: two BoringSSL peers over in-memory pipes, for handshake benchmarks.
+
+pub mod demo;
+pub mod echo;
+pub mod load;
+pub mod memory;
+pub mod pki;

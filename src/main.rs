@@ -1,5 +1,7 @@
 //! The `certgate` command: `run`, `check` and `demo`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;

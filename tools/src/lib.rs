@@ -7,6 +7,8 @@
 //! - [`echo`]: a real HTTP/1.1 upstream that answers with what it received.
 //! - [`memory`]: two BoringSSL peers over in-memory pipes, for handshake benchmarks.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod demo;
 pub mod echo;
 pub mod load;

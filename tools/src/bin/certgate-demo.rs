@@ -3,6 +3,8 @@
 //! the echo upstream and the proxy, prints the curl commands to try, and serves until SIGINT or
 //! SIGTERM (SIGHUP reloads the configuration, as `certgate run` does); then removes its files.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 

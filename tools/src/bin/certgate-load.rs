@@ -3,6 +3,8 @@
 //! Setup failures exit with status 2; a run with more failed operations than `--max-errors`
 //! (default 0) prints its report and exits with status 1; otherwise 0.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -9,25 +9,33 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+/// The whole configuration file: `[runtime]`, `[log]`, then any number of `[[listener]]` and
+/// `[[upstream]]` tables. Unknown keys are refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// `[runtime]`: workers and the I/O driver.
     #[serde(default)]
     pub runtime: RuntimeFile,
+    /// `[log]`: log filter and access log.
     #[serde(default)]
     pub log: LogFile,
+    /// `[[listener]]`: each address clients connect to, in file order.
     #[serde(default)]
     pub listener: Vec<ListenerFile>,
+    /// `[[upstream]]`: each named group of servers listeners forward to.
     #[serde(default)]
     pub upstream: Vec<UpstreamFile>,
 }
 
+/// `[runtime]`: how many workers run and on which I/O driver.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeFile {
     /// 0: one worker per CPU the process may run on.
     #[serde(default)]
     pub workers: usize,
+    /// The I/O driver every worker runs on (default `auto`).
     #[serde(default)]
     pub io: IoMode,
     /// Pin each worker to its own CPU.
@@ -35,12 +43,16 @@ pub struct RuntimeFile {
     pub pin_workers: bool,
 }
 
+/// `runtime.io`: the monoio driver the workers run on.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IoMode {
+    /// io_uring when the kernel allows it, else epoll (with a log line saying why).
     #[default]
     Auto,
+    /// io_uring only; start fails if the kernel refuses it.
     IoUring,
+    /// epoll only (monoio's legacy driver).
     Epoll,
 }
 
@@ -55,6 +67,7 @@ impl IoMode {
     }
 }
 
+/// `[log]`: the tracing filter and whether each request is logged.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogFile {
@@ -75,38 +88,53 @@ impl Default for LogFile {
     }
 }
 
+/// `[[listener]]`: one address, its TLS and client-certificate policy, and the upstream it forwards
+/// to.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerFile {
+    /// Unique name, used in log lines and error messages.
     pub name: Spanned<String>,
+    /// Socket address to bind, `host:port` (e.g. `0.0.0.0:8443`).
     pub listen: Spanned<String>,
+    /// Name of the `[[upstream]]` requests are forwarded to.
     pub upstream: Spanned<String>,
     /// `http` (default): requests are parsed and forwarded; `tcp`: bytes are relayed.
     #[serde(default)]
     pub mode: ListenerMode,
+    /// `[listener.tls]`: server certificate and sessions; absent, the listener speaks plain HTTP.
     pub tls: Option<TlsFile>,
+    /// `[listener.client_auth]`: client-certificate verification and the allow rules.
     pub client_auth: Option<ClientAuthFile>,
+    /// `[listener.timeouts]`: per-phase time limits.
     #[serde(default)]
     pub timeouts: TimeoutsFile,
+    /// `[listener.limits]`: sizes and counts that bound one worker's exposure.
     #[serde(default)]
     pub limits: LimitsFile,
+    /// `[listener.headers]`: names of the identity headers sent upstream.
     #[serde(default)]
     pub headers: HeadersFile,
 }
 
+/// `listener.mode`: what happens after the handshake and the rules.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ListenerMode {
+    /// Requests are parsed, rewritten with the identity headers and forwarded (HTTP/1.1).
     #[default]
     Http,
+    /// Bytes are relayed both ways, unparsed; the identity can travel in a PROXY v2 header.
     Tcp,
 }
 
+/// `[listener.tls]`: the server side of the handshake.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFile {
     /// Leaf certificate followed by its intermediates, PEM.
     pub certificate: Spanned<String>,
+    /// Path to the PEM private key of `certificate`.
     pub private_key: Spanned<String>,
     /// Lowest protocol version accepted (default: TLS 1.2).
     pub min_version: Option<TlsVersion>,
@@ -125,13 +153,20 @@ pub struct TlsFile {
     pub session_timeout: Option<Spanned<String>>,
 }
 
+/// `client_auth.mode`: whether a client certificate is asked for and must verify (nginx
+/// `ssl_verify_client`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VerifyMode {
+    /// No certificate is requested.
     #[default]
     Off,
+    /// A certificate is requested; if one is sent it must verify against `ca`.
     Optional,
+    /// A certificate is requested and passed upstream without verification against `ca` (nginx
+    /// `optional_no_ca`).
     OptionalNoCa,
+    /// A certificate that verifies against `ca` is required.
     Required,
 }
 
@@ -147,6 +182,8 @@ impl VerifyMode {
     }
 }
 
+/// `client_auth.reject`: how a client whose certificate is missing or fails verification is turned
+/// away.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reject {
@@ -157,19 +194,30 @@ pub enum Reject {
     Handshake,
 }
 
+/// `[listener.client_auth]`: client-certificate verification and the allow rules.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuthFile {
+    /// Whether a certificate is requested and must verify (default `off`).
     #[serde(default)]
     pub mode: VerifyMode,
+    /// PEM roots and intermediates that client certificates are verified against (nginx
+    /// `ssl_client_certificate`).
     pub ca: Option<Spanned<String>>,
+    /// Longest chain accepted, intermediates counted (default 1, as nginx `ssl_verify_depth`).
     pub verify_depth: Option<u32>,
+    /// Handshake alert or nginx-style 400 page (default `http`).
     #[serde(default)]
     pub reject: Reject,
+    /// Allowed subject DNs: exact, in RFC 2253 (`CN=a,O=b`) or legacy (`/O=b/CN=a`) form, or a
+    /// whole-match regex after `~`. One entry of each non-empty family must match.
     #[serde(default)]
     pub allow_subjects: Vec<Spanned<String>>,
+    /// Allowed issuer DNs of the leaf certificate, same syntax as `allow_subjects`.
     #[serde(default)]
     pub allow_issuers: Vec<Spanned<String>>,
+    /// Allowed subject alternative names, `kind:value` with kind `dns`, `email`, `uri` or `ip`;
+    /// `*` is a wildcard, a value starting with `~` a whole-match regex.
     #[serde(default)]
     pub allow_sans: Vec<Spanned<String>>,
     /// Chains that verified are remembered (by the hash of every presented certificate, until
@@ -178,18 +226,27 @@ pub struct ClientAuthFile {
     pub verify_cache_size: Option<usize>,
 }
 
+/// `[listener.timeouts]`: durations written `"500ms"`, `"10s"`, `"1m30s"`; more than 0, at most one
+/// day.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsFile {
+    /// TCP accept to the end of the TLS handshake (default 10s).
     pub handshake: Option<Spanned<String>>,
+    /// Whole request head, first byte to the blank line (default 20s; slowloris).
     pub request_head: Option<Spanned<String>>,
+    /// Wait for the next request on a kept-alive client connection (default 75s; `"0s"` turns
+    /// keep-alive off).
     pub keepalive_idle: Option<Spanned<String>>,
+    /// TCP connect (and upstream TLS handshake) to one server (default 5s).
     pub upstream_connect: Option<Spanned<String>>,
+    /// Wait for the upstream's response head once the request is sent (default 60s).
     pub upstream_read: Option<Spanned<String>>,
     /// Idle time after which a body transfer or tunnel in either direction is given up.
     pub body_idle: Option<Spanned<String>>,
 }
 
+/// `[listener.limits]`: bounds on one client's and one worker's use.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
@@ -206,27 +263,46 @@ pub struct LimitsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadersFile {
+    /// `X-SSL-Client-Verify`: `SUCCESS`, `NONE` or `FAILED:reason` (nginx `$ssl_client_verify`).
     pub verify: Option<String>,
+    /// `X-SSL-Client-S-DN`: subject DN in RFC 4514 form (nginx `$ssl_client_s_dn`).
     pub subject_dn: Option<String>,
+    /// `X-SSL-Client-S-DN-Legacy`: subject DN in OpenSSL `/C=../CN=..` form (nginx
+    /// `$ssl_client_s_dn_legacy`).
     pub subject_dn_legacy: Option<String>,
+    /// `X-SSL-Client-I-DN`: issuer DN in RFC 4514 form (nginx `$ssl_client_i_dn`).
     pub issuer_dn: Option<String>,
+    /// `X-SSL-Client-Serial`: serial number in uppercase hex (nginx `$ssl_client_serial`).
     pub serial: Option<String>,
+    /// `X-SSL-Client-Fingerprint`: lowercase hex SHA-256 of the DER certificate (nginx's
+    /// `$ssl_client_fingerprint` is SHA-1).
     pub fingerprint: Option<String>,
+    /// `X-SSL-Client-SAN`: the subject alternative names (`DNS:a, email:b`), values
+    /// percent-escaped.
     pub san: Option<String>,
+    /// `X-SSL-Client-Not-After`: the certificate's expiry (nginx `$ssl_client_v_end`).
     pub not_after: Option<String>,
+    /// `X-SSL-Client-Cert`: the PEM certificate, URL-encoded (nginx `$ssl_client_escaped_cert`).
     pub cert: Option<String>,
+    /// `X-Forwarded-For`: the client address appended to the list the client sent.
     pub forwarded_for: Option<String>,
+    /// `X-Forwarded-Proto`: `https` or `http`, the listener's scheme.
     pub forwarded_proto: Option<String>,
+    /// `X-Real-IP`: the client's address.
     pub real_ip: Option<String>,
     /// More request header names to remove before forwarding.
     #[serde(default)]
     pub strip: Vec<String>,
 }
 
+/// `[[upstream]]`: a named group of servers, how one is chosen and how the proxy talks to them.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamFile {
+    /// Unique name listeners refer to with `upstream = "..."`.
     pub name: Spanned<String>,
+    /// `host:port` entries, each optionally followed by `weight=N`, `max_fails=N`,
+    /// `fail_timeout=T`, `backup` or `down` (nginx `server` parameters).
     pub servers: Spanned<Vec<Spanned<String>>>,
     /// Idle connections kept per worker and server.
     pub keepalive: Option<usize>,
@@ -243,6 +319,7 @@ pub struct UpstreamFile {
     pub proxy_protocol: Option<ProxyProtocol>,
 }
 
+/// `[upstream.tls]`: TLS from the proxy to the servers.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsFile {
@@ -255,9 +332,11 @@ pub struct UpstreamTlsFile {
     pub server_name: Option<String>,
     /// Client certificate presented to the servers (leaf + chain, PEM) and its key...
     pub certificate: Option<Spanned<String>>,
+    /// Path to the PEM private key of `certificate`.
     pub private_key: Option<Spanned<String>>,
     /// ...or both in one PEM file (Apache `SSLProxyMachineCertificateFile`).
     pub bundle: Option<Spanned<String>>,
+    /// Resume TLS sessions to the servers (default on; nginx `proxy_ssl_session_reuse`).
     #[serde(default = "yes")]
     pub session_reuse: bool,
 }
@@ -273,8 +352,10 @@ fn default_log_level() -> String {
 /// `tls.min_version`: the lowest TLS version a listener accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TlsVersion {
+    /// TLS 1.2 and 1.3 (the default).
     #[default]
     Tls12,
+    /// TLS 1.3 only.
     Tls13,
 }
 

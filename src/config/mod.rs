@@ -31,6 +31,8 @@ use crate::tls::{TicketKey, TicketKeys, UpstreamTls};
 /// Default request-head limit: nginx's `large_client_header_buffers` of 4 × 8k serves larger
 /// heads, but one head over 32 KiB is almost always abuse.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Default open client connections per worker (`limits.max_connections`); more are closed at
+/// accept.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16 * 1024;
 /// Intermediate CAs allowed between a client certificate and a trusted CA (nginx's default).
 pub const DEFAULT_VERIFY_DEPTH: u32 = 1;
@@ -67,9 +69,14 @@ pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A configuration error: where and why.
 #[derive(Debug)]
 pub struct ConfigError {
+    /// The configuration file the error is in.
     pub file: PathBuf,
+    /// 1-based line of the offending value, when the parser or a span knows it.
     pub line: Option<usize>,
+    /// The key, with its table index (`listener[0].tls.certificate`); empty when the whole file
+    /// is concerned.
     pub key: String,
+    /// What is wrong and, where there is one, the fix.
     pub reason: String,
 }
 
@@ -88,29 +95,44 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A validated configuration: every value checked, defaults filled in, TLS contexts and rules
+/// built. Produced by [`Config::load`] at start and on each reload; workers share it read-only.
 #[derive(Debug)]
 pub struct Config {
+    /// The file it was loaded from; relative paths in it were resolved against its directory.
     pub path: PathBuf,
+    /// `[runtime]`, resolved.
     pub runtime: Runtime,
+    /// `[log]`, as written (the filter is checked when logging starts).
     pub log: file::LogFile,
+    /// The listeners, in file order.
     pub listeners: Vec<Arc<Listener>>,
+    /// The upstreams, in file order; `Listener::upstream` indexes this.
     pub upstreams: Vec<Arc<Upstream>>,
     /// What loading found questionable but accepted: printed by `check`, logged by `run` once
     /// logging is set up (and on reload).
     pub warnings: Vec<String>,
 }
 
+/// `[runtime]`, resolved: how many workers start and on which driver.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     /// Resolved: at least 1.
     pub workers: usize,
+    /// The I/O driver requested (`auto` is resolved when the workers start).
     pub io: IoMode,
+    /// Pin worker `i` to the `i`-th CPU the process may run on.
     pub pin_workers: bool,
 }
 
+/// One validated `[[listener]]`: its socket address, TLS context, client-certificate policy and
+/// limits.
 pub struct Listener {
+    /// Unique name, shown in log lines.
     pub name: String,
+    /// The address bound (one `SO_REUSEPORT` socket per worker).
     pub addr: SocketAddr,
+    /// HTTP proxying or a TCP relay.
     pub mode: ListenerMode,
     /// Index into `Config::upstreams`.
     pub upstream: usize,
@@ -118,10 +140,16 @@ pub struct Listener {
     pub tls: Option<SslContext>,
     /// The TLS context's ticket keys, for rotation.
     pub tickets: Option<Arc<TicketKeys>>,
+    /// Client-certificate mode, rejection style and compiled rules.
     pub client_auth: ClientAuth,
+    /// Per-phase time limits.
     pub timeouts: Timeouts,
+    /// Size and count limits.
     pub limits: Limits,
+    /// Identity header names sent upstream.
     pub headers: IdentityHeaders,
+    /// Request headers removed before forwarding: every identity header name (default or
+    /// configured) and `headers.strip`.
     pub strip: StripSet,
 }
 
@@ -137,20 +165,34 @@ impl fmt::Debug for Listener {
     }
 }
 
+/// A listener's client-certificate policy, checked after every handshake by `proxy::identity`.
 pub struct ClientAuth {
+    /// Whether a certificate is requested and must verify.
     pub mode: VerifyMode,
+    /// Rejection by handshake alert or by 400 page.
     pub reject: Reject,
+    /// `allow_subjects`, `allow_issuers` and `allow_sans`, compiled for matching.
     pub rules: Rules,
+    /// How many rules were written, all families together (0: any verified certificate is
+    /// admitted); shown at start.
     pub rule_count: usize,
 }
 
+/// A listener's time limits, each more than 0 and at most [`MAX_IO_TIMEOUT`]; the defaults are in
+/// `Default`.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
+    /// TCP accept to the end of the TLS handshake.
     pub handshake: Duration,
+    /// First byte to the end of the request head (slowloris bound).
     pub request_head: Duration,
+    /// Wait for the next request on a kept-alive client connection; zero turns keep-alive off.
     pub keepalive_idle: Duration,
+    /// TCP connect plus upstream TLS handshake to one server.
     pub upstream_connect: Duration,
+    /// Wait for the upstream's response head once the request is sent.
     pub upstream_read: Duration,
+    /// No progress either way on a body or a tunnel for this long ends it.
     pub body_idle: Duration,
 }
 
@@ -170,27 +212,43 @@ impl Default for Timeouts {
     }
 }
 
+/// A listener's size and count limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Largest request head in bytes; larger ones get 431 (1024 to [`MAX_MAX_HEADER_BYTES`]).
     pub max_header_bytes: usize,
+    /// Open client connections per worker; more are closed at accept.
     pub max_connections: usize,
+    /// Requests served on one client connection before it is closed; 0: no limit.
     pub max_requests_per_connection: u64,
 }
 
 /// Header names sent upstream; `None` when disabled.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
+    /// Carries the verify result (`SUCCESS`, `NONE`, `FAILED:reason`).
     pub verify: Option<String>,
+    /// Carries the subject DN, RFC 2253 form.
     pub subject_dn: Option<String>,
+    /// Carries the subject DN, legacy `/C=../CN=..` form.
     pub subject_dn_legacy: Option<String>,
+    /// Carries the issuer DN, RFC 2253 form.
     pub issuer_dn: Option<String>,
+    /// Carries the serial number, uppercase hex.
     pub serial: Option<String>,
+    /// Carries the SHA-256 fingerprint, lowercase hex.
     pub fingerprint: Option<String>,
+    /// Carries the subject alternative names.
     pub san: Option<String>,
+    /// Carries the notAfter date, as nginx's `$ssl_client_v_end`.
     pub not_after: Option<String>,
+    /// Carries the URL-escaped PEM certificate.
     pub cert: Option<String>,
+    /// Carries the client address appended to the client's list.
     pub forwarded_for: Option<String>,
+    /// Carries `https` or `http`.
     pub forwarded_proto: Option<String>,
+    /// Carries the client address.
     pub real_ip: Option<String>,
 }
 
@@ -210,13 +268,17 @@ pub const DEFAULT_HEADER_NAMES: [&str; 12] = [
     "X-Real-IP",
 ];
 
+/// One validated `[[upstream]]`: its servers, balancing, pool size, health and TLS.
 #[derive(Debug)]
 pub struct Upstream {
+    /// Unique name, shown in log lines.
     pub name: String,
     /// Primaries and backups in file order; a host name with several addresses gives one
     /// server per address.
     pub servers: Vec<Server>,
+    /// Idle connections kept per worker and server (at most [`MAX_KEEPALIVE`]).
     pub keepalive: usize,
+    /// How a server is chosen for each request or connection.
     pub balance: Balance,
     /// Servers a request may be tried on, the first included (nginx `proxy_next_upstream_tries`).
     pub tries: usize,
@@ -224,6 +286,7 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
     /// Server health shared by every worker and the checker, same order as `servers`.
     pub health: crate::upstream::health::Health,
+    /// TLS towards the servers; `None`: plain TCP.
     pub tls: Option<UpstreamTls>,
     /// Send a PROXY protocol v2 header first (tcp listeners).
     pub proxy_protocol: bool,

@@ -56,9 +56,11 @@ pub struct HealthFile {
 /// One server of an upstream, resolved.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// The address connected to (a host name resolves at load to one `Server` per address).
     pub addr: SocketAddr,
     /// `host:port` as written in the entry (the `Host` of health checks, for logs).
     pub name: String,
+    /// Relative share of requests under weighted balancing (nginx `weight`, default 1).
     pub weight: u32,
     /// Used only when no primary server is available.
     pub backup: bool,
@@ -66,6 +68,8 @@ pub struct Server {
     pub down: bool,
     /// Failures within `fail_timeout` that mark the server down; 0 disables the accounting.
     pub max_fails: u32,
+    /// Window in which `max_fails` failures are counted, and how long the server then stays down
+    /// (nginx `fail_timeout`).
     pub fail_timeout: Duration,
 }
 
@@ -89,10 +93,15 @@ impl Server {
 /// Active health checks of an upstream's servers, validated.
 #[derive(Debug, Clone)]
 pub struct HealthCheck {
+    /// Request path of the `GET` check; a 2xx or 3xx status passes.
     pub path: String,
+    /// Time between the start of two checks of one server.
     pub interval: Duration,
+    /// Time a check may take, connect to status line, before it counts as failed.
     pub timeout: Duration,
+    /// Consecutive failed checks that mark a server down.
     pub fails: u32,
+    /// Consecutive passed checks that mark a down server up again.
     pub passes: u32,
 }
 

@@ -22,9 +22,13 @@ use super::dn::{Dn, DnKey};
 /// One subjectAltName entry of a kind we use; other GeneralName kinds are skipped.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum San {
+    /// `dNSName`.
     Dns(String),
+    /// `rfc822Name`, an email address.
     Email(String),
+    /// `uniformResourceIdentifier`, e.g. a SPIFFE ID.
     Uri(String),
+    /// `iPAddress`, v4 or v6.
     Ip(IpAddr),
 }
 
@@ -99,10 +103,12 @@ impl ClientCert {
         &self.x509
     }
 
+    /// The parsed subject DN, for exact rules and the legacy form.
     pub fn subject(&self) -> &Dn {
         &self.subject
     }
 
+    /// The parsed issuer DN of the leaf certificate.
     pub fn issuer(&self) -> &Dn {
         &self.issuer
     }

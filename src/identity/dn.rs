@@ -197,6 +197,7 @@ pub struct Ava {
 }
 
 impl Ava {
+    /// An assertion of `value` for `attr_type`; the value is the unescaped string.
     pub fn new(attr_type: AttrType, value: impl Into<String>) -> Ava {
         Ava {
             attr_type,
@@ -204,6 +205,7 @@ impl Ava {
         }
     }
 
+    /// The attribute type, e.g. `CN` or an OID without a short name.
     pub fn attr_type(&self) -> &AttrType {
         &self.attr_type
     }
@@ -270,6 +272,7 @@ pub struct Dn {
 pub struct DnKey(Box<str>);
 
 impl DnKey {
+    /// The canonical encoding, as hashed.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -471,19 +474,28 @@ impl FromStr for Dn {
 /// Why a DN string was rejected, and where (byte offset into the input).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnError {
+    /// Byte offset into the input where the problem was found.
     pub offset: usize,
+    /// What the problem is.
     pub kind: DnErrorKind,
 }
 
+/// What is wrong with a DN string; `Display` on [`DnError`] gives the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DnErrorKind {
+    /// The input is empty or only spaces.
     Empty,
     /// Expected `type=value` (e.g. after a trailing `,`, `+` or `/`).
     MissingAttribute,
+    /// An attribute type with no `=` after it.
     MissingEquals,
+    /// A short name that is not a known attribute type (such as `XX=1`).
     UnknownType(String),
+    /// A dotted OID that is malformed (`2.5..3`).
     BadOid(String),
+    /// `\` followed by neither a special character nor two hex digits.
     BadEscape,
+    /// `\` as the last character.
     DanglingEscape,
     /// `\XX` escapes that do not form UTF-8.
     InvalidUtf8,

@@ -158,14 +158,19 @@ impl Rules {
 /// What the rules look at in a client certificate, as [`ClientCert`] holds it.
 #[derive(Clone, Copy, Debug)]
 pub struct Facts<'a> {
+    /// The subject's canonical key, for exact `allow_subjects` lookups.
     pub subject_key: &'a DnKey,
+    /// The issuer's canonical key, for exact `allow_issuers` lookups.
     pub issuer_key: &'a DnKey,
     /// Header-safe RFC 2253 strings, which `~regex` rules match.
     pub subject_rfc2253: &'a str,
+    /// The issuer in header-safe RFC 2253 form.
     pub issuer_rfc2253: &'a str,
     /// The same DNs with UTF-8 left as is, when they hold any: regexes match either spelling.
     pub subject_utf8: Option<&'a str>,
+    /// The issuer with UTF-8 kept, when it holds non-ASCII.
     pub issuer_utf8: Option<&'a str>,
+    /// The DNS, email, URI and IP subjectAltNames, in certificate order.
     pub sans: &'a [San],
 }
 
@@ -693,8 +698,11 @@ impl Glob {
 /// Which rule satisfied a family, for the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RuleRef<'r> {
+    /// The list the rule is in.
     pub family: Family,
+    /// Position of the rule in that list, from 0.
     pub index: usize,
+    /// The rule as written in the configuration.
     pub text: &'r str,
 }
 
@@ -717,8 +725,11 @@ impl fmt::Display for RuleRef<'_> {
 /// A successful check: the rule that matched in each family, `None` for families without rules.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Admit<'r> {
+    /// The `allow_subjects` rule that matched.
     pub subject: Option<RuleRef<'r>>,
+    /// The `allow_issuers` rule that matched.
     pub issuer: Option<RuleRef<'r>>,
+    /// The `allow_sans` rule that matched.
     pub san: Option<RuleRef<'r>>,
 }
 
@@ -746,9 +757,13 @@ impl fmt::Display for Admit<'_> {
 /// Why a client was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refuse {
+    /// The certificate is missing or did not verify; rules are never tried on it.
     Unverified,
+    /// `allow_subjects` is set and no rule matched the subject DN.
     Subject,
+    /// `allow_issuers` is set and no rule matched the issuer DN.
     Issuer,
+    /// `allow_sans` is set and no rule matched any subjectAltName.
     San,
 }
 
@@ -768,9 +783,13 @@ impl std::error::Error for Refuse {}
 /// A rule that does not compile: which list, which entry, and why.
 #[derive(Clone, Debug)]
 pub struct RuleError {
+    /// The list the rule is in.
     pub family: Family,
+    /// Position of the rule in that list, from 0.
     pub index: usize,
+    /// The rule as written.
     pub rule: String,
+    /// What is wrong with it.
     pub kind: RuleErrorKind,
 }
 
@@ -785,25 +804,36 @@ impl RuleError {
     }
 }
 
+/// Why a rule does not compile; [`RuleError::reason`] turns it into the message `check` prints.
 #[derive(Clone, Debug)]
 pub enum RuleErrorKind {
+    /// An empty string.
     Empty,
+    /// A DN rule that does not parse.
     Dn(DnError),
+    /// A `~` rule whose regex does not compile.
     Regex(regex::Error),
     /// An RFC 4514 DN most general first (`C=DE,O=Acme,CN=alice`): `fixed` is the DN the rule
     /// most likely means, `as_written` the one it says (for certificates stored backwards).
     ForwardOrder {
+        /// The attribute written first (`C=DE`).
         first: String,
+        /// The DN with the RDNs reversed, most specific first.
         fixed: Dn,
+        /// The DN in the order written.
         as_written: Dn,
     },
     /// A `~` regex in the slash form, with a converted regex when one could be made.
     SlashRegex(Option<String>),
     /// Not `kind:value`.
     SanSyntax,
+    /// A SAN rule whose kind is not `dns`, `email`, `uri` or `ip`.
     SanKind(String),
+    /// A `dns:` rule with `*` anywhere but as the whole leftmost label.
     DnsWildcard,
+    /// An `email:` rule without a local part or a domain.
     Email,
+    /// An `ip:` rule whose value is not an IPv4 or IPv6 address.
     Ip(String),
 }
 
@@ -889,7 +919,9 @@ impl fmt::Display for KindText<'_> {
 pub struct RuleWarning {
     /// `Subjects` or `Issuers`.
     pub family: Family,
+    /// Position of the rule in its list, from 0.
     pub index: usize,
+    /// The rule as written.
     pub rule: String,
     message: String,
 }

@@ -9,12 +9,17 @@ use bytes::BytesMut;
 use crate::io::Socket;
 use crate::tls::TlsStream;
 
+/// A client or upstream connection, plain TCP or TLS over it; the proxy reads and writes both
+/// alike.
 pub enum Conn {
+    /// Plain TCP: a plain-HTTP listener, or an upstream without `[upstream.tls]`.
     Plain(Socket),
+    /// TLS over TCP (boxed: the stream holds its BoringSSL state and buffers).
     Tls(Box<TlsStream>),
 }
 
 impl Conn {
+    /// The remote address of the TCP connection.
     pub fn peer_addr(&self) -> SocketAddr {
         match self {
             Self::Plain(s) => s.peer_addr(),
@@ -22,6 +27,7 @@ impl Conn {
         }
     }
 
+    /// The local address, `None` if the socket cannot tell (it was closed underneath).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match self {
             Self::Plain(s) => s.local_addr(),
@@ -53,6 +59,7 @@ impl Conn {
         }
     }
 
+    /// Writes out what is buffered (for TLS, the records still in the write buffer).
     pub async fn flush(&mut self) -> io::Result<()> {
         match self {
             Self::Plain(s) => s.flush().await,
@@ -68,6 +75,8 @@ impl Conn {
         }
     }
 
+    /// Gives back the read and write buffers while the connection sits idle (keep-alive, pool), so
+    /// idle connections cost no buffer memory; they are taken again on the next I/O.
     pub fn release_buffers(&mut self) {
         match self {
             Self::Plain(s) => s.release_buffers(),

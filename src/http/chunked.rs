@@ -131,6 +131,7 @@ impl Default for ChunkedScanner {
 }
 
 impl ChunkedScanner {
+    /// A scanner at the start of a chunked body.
     pub const fn new() -> Self {
         Self {
             state: State::SizeStart,
@@ -343,20 +344,25 @@ pub struct LengthCounter {
 }
 
 impl LengthCounter {
+    /// A counter for a body of `len` bytes (`Content-Length`).
     pub const fn new(len: u64) -> Self {
         Self { remaining: len }
     }
 
+    /// Body bytes still to come.
     #[inline]
     pub fn remaining(&self) -> u64 {
         self.remaining
     }
 
+    /// True once every byte of the body has been seen.
     #[inline]
     pub fn is_done(&self) -> bool {
         self.remaining == 0
     }
 
+    /// Counts the body bytes at the start of `input`: `consumed` bytes are body (bytes beyond
+    /// `remaining` belong to the next message); `done` once the length is reached.
     #[inline]
     pub fn scan(&mut self, input: &[u8]) -> ScanProgress {
         let take = self.remaining.min(input.len() as u64);

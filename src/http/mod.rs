@@ -62,7 +62,10 @@ impl Limits {
 /// closed after a `HeadError`: the framing of whatever follows is unknown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadError {
+    /// The status to answer with: 400, 414, 431, 501 or 505 for a request head, 502 for a
+    /// response head.
     pub status: u16,
+    /// Short cause for the log line.
     pub reason: &'static str,
 }
 
@@ -115,6 +118,7 @@ pub struct Span {
 }
 
 impl Span {
+    /// A span of no bytes, for absent values.
     pub const EMPTY: Span = Span { start: 0, end: 0 };
 
     /// The bytes this span covers in `buf`, or `b""` if `buf` is not the parsed buffer.
@@ -123,16 +127,19 @@ impl Span {
         buf.get(self.range()).unwrap_or(&[])
     }
 
+    /// The byte range in the parsed buffer.
     #[inline]
     pub fn range(self) -> Range<usize> {
         self.start as usize..self.end as usize
     }
 
+    /// Length in bytes.
     #[inline]
     pub fn len(self) -> usize {
         self.end.saturating_sub(self.start) as usize
     }
 
+    /// True for a span of no bytes.
     #[inline]
     pub fn is_empty(self) -> bool {
         self.len() == 0
@@ -172,7 +179,9 @@ impl Span {
 /// One header field line: name and value (value without surrounding whitespace) as spans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeaderSpan {
+    /// The header name, as received.
     pub name: Span,
+    /// The value, without surrounding whitespace.
     pub value: Span,
     /// Classified once at parse time so the rewrite does not compare names again.
     pub(crate) class: HeaderClass,

@@ -53,6 +53,7 @@ struct Text {
 }
 
 impl Page {
+    /// Every page, for tests and for checking the texts once.
     pub const ALL: [Page; 14] = [
         Page::NoCert,
         Page::CertError,
@@ -70,6 +71,7 @@ impl Page {
         Page::PayloadTooLarge,
     ];
 
+    /// The status code the page is sent with.
     pub fn status(self) -> u16 {
         self.text().status
     }

@@ -28,9 +28,11 @@ pub enum TargetForm {
 /// (if any) starts at `head_len`.
 #[derive(Clone, Debug)]
 pub struct RequestHead {
+    /// The request method; any valid token is accepted (`CONNECT` is refused with 501).
     pub method: Method,
     /// The request target exactly as received.
     pub target: Span,
+    /// Origin, absolute or asterisk form (RFC 9112 §3.2).
     pub target_form: TargetForm,
     /// Origin-form part of the target: the target itself for origin- and asterisk-form, the
     /// path-and-query after the authority for absolute-form (empty when the URI has no path; read
@@ -39,9 +41,11 @@ pub struct RequestHead {
     pub path: Span,
     /// `HTTP_10` or `HTTP_11`.
     pub version: Version,
+    /// Every header field line, in order.
     pub headers: Vec<HeaderSpan>,
     /// Bytes of head, including the final blank line.
     pub head_len: usize,
+    /// How the body is framed: none, `Content-Length` or chunked.
     pub body: BodyKind,
     /// The client wants the connection kept after this exchange.
     pub keep_alive: bool,
@@ -57,6 +61,7 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    /// The request target as received.
     #[inline]
     pub fn target<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         self.target.get(buf)
@@ -71,11 +76,13 @@ impl RequestHead {
         }
     }
 
+    /// The `Host` header's value, if one was sent.
     #[inline]
     pub fn host<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
         self.host.map(|s| s.get(buf))
     }
 
+    /// True for `HEAD`, whose response has no body whatever its headers say.
     #[inline]
     pub fn is_head(&self) -> bool {
         self.method == Method::HEAD

@@ -22,6 +22,7 @@ pub struct ResponseHead {
     pub status: u16,
     /// Reason phrase as sent (may be empty; httparse also empties one containing obs-text).
     pub reason: Span,
+    /// Every header field line, in order.
     pub headers: Vec<HeaderSpan>,
     /// Bytes of head, including the final blank line.
     pub head_len: usize,
@@ -38,6 +39,7 @@ pub struct ResponseHead {
 }
 
 impl ResponseHead {
+    /// The reason phrase as sent.
     #[inline]
     pub fn reason<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         self.reason.get(buf)

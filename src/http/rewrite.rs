@@ -33,6 +33,7 @@ struct StripName {
 }
 
 impl StripSet {
+    /// A set of the `names`, compared case-insensitively.
     pub fn new(names: &[&str]) -> Self {
         let mut set = StripSet::default();
         for name in names {
@@ -59,10 +60,12 @@ impl StripSet {
             .any(|n| n.tail == tail && n.folded.len() == name.len() && eq_folded(name, &n.folded))
     }
 
+    /// Number of names in the set.
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
+    /// True when no name is stripped.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

@@ -51,6 +51,8 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// Wraps an accepted or connected stream; fails only if the peer address cannot be read (the
+    /// peer already reset the connection).
     pub fn new(stream: TcpStream) -> io::Result<Self> {
         let peer = stream.peer_addr()?;
         let local = stream.local_addr().ok();
@@ -66,10 +68,12 @@ impl Socket {
         })
     }
 
+    /// The remote address, read once at [`Socket::new`].
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
     }
 
+    /// The local address, `None` if it could not be read.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local
     }

@@ -82,6 +82,7 @@ impl Logging {
 pub struct Quoted<'a>(pub &'a [u8]);
 
 impl<'a> Quoted<'a> {
+    /// Quotes a string the same way.
     pub fn str(s: &'a str) -> Self {
         Quoted(s.as_bytes())
     }
@@ -147,11 +148,15 @@ impl fmt::Display for Millis {
 pub struct Access<'a> {
     /// The line's message: `request`, `bad request`, `tcp connection`, `tcp connection refused`.
     pub event: &'static str,
+    /// The listener's name.
     pub listener: &'a str,
+    /// The client's address (from the TCP connection).
     pub peer: SocketAddr,
+    /// The request method, as received.
     pub method: Option<&'a str>,
     /// The request's path, as received.
     pub path: Option<&'a [u8]>,
+    /// The status sent to the client.
     pub status: Option<u16>,
     /// `SUCCESS`, `NONE` or `FAILED:<reason>`.
     pub verify: &'a str,
@@ -161,11 +166,15 @@ pub struct Access<'a> {
     pub decision: &'a str,
     /// The upstream server; `Some(None)` logs `upstream="-"`.
     pub upstream: Option<Option<SocketAddr>>,
+    /// From the start of forwarding (request head read) until the upstream's response head
+    /// arrived; zero when no server answered.
     pub upstream_time: Option<Duration>,
+    /// From the start of forwarding (request head read) until the response was relayed.
     pub total_time: Option<Duration>,
 }
 
 impl Access<'_> {
+    /// Writes the line at info level, target `certgate::access`.
     pub fn emit(&self) {
         let upstream = self.upstream.map(|u| match u {
             Some(addr) => addr.to_string(),

@@ -17,7 +17,9 @@ use crate::http::{BodyKind, ChunkError, ChunkedScanner};
 /// One of the two peers of the proxy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
+    /// The client that connected to the listener.
     Client,
+    /// The upstream server.
     Upstream,
 }
 
@@ -33,6 +35,7 @@ impl std::fmt::Display for Side {
 /// How relaying a body or a tunnel failed, and on which side.
 #[derive(Debug)]
 pub enum BodyError {
+    /// A read or write on that side failed.
     Io(Side, io::Error),
     /// That side made no progress for the idle time (a tunnel: the side still open after the
     /// other closed).

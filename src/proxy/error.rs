@@ -60,11 +60,14 @@ pub enum Kind {
 /// A failed forward: what failed and the server it concerns (when one was tried).
 #[derive(Debug)]
 pub struct Error {
+    /// What failed.
     pub kind: Kind,
+    /// The server last tried, if any (logged as `upstream=`).
     pub server: Option<SocketAddr>,
 }
 
 impl Error {
+    /// An error of `kind` concerning `server`.
     pub fn new(kind: Kind, server: Option<SocketAddr>) -> Self {
         Self { kind, server }
     }

@@ -32,6 +32,7 @@ pub enum Forbidden {
 }
 
 impl Refusal {
+    /// The page a refused request is answered with (400 for certificate problems, 403 for rules).
     pub fn page(&self) -> Page {
         match self {
             Self::NoCert => Page::NoCert,

@@ -41,12 +41,18 @@ use self::identity::Identity;
 
 /// Where one connection is: what every phase needs.
 pub struct Session {
+    /// The listener the connection was accepted on (the configuration at accept time: a reload does
+    /// not change it).
     pub listener: Arc<Listener>,
+    /// The worker running the connection: its upstream pools and rule caches.
     pub worker: Rc<Worker>,
+    /// The client connection.
     pub client: Conn,
     /// Bytes read from the client and not yet consumed (a pipelined request may wait here).
     pub buf: BytesMut,
+    /// The client's address.
     pub peer: SocketAddr,
+    /// Requests served so far on this connection (for `max_requests_per_connection`).
     pub requests: u64,
 }
 

@@ -8,35 +8,57 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+/// The 12 bytes every v2 header starts with.
 pub const SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 
+/// TLV type of the TLS block: client flags, verify result, then the sub-TLVs below.
 pub const PP2_TYPE_SSL: u8 = 0x20;
+/// Sub-TLV of `PP2_TYPE_SSL`: the TLS version, e.g. `TLSv1.3`.
 pub const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
+/// Sub-TLV of `PP2_TYPE_SSL`: the certificate's common name, UTF-8.
 pub const PP2_SUBTYPE_SSL_CN: u8 = 0x22;
+/// Sub-TLV of `PP2_TYPE_SSL`: the cipher suite name.
 pub const PP2_SUBTYPE_SSL_CIPHER: u8 = 0x23;
+/// certgate's TLV (application range): subject DN, RFC 2253, escaped as in `X-SSL-Client-S-DN`.
 pub const PP2_TYPE_CERTGATE_SUBJECT_DN: u8 = 0xE0;
+/// certgate's TLV: issuer DN, RFC 2253.
 pub const PP2_TYPE_CERTGATE_ISSUER_DN: u8 = 0xE1;
+/// certgate's TLV: verify result as in `X-SSL-Client-Verify`.
 pub const PP2_TYPE_CERTGATE_VERIFY: u8 = 0xE2;
+/// certgate's TLV: SHA-256 fingerprint of the certificate, lowercase hex.
 pub const PP2_TYPE_CERTGATE_FINGERPRINT: u8 = 0xE3;
 
+/// Client flag: the connection used TLS.
 pub const PP2_CLIENT_SSL: u8 = 0x01;
+/// Client flag: a certificate was presented in this connection's handshake.
 pub const PP2_CLIENT_CERT_CONN: u8 = 0x02;
+/// Client flag: a certificate was presented in the session (possibly resumed).
 pub const PP2_CLIENT_CERT_SESS: u8 = 0x04;
 
 /// What the header says about the client's TLS.
 #[derive(Debug, Default)]
 pub struct TlsFacts<'a> {
+    /// The client connection used TLS (false on a plain listener: no `PP2_TYPE_SSL` is sent).
     pub tls: bool,
     /// A certificate was presented (in this handshake or the resumed session).
     pub cert_presented: bool,
+    /// The session was resumed rather than fully negotiated.
     pub resumed: bool,
+    /// The certificate verified; the header's verify field is then 0.
     pub verified: bool,
+    /// The negotiated protocol, e.g. `TLSv1.3`.
     pub version: &'a str,
+    /// The negotiated cipher suite, e.g. `TLS_AES_128_GCM_SHA256`.
     pub cipher: &'a str,
+    /// The subject's common name, if it has one.
     pub common_name: Option<&'a str>,
+    /// The subject DN, RFC 2253, header-safe.
     pub subject_dn: Option<&'a str>,
+    /// The issuer DN, RFC 2253, header-safe.
     pub issuer_dn: Option<&'a str>,
+    /// `SUCCESS`, `NONE` or `FAILED:<reason>`.
     pub verify: &'a str,
+    /// SHA-256 fingerprint, lowercase hex.
     pub fingerprint: Option<&'a str>,
 }
 

@@ -17,7 +17,9 @@ use crate::config::{Config, IoMode};
 /// The I/O driver a worker runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
+    /// Linux io_uring (monoio's `IoUringDriver`).
     IoUring,
+    /// epoll (monoio's `LegacyDriver`), where io_uring is missing or refused.
     Epoll,
 }
 
@@ -152,6 +154,7 @@ fn start_background(config: &Config) -> io::Result<()> {
 
 /// The started workers.
 pub struct Running {
+    /// One thread per worker; each returns when its runtime stops.
     pub workers: Vec<std::thread::JoinHandle<()>>,
     listening: Vec<RawFd>,
     current: Arc<ArcSwap<Config>>,

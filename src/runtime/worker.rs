@@ -19,7 +19,9 @@ const RING_ENTRIES: u32 = 1024;
 
 /// What a worker's tasks share.
 pub struct Worker {
+    /// The worker's number, from 0, as in its thread name and log lines.
     pub id: usize,
+    /// The configuration the worker was started with.
     pub config: Arc<Config>,
     /// One pool per configured upstream, same order.
     pub pools: Vec<Rc<Pool>>,

@@ -21,7 +21,9 @@ pub struct ClientSettings<'a> {
     pub ca_pem: Option<&'a [u8]>,
     /// Client certificate chain and key (both may come from one bundle).
     pub cert_pem: Option<&'a [u8]>,
+    /// The PEM private key of `cert_pem`.
     pub key_pem: Option<&'a [u8]>,
+    /// Verify the servers' certificates and names; false only when written `verify = false`.
     pub verify: bool,
 }
 
@@ -31,6 +33,7 @@ pub struct UpstreamTls {
     /// SNI and verified name; None: the server's host name, or for a server given as an
     /// address, that address verified as an IP SAN (and no SNI).
     pub server_name: Option<String>,
+    /// Whether the servers' certificates are verified.
     pub verify: bool,
     sessions: Option<Sessions>,
 }
@@ -59,6 +62,9 @@ impl std::fmt::Debug for UpstreamTls {
 }
 
 impl UpstreamTls {
+    /// Builds the context (TLS 1.2 at least, the given roots or the system's, the client
+    /// certificate); with `session_reuse`, sessions are kept per server address for resumption.
+    /// Fails naming the input (certificate, key or CA) that BoringSSL refused.
     pub fn new(
         s: &ClientSettings<'_>,
         server_name: Option<String>,

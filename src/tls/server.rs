@@ -28,12 +28,21 @@ const CURVES: &str = "X25519:P-256:P-384";
 
 /// What a listener's TLS needs; files are already read.
 pub struct ServerSettings<'a> {
+    /// The server certificate chain, leaf first, PEM.
     pub cert_pem: &'a [u8],
+    /// The PEM private key of the leaf.
     pub key_pem: &'a [u8],
+    /// Trusted roots and intermediates for client certificates, PEM; the configuration requires
+    /// it when `mode` is `required` or `optional`.
     pub ca_pem: Option<&'a [u8]>,
+    /// Whether a client certificate is requested and must verify.
     pub mode: VerifyMode,
+    /// Refuse failing clients in the handshake (alert) or after it (400 page).
     pub reject: Reject,
+    /// Intermediates allowed between the client certificate and a trusted CA (nginx
+    /// `ssl_verify_depth`).
     pub verify_depth: u32,
+    /// Accept TLS 1.3 only (otherwise 1.2 and 1.3).
     pub min_tls13: bool,
     /// Identifies the admission rules, so a session made under other rules is never resumed.
     pub policy_tag: &'a [u8],
@@ -50,14 +59,20 @@ pub struct ServerSettings<'a> {
 /// Which input a context error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
+    /// The server certificate (also used for errors of BoringSSL itself).
     Certificate,
+    /// The private key, or its mismatch with the certificate.
     PrivateKey,
+    /// The client CA file.
     Ca,
 }
 
+/// A TLS context that could not be built: which input, and BoringSSL's reason.
 #[derive(Debug)]
 pub struct ContextError {
+    /// The input concerned, so the error can name its configuration key.
     pub part: Part,
+    /// BoringSSL's reason, as text.
     pub reason: String,
 }
 
@@ -102,6 +117,9 @@ pub(super) fn fail(part: Part, reason: impl Into<String>) -> ContextError {
     }
 }
 
+/// Builds a listener's TLS context from `s`: certificate and key, client verification and the
+/// verified-chain cache, session tickets and session-ID cache with an ID context of `policy_tag`,
+/// TLS 1.2 or 1.3 at least. Runs at load and on reload, never on a connection.
 pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError> {
     let internal = |e: boring::error::ErrorStack| fail(Part::Certificate, e.to_string());
     let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(internal)?;

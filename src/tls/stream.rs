@@ -373,10 +373,12 @@ impl TlsStream {
         HandshakeError::Tls(e, alert, verify)
     }
 
+    /// The BoringSSL connection, for the peer certificate, version, cipher and verify result.
     pub fn ssl(&self) -> &SslRef {
         self.tls.ssl()
     }
 
+    /// The TCP socket underneath.
     pub fn socket(&self) -> &Socket {
         &self.sock
     }
@@ -473,6 +475,7 @@ impl TlsStream {
         self.flush_tls().await
     }
 
+    /// Writes out every TLS record still buffered.
     pub async fn flush(&mut self) -> io::Result<()> {
         self.flush_tls().await
     }

@@ -93,6 +93,7 @@ impl TicketKeys {
         })
     }
 
+    /// How often random keys are replaced; `None` for keys loaded from files, which never rotate.
     pub fn rotation(&self) -> Option<Duration> {
         self.rotation
     }

@@ -26,6 +26,8 @@ struct Entry {
     expires: Instant,
 }
 
+/// One listener context's cache of verified chains, shared by every worker; entries live at most
+/// [`MAX_AGE`].
 pub struct VerifiedChains {
     entries: Mutex<HashMap<[u8; 32], Entry>>,
     capacity: usize,
@@ -35,10 +37,12 @@ pub struct VerifiedChains {
 }
 
 impl VerifiedChains {
+    /// A cache of at most `capacity` chains (when full, an arbitrary entry is dropped).
     pub fn new(capacity: usize) -> Self {
         Self::with_max_age(capacity, MAX_AGE)
     }
 
+    /// As [`VerifiedChains::new`], with entries trusted for at most `max_age`.
     pub fn with_max_age(capacity: usize, max_age: Duration) -> Self {
         Self {
             entries: Mutex::new(HashMap::with_capacity(capacity.min(4096))),
@@ -106,10 +110,12 @@ impl VerifiedChains {
         )
     }
 
+    /// Chains currently held.
     pub fn len(&self) -> usize {
         self.entries.lock().map_or(0, |e| e.len())
     }
 
+    /// True when no chain is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

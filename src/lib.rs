@@ -10,6 +10,7 @@
 //! upstream and the in-memory TLS pipe for benchmarks) live in the `certgate-tools` package
 //! (`tools/`), so that this library's dependencies are only what the proxy runs.
 
+#![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod config;

@@ -38,6 +38,8 @@ pub struct Key {
 }
 
 impl Key {
+    /// The key of a client: its certificate fingerprint when it has one, else its IP address (an
+    /// IPv4-mapped IPv6 address hashes as the IPv4 one).
     pub fn new(fingerprint: Option<&str>, ip: Option<IpAddr>) -> Key {
         let hash = match (fingerprint, ip) {
             (Some(f), _) => Some(hash64(&[b"cert:", f.as_bytes()])),
@@ -60,6 +62,7 @@ pub struct Tried {
 }
 
 impl Tried {
+    /// Marks server `i` as tried.
     pub fn insert(&mut self, i: usize) {
         if i < 64 {
             self.low |= 1 << i;
@@ -72,6 +75,7 @@ impl Tried {
         }
     }
 
+    /// True if server `i` was tried.
     pub fn contains(&self, i: usize) -> bool {
         if i < 64 {
             self.low & (1 << i) != 0
@@ -86,6 +90,7 @@ impl Tried {
 /// A server's health as the balancer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Avail {
+    /// Usable.
     Up,
     /// Out by passive accounting (`max_fails` within `fail_timeout`).
     Failed,
@@ -96,6 +101,7 @@ pub enum Avail {
 /// What [`Balancer::choose`] picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Choice {
+    /// Index of the server in [`Upstream::servers`](crate::config::Upstream::servers).
     pub index: usize,
     /// Every usable server was down, and this one is tried anyway.
     pub despite_down: bool,
@@ -141,6 +147,7 @@ const PASSES: [(Level, bool); 6] = [
 ];
 
 impl Balancer {
+    /// A balancer over `servers` using `method`, with every server up.
     pub fn new(servers: &[Server], method: Balance) -> Self {
         let peers = servers
             .iter()

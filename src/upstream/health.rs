@@ -68,6 +68,8 @@ impl PeerHealth {
             && now.saturating_sub(self.checked.load(Relaxed)) <= nanos(fail_timeout)
     }
 
+    /// True while active health checks hold the server down (`fails` failed checks in a row, until
+    /// `passes` pass).
     pub fn active_down(&self) -> bool {
         self.active_down.load(Relaxed)
     }
@@ -124,16 +126,19 @@ pub struct Health {
 }
 
 impl Health {
+    /// A table for `servers` servers, all up.
     pub fn new(servers: usize) -> Self {
         Self {
             peers: (0..servers).map(|_| PeerHealth::default()).collect(),
         }
     }
 
+    /// Number of servers.
     pub fn len(&self) -> usize {
         self.peers.len()
     }
 
+    /// True for an upstream without servers.
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
     }

@@ -62,7 +62,9 @@ impl std::error::Error for ConnectError {
 
 /// A connection checked out of the pool or newly made.
 pub struct UpstreamConn {
+    /// The connection, plain or TLS.
     pub conn: Conn,
+    /// The server it is connected to.
     pub addr: SocketAddr,
     /// Came from the pool: the server may have closed it meanwhile, so a failure before any
     /// response byte may be retried on a fresh connection.
@@ -77,6 +79,7 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// An empty pool for `upstream`, with its balancer.
     pub fn new(upstream: Arc<Upstream>) -> Self {
         Self {
             balancer: Balancer::new(&upstream.servers, upstream.balance),
@@ -85,6 +88,7 @@ impl Pool {
         }
     }
 
+    /// The upstream's name, for log lines.
     pub fn name(&self) -> &str {
         &self.upstream.name
     }
@@ -123,6 +127,8 @@ impl Pool {
         }
     }
 
+    /// The `i`-th server of the upstream, as [`Balancer::choose`](balance::Balancer::choose)
+    /// indexes them; `i` must be in range.
     pub fn server(&self, i: usize) -> &Server {
         &self.upstream.servers[i]
     }

@@ -9,7 +9,7 @@
 //!   the DN, either as nginx prints it (`$ssl_client_s_dn`, non-ASCII escaped: `CN=J\C3\BCrgen`)
 //!   or with non-ASCII as UTF-8 (`CN=Jürgen`).
 //! - Spellings that cannot mean what was written are caught at compile time (see
-//!   [`DnSpelling`]): a forward-order DN (`C=DE,O=Acme,CN=alice`) and a `~/C=DE/..` regex are
+//!   `DnSpelling`): a forward-order DN (`C=DE,O=Acme,CN=alice`) and a `~/C=DE/..` regex are
 //!   refused with the spelling that would match; OpenSSL 3's one-line output (`C = DE, O = Acme,
 //!   CN = alice`) is read in certificate order, with a warning naming the compact spelling.
 //! - SAN rules: `kind:value`, kind `dns`, `email`, `uri` or `ip` (case-insensitive). Exact by

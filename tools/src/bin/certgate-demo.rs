@@ -1,15 +1,18 @@
 //! `certgate-demo`: what `certgate demo` runs (the proxy binary execs this one, found beside it,
 //! so that it never links the PKI generator). Writes a throwaway PKI and configuration, starts
-//! the echo upstream and the proxy, prints the curl commands to try, and serves until SIGINT or
-//! SIGTERM (SIGHUP reloads the configuration, as `certgate run` does); then removes its files.
+//! the echo upstream, prints the curl commands to try and runs `certgate run` on that
+//! configuration (the binary beside this one, so the demo stops, reloads and logs exactly as the
+//! proxy does); the signals it receives are passed on. When the proxy exits, it removes its files.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-use std::process::ExitCode;
-use std::sync::Arc;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 
-use certgate::config::Config;
 use clap::Parser;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,7 +29,6 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let logging = certgate::logging::init("info");
     let demo = match certgate_tools::demo::prepare(&args.listen) {
         Ok(demo) => demo,
         Err(e) => {
@@ -35,57 +37,67 @@ fn main() -> ExitCode {
         }
     };
     println!("{}", demo.text);
-    let status = serve(Arc::new(demo.config), &logging);
+    let status = serve(&demo.config.path);
     if let Err(e) = demo.dir.close() {
         eprintln!("certgate demo: cannot remove its directory: {e}");
     }
     status
 }
 
-/// Runs the proxy until SIGINT or SIGTERM; SIGHUP re-reads the configuration file.
-fn serve(config: Arc<Config>, logging: &certgate::logging::Logging) -> ExitCode {
-    let path = config.path.clone();
-    let running = match certgate::runtime::start(config) {
-        Ok(r) => r,
+/// Runs `certgate run --config <config>` until it exits, passing on SIGINT, SIGTERM, SIGQUIT and
+/// SIGHUP. The proxy runs in its own process group, so a Ctrl-C reaches it once, through here.
+fn serve(config: &Path) -> ExitCode {
+    let proxy = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("certgate"),
         Err(e) => {
-            eprintln!("certgate demo: {e}");
+            eprintln!("certgate demo: cannot find the running executable: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut signals = match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ]) {
+    let mut signals = match Signals::new([SIGINT, SIGTERM, SIGQUIT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("certgate demo: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
-    for sig in signals.forever() {
-        if sig != signal_hook::consts::SIGHUP {
-            tracing::info!(signal = sig, "stopping");
-            break;
+    let mut child = match Command::new(&proxy)
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "certgate demo: cannot start {}: {e} (build it with `cargo build --release \
+                 --workspace`)",
+                proxy.display()
+            );
+            return ExitCode::FAILURE;
         }
-        match Config::load(&path).map_err(|e| e.to_string()) {
-            Ok(next) => {
-                let level = next.log.level.clone();
-                match running.reload(next) {
-                    Ok(()) => {
-                        if let Err(why) = logging.set_level(&level) {
-                            tracing::warn!("[log] level = {level:?} not applied: {why}");
-                        }
-                        tracing::info!(config = %path.display(), "configuration reloaded");
-                    }
-                    Err(e) => {
-                        tracing::error!("reload refused, the running configuration stays: {e}")
-                    }
-                }
-            }
-            Err(e) => tracing::error!("reload failed, the running configuration stays: {e}"),
+    };
+    let pid = child.id() as libc::pid_t;
+    let handle = signals.handle();
+    let forward = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            // SAFETY: kill(2) on our own child, which is not reaped before this thread ends.
+            unsafe { libc::kill(pid, sig) };
+        }
+    });
+    let status = child.wait();
+    handle.close();
+    let _ = forward.join();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("certgate demo: the proxy exited with {s}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("certgate demo: cannot wait for the proxy: {e}");
+            ExitCode::FAILURE
         }
     }
-    running.stop_accepting();
-    ExitCode::SUCCESS
 }

@@ -148,6 +148,11 @@ impl Session {
         }
     }
 
+    /// Whether the process is draining: the current response is the connection's last.
+    pub(crate) fn draining(&self) -> bool {
+        self.worker.drain.started()
+    }
+
     async fn run(&mut self) {
         // Judged at the first request, then kept for the connection's life.
         let mut identity: Option<Identity> = None;
@@ -186,7 +191,7 @@ impl Session {
             }
             let keep_alive = forward::forward(self, id, &head, &raw).await;
             let limit = self.listener.limits.max_requests_per_connection;
-            if !keep_alive || (limit > 0 && self.requests >= limit) {
+            if !keep_alive || (limit > 0 && self.requests >= limit) || self.draining() {
                 self.close().await;
                 return;
             }
@@ -204,15 +209,26 @@ impl Session {
             // buffer parked in the kernel, none in user space).
             self.buf = BytesMut::new();
             self.client.release_buffers();
-            let wait = if self.requests > 0 {
-                t.keepalive_idle
+            if self.requests == 0 {
+                match timeout(t.request_head, self.client.readable()).await {
+                    Err(_) => return Err(HeadEnd::TimedOut),
+                    Ok(Err(_)) => return Err(HeadEnd::Closed),
+                    Ok(Ok(())) => {}
+                }
             } else {
-                t.request_head
-            };
-            match timeout(wait, self.client.readable()).await {
-                Err(_) if self.requests == 0 => return Err(HeadEnd::TimedOut),
-                Err(_) | Ok(Err(_)) => return Err(HeadEnd::Closed),
-                Ok(Ok(())) => {}
+                // Idle between requests: a drain closes the connection at once.
+                let drain = self.worker.drain.clone();
+                if drain.started() {
+                    return Err(HeadEnd::Closed);
+                }
+                monoio::select! {
+                    r = timeout(t.keepalive_idle, self.client.readable()) => {
+                        if !matches!(r, Ok(Ok(()))) {
+                            return Err(HeadEnd::Closed);
+                        }
+                    }
+                    _ = drain.fired() => return Err(HeadEnd::Closed),
+                }
             }
         }
         // The first request's head timeout counts from the handshake; a later one's from its

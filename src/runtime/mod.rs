@@ -7,7 +7,9 @@ mod worker;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tracing::{info, warn};
@@ -70,8 +72,10 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
     }
     let listening: Vec<RawFd> = sockets.iter().flatten().map(|s| s.as_raw_fd()).collect();
     let current = Arc::new(ArcSwap::new(config.clone()));
+    let draining = Arc::new(AtomicBool::new(false));
     for (id, listeners) in sockets.into_iter().enumerate() {
         let current = current.clone();
+        let draining = draining.clone();
         let core = if config.runtime.pin_workers && !cores.is_empty() {
             Some(cores[id % cores.len()])
         } else {
@@ -85,7 +89,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
                         warn!(worker = id, "could not pin worker to CPU {}", core.id);
                     }
                 }
-                if let Err(e) = worker::run(id, driver, current, listeners) {
+                if let Err(e) = worker::run(id, driver, current, listeners, draining) {
                     tracing::error!(worker = id, "worker stopped: {e}");
                     std::process::exit(1);
                 }
@@ -123,6 +127,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
         workers: handles,
         listening,
         current,
+        draining,
     })
 }
 
@@ -158,6 +163,7 @@ pub struct Running {
     pub workers: Vec<std::thread::JoinHandle<()>>,
     listening: Vec<RawFd>,
     current: Arc<ArcSwap<Config>>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Running {
@@ -197,7 +203,36 @@ impl Running {
     }
 }
 
-pub use self::worker::Worker;
+impl Running {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    /// Begins a drain: no new connection is accepted; responses in progress finish with
+    /// `Connection: close`; idle keep-alive connections close; each worker ends once its
+    /// connections have.
+    pub fn drain(&self) {
+        self.stop_accepting();
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Waits until every worker has ended or `deadline` passed; `true` when they all ended.
+    pub fn wait(&self, deadline: Instant) -> bool {
+        loop {
+            if self.workers.iter().all(|w| w.is_finished()) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10).min(deadline - now));
+        }
+    }
+}
+
+pub use self::worker::{Drain, Fired, Worker};
 
 /// Whether `ip` may be reachable from outside: not loopback, private, link-local or unique-local.
 /// The unspecified address (all interfaces) counts as public.

@@ -42,6 +42,11 @@ enum Command {
         /// Path to the TOML configuration file.
         #[arg(short, long)]
         config: PathBuf,
+        /// Zero-downtime restart or binary upgrade: take the listening sockets over from the
+        /// certgate running with the same `[runtime] pid_file` (through `<pid_file>.sock`),
+        /// start serving on them, then let that process drain as on SIGQUIT.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a configuration as `check` does, then make the running process (found by
     /// `[runtime] pid_file`) re-read it, and wait for its answer: exit 0 once the new
@@ -87,7 +92,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => {
+        Command::Run { config, upgrade } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -102,7 +107,7 @@ fn main() -> ExitCode {
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
-            run(Arc::new(config), &logging)
+            run(Arc::new(config), &logging, upgrade)
         }
         Command::Reload { config } => reload(&config),
         Command::Demo { listen } => demo(&listen),
@@ -196,7 +201,7 @@ fn demo(listen: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
+fn run(config: Arc<Config>, logging: &Logging, upgrade: bool) -> ExitCode {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 
     let path = config.path.clone();
@@ -210,14 +215,62 @@ fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let running = match certgate::runtime::start(config) {
+    let handover = if upgrade {
+        let Some(p) = &pid_file else {
+            eprintln!(
+                "certgate: {}: runtime.pid_file: --upgrade finds the running process by its \
+                 pid_file; set one (the running process must have been started with it)",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        };
+        match certgate::control::take_over(&certgate::control::socket_path(p)) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("certgate: --upgrade: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let (handover, inherited) = match handover {
+        Some(mut h) => {
+            let sockets = std::mem::take(&mut h.sockets);
+            tracing::info!(sockets = sockets.len(), "took over the listening sockets");
+            (Some(h), sockets)
+        }
+        None => (None, Vec::new()),
+    };
+    let running = match certgate::runtime::start_with(config, inherited) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("certgate: {e}");
             return ExitCode::FAILURE;
         }
     };
+    if handover.is_some() {
+        // Until the old process has drained, the sockets are its too: never shut them down.
+        running
+            .shared
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
     if let Some(p) = &pid_file {
+        // The control socket for the next upgrade; this process drains once one took over.
+        let offered =
+            certgate::control::Offer::bind(&certgate::control::socket_path(p)).and_then(|offer| {
+                offer.serve(running.listening(), running.shared.clone(), || {
+                    // SAFETY: kill(2) to this process, with a signal signal-hook handles.
+                    unsafe { libc::kill(libc::getpid(), SIGQUIT) };
+                })
+            });
+        if let Err(e) = offered {
+            tracing::warn!(
+                "no control socket next to {}: `run --upgrade` cannot take over: {e}",
+                p.display()
+            );
+        }
+
         let written = certgate::control::write_pid(p).and_then(|()| {
             certgate::control::write_status(
                 p,
@@ -235,6 +288,12 @@ fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
             );
             running.drain();
             return ExitCode::FAILURE;
+        }
+    }
+    if let Some(h) = handover {
+        // The old process drains from here on; this one serves.
+        if let Err(e) = h.ready() {
+            tracing::warn!("the previous process did not hear that this one is ready: {e}");
         }
     }
     notify(&[NotifyState::Ready]);

@@ -120,7 +120,7 @@ pub fn run(
     id: usize,
     driver: Driver,
     current: Arc<ArcSwap<Config>>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(usize, std::net::TcpListener)>,
     draining: Arc<AtomicBool>,
 ) -> io::Result<()> {
     match driver {
@@ -178,7 +178,7 @@ impl Worker {
 async fn main(
     id: usize,
     current: Arc<ArcSwap<Config>>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(usize, std::net::TcpListener)>,
     draining: Arc<AtomicBool>,
 ) -> io::Result<()> {
     let drain = Rc::new(Drain::default());
@@ -189,9 +189,17 @@ async fn main(
         drain: drain.clone(),
     });
     let mut tasks = Vec::new();
-    for (index, std_listener) in listeners.into_iter().enumerate() {
+    // One count per listener, whatever the number of its sockets this worker accepts on.
+    let mut open: HashMap<usize, Rc<Cell<usize>>> = HashMap::new();
+    for (index, std_listener) in listeners {
         let l = TcpListener::from_std(std_listener)?;
-        tasks.push(monoio::spawn(accept_loop(l, index, generation.clone())));
+        let open = open.entry(index).or_default().clone();
+        tasks.push(monoio::spawn(accept_loop(
+            l,
+            index,
+            generation.clone(),
+            open,
+        )));
     }
     let watch = drain.clone();
     monoio::spawn(async move {
@@ -212,10 +220,19 @@ async fn main(
     Ok(())
 }
 
-async fn accept_loop(l: TcpListener, index: usize, generation: Rc<Generation>) -> io::Result<()> {
-    let open = Rc::new(Cell::new(0usize));
+async fn accept_loop(
+    l: TcpListener,
+    index: usize,
+    generation: Rc<Generation>,
+    open: Rc<Cell<usize>>,
+) -> io::Result<()> {
+    let drain = generation.drain.clone();
     loop {
-        let accepted = l.accept().await;
+        // A drain ends the loop even when the socket stays open (handed to a new process).
+        let accepted = monoio::select! {
+            a = l.accept() => a,
+            _ = drain.fired() => return Ok(()),
+        };
         let worker = generation.worker();
         // Reloads keep the listener list (name and address) as it was: same index.
         let Some(listener) = worker.config.listeners.get(index).cloned() else {

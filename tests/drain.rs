@@ -112,8 +112,18 @@ fn every_response_in_flight_finishes_with_close() {
     slow.send_all(&get(&gate.host(), "/slow/2000", &[]));
     let mut busy = gate.connect(Some(&pki.client1));
     busy.send_all(&get(&gate.host(), "/slow/1000", &[]));
+    // Connected, nothing sent yet: one sends its request just after the signal, one never.
+    let mut late = gate.connect(Some(&pki.client1));
+    let mut silent = gate.connect(Some(&pki.client1));
     std::thread::sleep(Duration::from_millis(300));
     signal(&gate, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    let r = late.roundtrip(&get(&gate.host(), "/late", &[]));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    silent
+        .closes_within(Duration::from_millis(1800))
+        .expect("a connection that sends nothing is closed after the grace");
     let r = busy.response(false).expect("response in flight");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), Some("close"));

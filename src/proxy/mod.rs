@@ -128,6 +128,10 @@ async fn handshake(
     }
 }
 
+/// During a drain, how long a connection that has sent nothing yet may still send its first
+/// request.
+const DRAIN_FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How reading a request head ended without a head.
 enum HeadEnd {
     /// The client closed (or went idle) between requests: close quietly.
@@ -210,10 +214,20 @@ impl Session {
             self.buf = BytesMut::new();
             self.client.release_buffers();
             if self.requests == 0 {
-                match timeout(t.request_head, self.client.readable()).await {
-                    Err(_) => return Err(HeadEnd::TimedOut),
-                    Ok(Err(_)) => return Err(HeadEnd::Closed),
-                    Ok(Ok(())) => {}
+                // A new connection is idle too once a drain has gone on for a moment: a client
+                // that just connected sends its first request well within it.
+                let drain = self.worker.drain.clone();
+                let closing = async {
+                    drain.fired().await;
+                    monoio::time::sleep(DRAIN_FIRST_REQUEST_GRACE).await;
+                };
+                monoio::select! {
+                    r = timeout(t.request_head, self.client.readable()) => match r {
+                        Err(_) => return Err(HeadEnd::TimedOut),
+                        Ok(Err(_)) => return Err(HeadEnd::Closed),
+                        Ok(Ok(())) => {}
+                    },
+                    _ = closing => return Err(HeadEnd::Closed),
                 }
             } else {
                 // Idle between requests: a drain closes the connection at once.

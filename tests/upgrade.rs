@@ -369,3 +369,42 @@ fn upgrade_without_a_running_process_fails() {
         out.all()
     );
 }
+
+/// A new process that fails after taking the sockets (here: a new listener's address is in
+/// use) exits 1, and the old one serves on, then still stops cleanly.
+#[test]
+fn failed_upgrade_leaves_the_old_process_serving() {
+    let mut gate = Gate::start(with_pid_file());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let extra = format!(
+        "\n[[listener]]\nname = \"second\"\nlisten = \"{}\"\nupstream = \"app\"\n\n\
+         [listener.tls]\ncertificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\"\n",
+        taken.local_addr().unwrap()
+    );
+    let text = gate.config_text();
+    let at = text.find("\n[[upstream]]").unwrap();
+    let next = gate.env.write(
+        "next.toml",
+        format!("{}{extra}{}", &text[..at], &text[at..]),
+    );
+    let out = run_bounded(
+        Command::new(certgate_bin())
+            .args(["run", "--upgrade", "--config"])
+            .arg(&next)
+            .current_dir(gate.env.dir.path()),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.all());
+    assert!(out.all().contains("address in use"), "{}", out.all());
+    for _ in 0..5 {
+        assert_eq!(gate.curl("/").cert(&gate.pki().client1).run().status, 200);
+    }
+    gate.assert_alive();
+    assert!(gate.log().contains("upgrade abandoned"), "{}", gate.log());
+    let (status, in_time) = gate.terminate(Duration::from_secs(10)).unwrap();
+    assert!(
+        status.success() && in_time,
+        "{status}; log:\n{}",
+        gate.log()
+    );
+}

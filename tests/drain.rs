@@ -199,3 +199,83 @@ fn shutdown_timeout_is_validated() {
         out.all()
     );
 }
+
+/// A TCP-mode relay goes on during the drain until `shutdown_timeout`, then is closed; exit 0.
+#[test]
+fn tcp_relay_gets_the_deadline() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    // A byte echo as the upstream.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in backend.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let env = Env::new();
+    let port = free_port();
+    let text = format!(
+        "[runtime]\nworkers = 1\nio = {io}\nshutdown_timeout = \"1500ms\"\n\n[[listener]]\n\
+         name = \"tcp\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"backend\"\nmode = \"tcp\"\n\n\
+         [listener.tls]\ncertificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\"\n\n\
+         [listener.client_auth]\nmode = \"required\"\nca = \"pki/client-ca-bundle.pem\"\n\
+         verify_depth = 2\n\n[[upstream]]\nname = \"backend\"\nservers = [\"{backend_addr}\"]\n",
+        io = toml_str(&io_driver())
+    );
+    let config = env.write("certgate.toml", text);
+    let log = std::fs::File::create(env.path("certgate.log")).unwrap();
+    let child = Command::new(certgate_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .current_dir(env.dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut proc = ProcGuard::new(child);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut client = loop {
+        match TlsClient::connect(addr, &env.pki.server_ca, Some(&env.pki.client1)) {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no listener: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    client.send_all(b"ping");
+    assert_eq!(client.read_n(4).unwrap(), b"ping");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(proc.id() as libc::pid_t, libc::SIGTERM) };
+    let signalled = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    client.send_all(b"pong");
+    assert_eq!(
+        client
+            .read_n(4)
+            .expect("the relay stopped before the deadline"),
+        b"pong"
+    );
+    client
+        .closes_within(Duration::from_secs(4))
+        .expect("the relay is closed at shutdown_timeout");
+    let closed = signalled.elapsed();
+    assert!(
+        closed >= Duration::from_millis(1300),
+        "closed after {closed:?}, before shutdown_timeout"
+    );
+    let (status, in_time) = proc.terminate(Duration::from_secs(5)).unwrap();
+    assert!(status.success() && in_time, "{status}");
+}

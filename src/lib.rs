@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod http;
 pub mod identity;
 pub mod io;

@@ -41,6 +41,12 @@ pub struct RuntimeFile {
     /// Pin each worker to its own CPU.
     #[serde(default = "yes")]
     pub pin_workers: bool,
+    /// How long a drain (SIGTERM, SIGQUIT, SIGINT, an upgrade) waits for connections to finish.
+    #[serde(default)]
+    pub shutdown_timeout: Option<Spanned<String>>,
+    /// Where `run` writes its process id (and `reload`, `run --upgrade` find it).
+    #[serde(default)]
+    pub pid_file: Option<Spanned<String>>,
 }
 
 /// `runtime.io`: the monoio driver the workers run on.

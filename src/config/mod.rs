@@ -123,7 +123,14 @@ pub struct Runtime {
     pub io: IoMode,
     /// Pin worker `i` to the `i`-th CPU the process may run on.
     pub pin_workers: bool,
+    /// How long a drain waits for connections in progress before closing them.
+    pub shutdown_timeout: Duration,
+    /// The pid file, resolved against the configuration's directory.
+    pub pid_file: Option<PathBuf>,
 }
+
+/// `[runtime] shutdown_timeout` when not set.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One validated `[[listener]]`: its socket address, TLS context, client-certificate policy and
 /// limits.
@@ -357,6 +364,23 @@ impl Config {
             },
             io: file.runtime.io,
             pin_workers: file.runtime.pin_workers,
+            shutdown_timeout: cx.timeout(
+                &file.runtime.shutdown_timeout,
+                "runtime.shutdown_timeout",
+                DEFAULT_SHUTDOWN_TIMEOUT,
+                MAX_IO_TIMEOUT,
+            )?,
+            pid_file: match &file.runtime.pid_file {
+                Some(p) if p.get_ref().trim().is_empty() => {
+                    return Err(cx.err(
+                        Some(p),
+                        "runtime.pid_file",
+                        "must not be empty: remove the key to write no pid file",
+                    ))
+                }
+                Some(p) => Some(cx.resolve(p.get_ref())),
+                None => None,
+            },
         };
 
         let mut upstreams = Vec::with_capacity(file.upstream.len());

@@ -257,7 +257,7 @@ async fn answer_failure(
         .server
         .filter(|_| failed.last.reached())
         .map(|a| (a, started.elapsed()));
-    let keep_alive = head.keep_alive && head.body == BodyKind::None && gateway;
+    let keep_alive = head.keep_alive && head.body == BodyKind::None && gateway && !s.draining();
     if let Some(page) = page {
         s.send_page(page, keep_alive, head.is_head()).await;
     }
@@ -308,6 +308,10 @@ async fn respond(
     }
     if expect_refused {
         // The body the client held back never came; the connection's framing is unknown.
+        keep_alive = false;
+    }
+    if s.draining() {
+        // The process is stopping: this response says it is the connection's last.
         keep_alive = false;
     }
 

@@ -128,6 +128,10 @@ async fn handshake(
     }
 }
 
+/// During a drain, how long a connection that has sent nothing yet may still send its first
+/// request.
+const DRAIN_FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How reading a request head ended without a head.
 enum HeadEnd {
     /// The client closed (or went idle) between requests: close quietly.
@@ -146,6 +150,11 @@ impl Session {
             Conn::Tls(t) => Identity::establish(&self.listener, Some(t.ssl()), self.peer),
             Conn::Plain(_) => Identity::establish(&self.listener, None, self.peer),
         }
+    }
+
+    /// Whether the process is draining: the current response is the connection's last.
+    pub(crate) fn draining(&self) -> bool {
+        self.worker.drain.started()
     }
 
     async fn run(&mut self) {
@@ -186,7 +195,7 @@ impl Session {
             }
             let keep_alive = forward::forward(self, id, &head, &raw).await;
             let limit = self.listener.limits.max_requests_per_connection;
-            if !keep_alive || (limit > 0 && self.requests >= limit) {
+            if !keep_alive || (limit > 0 && self.requests >= limit) || self.draining() {
                 self.close().await;
                 return;
             }
@@ -204,15 +213,36 @@ impl Session {
             // buffer parked in the kernel, none in user space).
             self.buf = BytesMut::new();
             self.client.release_buffers();
-            let wait = if self.requests > 0 {
-                t.keepalive_idle
+            if self.requests == 0 {
+                // A new connection is idle too once a drain has gone on for a moment: a client
+                // that just connected sends its first request well within it.
+                let drain = self.worker.drain.clone();
+                let closing = async {
+                    drain.fired().await;
+                    monoio::time::sleep(DRAIN_FIRST_REQUEST_GRACE).await;
+                };
+                monoio::select! {
+                    r = timeout(t.request_head, self.client.readable()) => match r {
+                        Err(_) => return Err(HeadEnd::TimedOut),
+                        Ok(Err(_)) => return Err(HeadEnd::Closed),
+                        Ok(Ok(())) => {}
+                    },
+                    _ = closing => return Err(HeadEnd::Closed),
+                }
             } else {
-                t.request_head
-            };
-            match timeout(wait, self.client.readable()).await {
-                Err(_) if self.requests == 0 => return Err(HeadEnd::TimedOut),
-                Err(_) | Ok(Err(_)) => return Err(HeadEnd::Closed),
-                Ok(Ok(())) => {}
+                // Idle between requests: a drain closes the connection at once.
+                let drain = self.worker.drain.clone();
+                if drain.started() {
+                    return Err(HeadEnd::Closed);
+                }
+                monoio::select! {
+                    r = timeout(t.keepalive_idle, self.client.readable()) => {
+                        if !matches!(r, Ok(Ok(()))) {
+                            return Err(HeadEnd::Closed);
+                        }
+                    }
+                    _ = drain.fired() => return Err(HeadEnd::Closed),
+                }
             }
         }
         // The first request's head timeout counts from the handshake; a later one's from its

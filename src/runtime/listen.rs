@@ -43,6 +43,27 @@ pub fn bind_group(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::Tc
     Ok(group)
 }
 
+/// Completes a group taken over from a running certgate (`run --upgrade`) to `count` sockets:
+/// extra sockets join the inherited SO_REUSEPORT group (no probe: the address is ours), and
+/// the inherited ones are kept whatever their number, so nothing queued in them is lost.
+///
+/// # Errors
+/// `AddrInUse` when a process other than the two certgates listens on `addr`; any error of
+/// socket, bind or listen.
+pub fn join_group(
+    addr: SocketAddr,
+    mut group: Vec<std::net::TcpListener>,
+    count: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    while group.len() < count {
+        let s = socket(addr, true)?;
+        s.listen(BACKLOG)?;
+        group.push(std::net::TcpListener::from(s));
+    }
+    alone(addr, &group)?;
+    Ok(group)
+}
+
 /// Fails with `AddrInUse` when a socket other than `group` listens on `addr`.
 fn alone(addr: SocketAddr, group: &[std::net::TcpListener]) -> io::Result<()> {
     let ours: Vec<u64> = group.iter().map(inode).collect::<io::Result<_>>()?;
@@ -175,6 +196,23 @@ mod tests {
                 io::ErrorKind::AddrInUse
             );
         }
+    }
+
+    #[test]
+    fn joined_group_keeps_the_inherited_sockets() {
+        let old = bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = old[0].local_addr().unwrap();
+        let inherited: Vec<_> = old.iter().map(|l| l.try_clone().unwrap()).collect();
+        let inodes: Vec<u64> = old.iter().map(|l| inode(l).unwrap()).collect();
+        let group = join_group(addr, inherited, 3).unwrap();
+        assert_eq!(group.len(), 3);
+        assert_eq!(inode(&group[0]).unwrap(), inodes[0]);
+        assert_eq!(inode(&group[1]).unwrap(), inodes[1]);
+        assert_eq!(listening_inodes(addr).unwrap().len(), 3);
+        // Fewer wanted than inherited: all are kept.
+        drop(group);
+        let inherited: Vec<_> = old.iter().map(|l| l.try_clone().unwrap()).collect();
+        assert_eq!(join_group(addr, inherited, 1).unwrap().len(), 2);
     }
 
     #[test]

@@ -6,8 +6,11 @@ mod listen;
 mod worker;
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tracing::{info, warn};
@@ -51,27 +54,55 @@ fn probe_uring() -> io::Result<()> {
 /// Binds every listener once per worker, starts the workers and returns their handles. Binding
 /// happens here, before any worker runs, so an address in use is reported at start.
 pub fn start(config: Arc<Config>) -> io::Result<Running> {
+    start_with(config, Vec::new())
+}
+
+/// As [`start`], on the listening sockets a running certgate handed over (`run --upgrade`)
+/// where their address matches a listener: those are served as they are (a worker may accept
+/// on several when there are fewer workers than before), extra ones join their group; the
+/// others are closed.
+pub fn start_with(
+    config: Arc<Config>,
+    mut inherited: Vec<(SocketAddr, std::net::TcpListener)>,
+) -> io::Result<Running> {
     let driver = choose_driver(config.runtime.io)?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let mut handles = Vec::with_capacity(config.runtime.workers);
-    let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..config.runtime.workers)
+    let workers = config.runtime.workers;
+    let mut handles = Vec::with_capacity(workers);
+    let mut sockets: Vec<Vec<(usize, std::net::TcpListener)>> = (0..workers)
         .map(|_| Vec::with_capacity(config.listeners.len()))
         .collect();
-    for l in &config.listeners {
-        let group = listen::bind_group(l.addr, config.runtime.workers).map_err(|e| {
+    let mut listening = Vec::new();
+    for (index, l) in config.listeners.iter().enumerate() {
+        let (taken, rest): (Vec<_>, Vec<_>) =
+            inherited.into_iter().partition(|(a, _)| *a == l.addr);
+        inherited = rest;
+        let taken: Vec<_> = taken.into_iter().map(|(_, s)| s).collect();
+        let group = if taken.is_empty() {
+            listen::bind_group(l.addr, workers)
+        } else {
+            listen::join_group(l.addr, taken, workers)
+        }
+        .map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("listener {:?}: cannot listen on {}: {e}", l.name, l.addr),
             )
         })?;
-        for (per_worker, socket) in sockets.iter_mut().zip(group) {
-            per_worker.push(socket);
+        for (i, socket) in group.into_iter().enumerate() {
+            listening.push((l.addr, socket.as_raw_fd()));
+            sockets[i % workers].push((index, socket));
         }
     }
-    let listening: Vec<RawFd> = sockets.iter().flatten().map(|s| s.as_raw_fd()).collect();
+    for (addr, _) in &inherited {
+        info!(%addr, "no listener has this address any more: its socket is closed");
+    }
+    drop(inherited);
     let current = Arc::new(ArcSwap::new(config.clone()));
+    let draining = Arc::new(AtomicBool::new(false));
     for (id, listeners) in sockets.into_iter().enumerate() {
         let current = current.clone();
+        let draining = draining.clone();
         let core = if config.runtime.pin_workers && !cores.is_empty() {
             Some(cores[id % cores.len()])
         } else {
@@ -85,7 +116,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
                         warn!(worker = id, "could not pin worker to CPU {}", core.id);
                     }
                 }
-                if let Err(e) = worker::run(id, driver, current, listeners) {
+                if let Err(e) = worker::run(id, driver, current, listeners, draining) {
                     tracing::error!(worker = id, "worker stopped: {e}");
                     std::process::exit(1);
                 }
@@ -123,6 +154,8 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
         workers: handles,
         listening,
         current,
+        draining,
+        shared: Arc::new(AtomicBool::new(false)),
     })
 }
 
@@ -156,8 +189,12 @@ fn start_background(config: &Config) -> io::Result<()> {
 pub struct Running {
     /// One thread per worker; each returns when its runtime stops.
     pub workers: Vec<std::thread::JoinHandle<()>>,
-    listening: Vec<RawFd>,
+    listening: Vec<(SocketAddr, RawFd)>,
     current: Arc<ArcSwap<Config>>,
+    draining: Arc<AtomicBool>,
+    /// Set once the listening sockets were handed to another process: from then on they are
+    /// never shut down (that would stop the other process's accepts too).
+    pub shared: Arc<AtomicBool>,
 }
 
 impl Running {
@@ -190,14 +227,50 @@ impl Running {
     /// refused from now on, even while io_uring still holds the sockets (a ring's teardown at
     /// exit is deferred, so an exiting process could otherwise keep accepting for a moment).
     pub fn stop_accepting(&self) {
-        for &fd in &self.listening {
+        for &(_, fd) in &self.listening {
             // SAFETY: shutdown on descriptors the workers keep open for the process's life.
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
     }
 }
 
-pub use self::worker::Worker;
+impl Running {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.current.load_full()
+    }
+
+    /// Begins a drain: no new connection is accepted; responses in progress finish with
+    /// `Connection: close`; idle keep-alive connections close; each worker ends once its
+    /// connections have.
+    pub fn drain(&self) {
+        if !self.shared.load(Ordering::Acquire) {
+            self.stop_accepting();
+        }
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Every listening socket with its address, for a handover.
+    pub fn listening(&self) -> Vec<(SocketAddr, RawFd)> {
+        self.listening.clone()
+    }
+
+    /// Waits until every worker has ended or `deadline` passed; `true` when they all ended.
+    pub fn wait(&self, deadline: Instant) -> bool {
+        loop {
+            if self.workers.iter().all(|w| w.is_finished()) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10).min(deadline - now));
+        }
+    }
+}
+
+pub use self::worker::{Drain, Fired, Worker};
 
 /// Whether `ip` may be reachable from outside: not loopback, private, link-local or unique-local.
 /// The unspecified address (all interfaces) counts as public.

@@ -2,9 +2,15 @@
 //! serving each connection as a task. Per-worker state is `Rc`; only `Config` is shared.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use monoio::net::TcpListener;
@@ -25,24 +31,108 @@ pub struct Worker {
     pub config: Arc<Config>,
     /// One pool per configured upstream, same order.
     pub pools: Vec<Rc<Pool>>,
+    /// The worker's drain: shared by every configuration generation of the worker.
+    pub drain: Rc<Drain>,
 }
 
+/// How often a worker looks at the process's drain flag (set by the signal thread).
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// One worker's side of a drain: once fired, responses carry `Connection: close` and idle
+/// keep-alive connections close; the worker ends when its last connection has.
+#[derive(Default)]
+pub struct Drain {
+    fired: Cell<bool>,
+    /// Connections open on this worker, every listener together.
+    open: Cell<usize>,
+    /// Tasks waiting in [`Drain::fired`], by ticket.
+    waiting: RefCell<HashMap<u64, Waker>>,
+    next: Cell<u64>,
+}
+
+impl Drain {
+    /// Whether the drain has begun.
+    pub fn started(&self) -> bool {
+        self.fired.get()
+    }
+
+    /// Completes once the drain begins.
+    pub fn fired(&self) -> Fired<'_> {
+        let ticket = self.next.get();
+        self.next.set(ticket.wrapping_add(1));
+        Fired {
+            drain: self,
+            ticket,
+        }
+    }
+
+    fn fire(&self) {
+        self.fired.set(true);
+        for (_, w) in self.waiting.borrow_mut().drain() {
+            w.wake();
+        }
+    }
+
+    fn enter(self: &Rc<Self>) -> Entered {
+        self.open.set(self.open.get() + 1);
+        Entered(self.clone())
+    }
+}
+
+/// The future of [`Drain::fired`]; dropping it forgets its waker.
+pub struct Fired<'a> {
+    drain: &'a Drain,
+    ticket: u64,
+}
+
+impl Future for Fired<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.drain.fired.get() {
+            return Poll::Ready(());
+        }
+        self.drain
+            .waiting
+            .borrow_mut()
+            .insert(self.ticket, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Fired<'_> {
+    fn drop(&mut self) {
+        self.drain.waiting.borrow_mut().remove(&self.ticket);
+    }
+}
+
+/// Counts one open connection in its worker's [`Drain`] until dropped.
+struct Entered(Rc<Drain>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get().saturating_sub(1));
+    }
+}
+
+/// Runs worker `id` until its listeners are shut down and, once `draining` is set, its last
+/// connection has closed.
 pub fn run(
     id: usize,
     driver: Driver,
     current: Arc<ArcSwap<Config>>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(usize, std::net::TcpListener)>,
+    draining: Arc<AtomicBool>,
 ) -> io::Result<()> {
     match driver {
         Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .with_entries(RING_ENTRIES)
             .enable_timer()
             .build()?
-            .block_on(main(id, current, listeners)),
+            .block_on(main(id, current, listeners, draining)),
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()?
-            .block_on(main(id, current, listeners)),
+            .block_on(main(id, current, listeners, draining)),
     }
 }
 
@@ -52,6 +142,7 @@ struct Generation {
     id: usize,
     current: Arc<ArcSwap<Config>>,
     worker: RefCell<Rc<Worker>>,
+    drain: Rc<Drain>,
 }
 
 impl Generation {
@@ -59,14 +150,18 @@ impl Generation {
         let config = self.current.load();
         let mut w = self.worker.borrow_mut();
         if !Arc::ptr_eq(&w.config, &config) {
-            *w = Rc::new(Worker::new(self.id, Arc::clone(&config)));
+            *w = Rc::new(Worker::new(
+                self.id,
+                Arc::clone(&config),
+                self.drain.clone(),
+            ));
         }
         w.clone()
     }
 }
 
 impl Worker {
-    fn new(id: usize, config: Arc<Config>) -> Self {
+    fn new(id: usize, config: Arc<Config>, drain: Rc<Drain>) -> Self {
         Self {
             id,
             pools: config
@@ -75,6 +170,7 @@ impl Worker {
                 .map(|u| Rc::new(Pool::new(u.clone())))
                 .collect(),
             config,
+            drain,
         }
     }
 }
@@ -82,28 +178,61 @@ impl Worker {
 async fn main(
     id: usize,
     current: Arc<ArcSwap<Config>>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(usize, std::net::TcpListener)>,
+    draining: Arc<AtomicBool>,
 ) -> io::Result<()> {
+    let drain = Rc::new(Drain::default());
     let generation = Rc::new(Generation {
         id,
-        worker: RefCell::new(Rc::new(Worker::new(id, current.load_full()))),
+        worker: RefCell::new(Rc::new(Worker::new(id, current.load_full(), drain.clone()))),
         current,
+        drain: drain.clone(),
     });
     let mut tasks = Vec::new();
-    for (index, std_listener) in listeners.into_iter().enumerate() {
+    // One count per listener, whatever the number of its sockets this worker accepts on.
+    let mut open: HashMap<usize, Rc<Cell<usize>>> = HashMap::new();
+    for (index, std_listener) in listeners {
         let l = TcpListener::from_std(std_listener)?;
-        tasks.push(monoio::spawn(accept_loop(l, index, generation.clone())));
+        let open = open.entry(index).or_default().clone();
+        tasks.push(monoio::spawn(accept_loop(
+            l,
+            index,
+            generation.clone(),
+            open,
+        )));
     }
+    let watch = drain.clone();
+    monoio::spawn(async move {
+        while !draining.load(Ordering::Acquire) {
+            monoio::time::sleep(DRAIN_POLL).await;
+        }
+        watch.fire();
+    });
     for t in tasks {
         t.await?;
     }
+    // The listeners are shut (the process is stopping): finish what is open.
+    drain.fired().await;
+    while drain.open.get() > 0 {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+    debug!(worker = id, "drained");
     Ok(())
 }
 
-async fn accept_loop(l: TcpListener, index: usize, generation: Rc<Generation>) -> io::Result<()> {
-    let open = Rc::new(Cell::new(0usize));
+async fn accept_loop(
+    l: TcpListener,
+    index: usize,
+    generation: Rc<Generation>,
+    open: Rc<Cell<usize>>,
+) -> io::Result<()> {
+    let drain = generation.drain.clone();
     loop {
-        let accepted = l.accept().await;
+        // A drain ends the loop even when the socket stays open (handed to a new process).
+        let accepted = monoio::select! {
+            a = l.accept() => a,
+            _ = drain.fired() => return Ok(()),
+        };
         let worker = generation.worker();
         // Reloads keep the listener list (name and address) as it was: same index.
         let Some(listener) = worker.config.listeners.get(index).cloned() else {
@@ -127,8 +256,10 @@ async fn accept_loop(l: TcpListener, index: usize, generation: Rc<Generation>) -
         }
         open.set(open.get() + 1);
         let guard = OpenGuard(open.clone());
+        let entered = generation.drain.enter();
         monoio::spawn(async move {
             let _guard = guard;
+            let _entered = entered;
             crate::proxy::serve(stream, peer, listener, worker).await;
         });
     }

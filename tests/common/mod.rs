@@ -282,6 +282,8 @@ pub struct Config {
     /// Extra lines after `servers` in `[[upstream]]` (keys, then tables such as
     /// `[upstream.health]`).
     pub upstream_extra: Vec<String>,
+    /// Extra `key = value` lines for `[runtime]`.
+    pub runtime_extra: Vec<String>,
 }
 
 impl Default for Config {
@@ -299,6 +301,7 @@ impl Default for Config {
             tls_extra: vec![],
             server_params: vec![],
             upstream_extra: vec![],
+            runtime_extra: vec![],
         }
     }
 }
@@ -351,6 +354,10 @@ impl Config {
         self
     }
     /// A line appended to `[[upstream]]` (`balance = "least_conn"`, `[upstream.health]`, ...).
+    pub fn runtime_extra(mut self, line: &str) -> Self {
+        self.runtime_extra.push(line.into());
+        self
+    }
     pub fn upstream_extra(mut self, line: &str) -> Self {
         self.upstream_extra.push(line.into());
         self
@@ -362,11 +369,15 @@ impl Config {
         let mut t = String::new();
         writeln!(
             t,
-            "[runtime]\nworkers = {}\nio = {}\n",
+            "[runtime]\nworkers = {}\nio = {}",
             self.workers,
             toml_str(&io_driver())
         )
         .unwrap();
+        for line in &self.runtime_extra {
+            writeln!(t, "{line}").unwrap();
+        }
+        writeln!(t).unwrap();
         writeln!(
             t,
             "[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"app\"\n"

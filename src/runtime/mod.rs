@@ -146,6 +146,21 @@ fn start_background(config: &Config) -> io::Result<()> {
             }
         }
     }
+    for l in &config.listeners {
+        if let Some(crls) = &l.crls {
+            let every = crls.refresh_interval();
+            let crls = Arc::downgrade(crls);
+            std::thread::Builder::new()
+                .name("certgate-crl".into())
+                .spawn(move || loop {
+                    std::thread::sleep(every);
+                    match crls.upgrade() {
+                        Some(c) => c.refresh(),
+                        None => return,
+                    }
+                })?;
+        }
+    }
     for u in &config.upstreams {
         crate::upstream::health::start_checks(u)?;
     }

@@ -282,6 +282,8 @@ pub struct Config {
     /// Extra lines after `servers` in `[[upstream]]` (keys, then tables such as
     /// `[upstream.health]`).
     pub upstream_extra: Vec<String>,
+    /// Extra `key = value` lines for `[listener.client_auth]`.
+    pub client_auth_extra: Vec<String>,
 }
 
 impl Default for Config {
@@ -299,6 +301,7 @@ impl Default for Config {
             tls_extra: vec![],
             server_params: vec![],
             upstream_extra: vec![],
+            client_auth_extra: vec![],
         }
     }
 }
@@ -351,6 +354,10 @@ impl Config {
         self
     }
     /// A line appended to `[[upstream]]` (`balance = "least_conn"`, `[upstream.health]`, ...).
+    pub fn client_auth_extra(mut self, line: &str) -> Self {
+        self.client_auth_extra.push(line.into());
+        self
+    }
     pub fn upstream_extra(mut self, line: &str) -> Self {
         self.upstream_extra.push(line.into());
         self
@@ -390,6 +397,9 @@ impl Config {
         }
         if let Some(reject) = &self.reject {
             writeln!(t, "reject = {}", toml_str(reject)).unwrap();
+        }
+        for line in &self.client_auth_extra {
+            writeln!(t, "{line}").unwrap();
         }
         for (key, rules) in [
             ("allow_subjects", &self.allow_subjects),

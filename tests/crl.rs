@@ -186,6 +186,8 @@ fn a_revoked_client_is_refused_in_each_reject_mode() {
     assert_eq!(out.status, 400);
     assert!(out.text().contains(CERT_ERROR), "{}", out.text());
     assert!(gate.log().contains("certificate revoked"), "{}", gate.log());
+    // A client of a CA that has no CRL in the list is refused too.
+    assert_eq!(status(&gate, &gate.pki().client1), 400);
     drop(gate);
 
     // reject = "handshake": the certificate_revoked alert.
@@ -589,6 +591,21 @@ fn check_reports_each_crl_and_refuses_unusable_ones() {
     assert!(!out.status.success());
     assert!(
         out.stderr.contains("not among the CAs of client_auth.ca"),
+        "{}",
+        out.all()
+    );
+    // chain: the CAs without a CRL are named.
+    let out = env.check(&write(&[
+        "crl = [\"pki/int.crl\"]",
+        "crl_check = \"chain\"",
+    ]));
+    assert!(out.status.success(), "{}", out.all());
+    assert!(
+        out.stderr.contains("warning")
+            && out.stderr.contains("no CRL from CA \"CN=CRL Test Root\"")
+            && !out
+                .stderr
+                .contains("no CRL from CA \"CN=CRL Test Intermediate\""),
         "{}",
         out.all()
     );

@@ -846,6 +846,18 @@ impl Cx<'_> {
             for line in set.describe().iter().filter(|l| l.contains("STALE")) {
                 self.warn(&key("client_auth.crl"), line);
             }
+            if set.check() == crate::tls::crl::CrlCheck::Chain {
+                for ca in set.cas_without_crl() {
+                    self.warn(
+                        &key("client_auth.crl"),
+                        &format!(
+                            "no CRL from CA \"{ca}\": with crl_check = \"chain\" every client \
+                             whose chain holds it is refused; add its CRL, or write crl_check = \
+                             \"leaf\""
+                        ),
+                    );
+                }
+            }
         }
         Ok((ctx, tickets, crls))
     }

@@ -423,6 +423,32 @@ impl CrlSet {
         out
     }
 
+    /// The CAs of the listener no CRL is from (RFC 2253 names): with `crl_check = "chain"`
+    /// every client whose chain holds one is refused.
+    pub fn cas_without_crl(&self) -> Vec<String> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        let crls: Vec<&Crl> = st.files.iter().flat_map(|f| &f.crls).collect();
+        self.cas
+            .iter()
+            .filter(|ca| {
+                !crls.iter().any(|c| {
+                    // SAFETY: both names are valid for the duration of the call.
+                    unsafe {
+                        boring_sys::X509_NAME_cmp(ca.subject_name().as_ptr(), c.issuer_ptr()) == 0
+                    }
+                })
+            })
+            .map(|ca| crate::identity::Dn::from_x509_name(ca.subject_name()).to_rfc2253())
+            .collect()
+    }
+
+    /// Which certificates need a CRL.
+    pub fn check(&self) -> CrlCheck {
+        self.check
+    }
+
     /// Sets the current generation's store and session ID context on a new connection (from
     /// the ClientHello callback).
     pub fn prepare(&self, ssl: &mut SslRef) -> Result<(), String> {

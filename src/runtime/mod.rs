@@ -126,9 +126,9 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
     })
 }
 
-/// The threads a configuration needs besides the workers: ticket-key rotation, CRL refresh and active
-/// health checks (one per upstream with `[upstream.health]`, not one per worker). Both end by
-/// themselves once a reload retires the configuration.
+/// The threads a configuration needs besides the workers: ticket-key rotation, CRL refresh (one
+/// per listener with CRLs) and active health checks (one per upstream with `[upstream.health]`,
+/// not one per worker). All end by themselves once a reload retires the configuration.
 fn start_background(config: &Config) -> io::Result<()> {
     for l in &config.listeners {
         if let Some(keys) = &l.tickets {

@@ -625,6 +625,118 @@ mod tests {
         assert_eq!(show_time(1_795_996_800), "2026-11-30 00:00:00 UTC");
     }
 
+    use boring::ec::{EcGroup, EcKey};
+    use boring::nid::Nid;
+    use boring::pkey::{PKey, Private};
+    use boring::x509::{X509Builder, X509NameBuilder};
+
+    fn ca(cn: &str) -> (X509, PKey<Private>) {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&boring::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&boring::asn1::Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        (b.build(), key)
+    }
+
+    /// A DER CRL by `issuer`, with extra extensions (each a DER `Extension`), nextUpdate at
+    /// `next` (POSIX).
+    fn signed(issuer: &(X509, PKey<Private>), exts: &[&[u8]], next: i64) -> Vec<u8> {
+        unsafe {
+            let crl = boring_sys::X509_CRL_new();
+            assert_eq!(boring_sys::X509_CRL_set_version(crl, 1), 1);
+            assert_eq!(
+                boring_sys::X509_CRL_set_issuer_name(crl, issuer.0.subject_name().as_ptr()),
+                1
+            );
+            let t = boring_sys::ASN1_TIME_set_posix(std::ptr::null_mut(), now() - 60);
+            assert_eq!(boring_sys::X509_CRL_set1_lastUpdate(crl, t), 1);
+            boring_sys::ASN1_TIME_set_posix(t, next);
+            assert_eq!(boring_sys::X509_CRL_set1_nextUpdate(crl, t), 1);
+            boring_sys::ASN1_TIME_free(t);
+            for der in exts {
+                let mut p = der.as_ptr();
+                let ext =
+                    boring_sys::d2i_X509_EXTENSION(std::ptr::null_mut(), &mut p, der.len() as _);
+                assert!(!ext.is_null());
+                assert_eq!(boring_sys::X509_CRL_add_ext(crl, ext, -1), 1);
+                boring_sys::X509_EXTENSION_free(ext);
+            }
+            assert!(
+                boring_sys::X509_CRL_sign(crl, issuer.1.as_ptr(), boring_sys::EVP_sha256()) > 0
+            );
+            let len = boring_sys::i2d_X509_CRL(crl, std::ptr::null_mut());
+            let mut out = vec![0u8; len as usize];
+            let mut p = out.as_mut_ptr();
+            boring_sys::i2d_X509_CRL(crl, &mut p);
+            boring_sys::X509_CRL_free(crl);
+            out
+        }
+    }
+
+    /// deltaCRLIndicator (2.5.29.27), critical, CRL number 1.
+    const DELTA: &[u8] = &[
+        0x30, 0x0D, 0x06, 0x03, 0x55, 0x1D, 0x1B, 0x01, 0x01, 0xFF, 0x04, 0x03, 0x02, 0x01, 0x01,
+    ];
+    /// issuingDistributionPoint (2.5.29.28), critical, indirectCRL TRUE.
+    const INDIRECT: &[u8] = &[
+        0x30, 0x0F, 0x06, 0x03, 0x55, 0x1D, 0x1C, 0x01, 0x01, 0xFF, 0x04, 0x05, 0x30, 0x03, 0x84,
+        0x01, 0xFF,
+    ];
+
+    #[test]
+    fn a_crl_is_checked_against_the_cas() {
+        let a = ca("CA A");
+        let b = ca("CA B");
+        let impostor = ca("CA A");
+        let der = signed(&a, &[], now() + 3600);
+        let crls = Crl::parse_all(&der).unwrap();
+        assert_eq!(crls.len(), 1);
+        assert_eq!(crls[0].issuer(), "CN=CA A");
+        assert!(!crls[0].is_stale());
+        assert_eq!(crls[0].verify_against(&[b.0.clone(), a.0.clone()]), Ok(1));
+        let e = crls[0].verify_against(&[impostor.0.clone()]).unwrap_err();
+        assert!(e.contains("signature does not verify"), "{e}");
+        let e = crls[0].verify_against(&[b.0.clone()]).unwrap_err();
+        assert!(e.contains("not among the CAs"), "{e}");
+        // PEM, two blocks in one file.
+        let pem = |d: &[u8]| {
+            format!(
+                "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+                boring::base64::encode_block(d)
+            )
+        };
+        let two = pem(&der) + &pem(&signed(&b, &[], now() - 10));
+        let crls = Crl::parse_all(two.as_bytes()).unwrap();
+        assert_eq!(crls.len(), 2);
+        assert!(crls[1].is_stale());
+    }
+
+    #[test]
+    fn delta_and_indirect_crls_are_refused_with_the_reason() {
+        let a = ca("CA A");
+        let e = Crl::parse_all(&signed(&a, &[DELTA], now() + 3600)).unwrap_err();
+        assert!(
+            e.contains("delta CRL, which BoringSSL does not support"),
+            "{e}"
+        );
+        let e = Crl::parse_all(&signed(&a, &[INDIRECT], now() + 3600)).unwrap_err();
+        assert!(
+            e.contains("indirect CRL, which BoringSSL does not support"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn garbage_is_not_a_crl() {
         assert!(Crl::parse_all(b"hello").unwrap_err().contains("not a CRL"));

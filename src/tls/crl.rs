@@ -705,9 +705,13 @@ mod tests {
         assert_eq!(crls[0].issuer(), "CN=CA A");
         assert!(!crls[0].is_stale());
         assert_eq!(crls[0].verify_against(&[b.0.clone(), a.0.clone()]), Ok(1));
-        let e = crls[0].verify_against(&[impostor.0.clone()]).unwrap_err();
+        let e = crls[0]
+            .verify_against(std::slice::from_ref(&impostor.0))
+            .unwrap_err();
         assert!(e.contains("signature does not verify"), "{e}");
-        let e = crls[0].verify_against(&[b.0.clone()]).unwrap_err();
+        let e = crls[0]
+            .verify_against(std::slice::from_ref(&b.0))
+            .unwrap_err();
         assert!(e.contains("not among the CAs"), "{e}");
         // PEM, two blocks in one file.
         let pem = |d: &[u8]| {

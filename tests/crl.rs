@@ -29,6 +29,7 @@ const REQUEST: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\
 /// 0x1001) and `bad` (serial 0x1002, the one the tests revoke). The listener trusts the root and
 /// the intermediate.
 struct Pki {
+    root_pem: String,
     root: Issuer<'static, KeyPair>,
     int: Issuer<'static, KeyPair>,
     /// An impostor of the intermediate: same name, another key.
@@ -71,6 +72,23 @@ fn client(env: &Env, stem: &str, serial: u64, int: &Issuer<'_, KeyPair>, int_pem
 }
 
 impl Pki {
+    /// A server certificate for `localhost` under the intermediate, with the chain.
+    fn server(&self, env: &Env, serial: u64) -> CertKey {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, "localhost");
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.serial_number = Some(SerialNumber::from(serial));
+        let cert = p.signed_by(&key, &self.int).unwrap();
+        let int_pem = std::fs::read_to_string(&self.good.cert).unwrap();
+        let int_pem = &int_pem[int_pem.find("-----END CERTIFICATE-----").unwrap() + 26..];
+        CertKey {
+            cert: env.write("pki/upstream.pem", cert.pem() + int_pem),
+            key: env.write("pki/upstream.key", key.serialize_pem()),
+        }
+    }
+
     fn new(env: &Env) -> Pki {
         let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         let root_params = ca_params("CRL Test Root", 0x10);
@@ -95,6 +113,7 @@ impl Pki {
         pem.push_str(&int_cert.pem());
         std::fs::write(&bundle, pem).unwrap();
         Pki {
+            root_pem: root_cert.pem(),
             root,
             int,
             impostor,
@@ -612,4 +631,87 @@ fn check_reports_each_crl_and_refuses_unusable_ones() {
     let out = env.check(&write(&["crl = [\"pki/int.crl\"]", "crl_refresh = \"0s\""]));
     assert!(!out.status.success());
     assert!(out.stderr.contains("crl_refresh"), "{}", out.all());
+}
+
+/// A TLS upstream answering 200 and closing; records whether each session was resumed.
+struct TlsServer {
+    addr: SocketAddr,
+    resumed: Arc<Mutex<Vec<bool>>>,
+}
+
+impl TlsServer {
+    fn spawn(server: &CertKey) -> TlsServer {
+        use std::io::{Read, Write};
+        let mut b = boring::ssl::SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        b.set_certificate_chain_file(&server.cert).unwrap();
+        b.set_private_key_file(&server.key, SslFiletype::PEM)
+            .unwrap();
+        b.set_session_id_context(b"crl-upstream").unwrap();
+        let acceptor = Arc::new(b.build());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let resumed: Arc<Mutex<Vec<bool>>> = Arc::default();
+        let seen = resumed.clone();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let Ok(tcp) = tcp else { return };
+                tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let Ok(mut tls) = acceptor.accept(tcp) else {
+                    continue;
+                };
+                seen.lock().unwrap().push(tls.ssl().session_reused());
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+                let _ = tls.shutdown();
+            }
+        });
+        TlsServer { addr, resumed }
+    }
+}
+
+#[test]
+fn an_upstream_whose_certificate_is_revoked_is_refused() {
+    const SERVER: u64 = 0x2001;
+    let env = Env::new();
+    let pki = Pki::new(&env);
+    let server = TlsServer::spawn(&pki.server(&env, SERVER));
+    // The CAs that sign the CRLs are in ca.
+    let int_pem = std::fs::read_to_string(&pki.good.cert).unwrap();
+    let int_pem = &int_pem[int_pem.find("-----END CERTIFICATE-----").unwrap() + 26..];
+    env.write("pki/crl-root.pem", pki.root_pem.clone() + int_pem);
+    env.write("pki/int.crl", crl(&pki.int, &[], day()));
+    let gate = start(
+        env,
+        Config::new()
+            .upstream(&[server.addr])
+            .upstream_extra("[upstream.tls]")
+            .upstream_extra("ca = \"pki/crl-root.pem\"")
+            .upstream_extra("server_name = \"localhost\"")
+            .upstream_extra("crl = [\"pki/int.crl\"]")
+            .upstream_extra("crl_refresh = \"1s\""),
+    );
+    for _ in 0..3 {
+        assert_eq!(status(&gate, &gate.pki().client1), 200, "{}", gate.log());
+    }
+    assert!(
+        server.resumed.lock().unwrap().iter().any(|r| *r),
+        "certgate never resumed towards the upstream: the test would prove nothing"
+    );
+    publish(&gate.env, "pki/int.crl", &crl(&pki.int, &[SERVER], day()));
+    wait_status(&gate, &gate.pki().client1, 502, Duration::from_secs(8));
+    let n = server.resumed.lock().unwrap().len();
+    for _ in 0..3 {
+        assert_eq!(status(&gate, &gate.pki().client1), 502);
+    }
+    // No handshake completed since: a resumed session would have skipped the check.
+    assert_eq!(server.resumed.lock().unwrap().len(), n);
 }

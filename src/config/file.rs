@@ -373,6 +373,17 @@ pub struct UpstreamTlsFile {
     /// Resume TLS sessions to the servers (default on; nginx `proxy_ssl_session_reuse`).
     #[serde(default = "yes")]
     pub session_reuse: bool,
+    /// CRL files the servers' chains are checked against (nginx `proxy_ssl_crl`); needs `ca`.
+    #[serde(default)]
+    pub crl: Vec<Spanned<String>>,
+    /// Which certificates of a server's chain need a CRL (default `leaf`).
+    #[serde(default)]
+    pub crl_check: CrlCheck,
+    /// What a CRL past its nextUpdate does (default `refuse`).
+    #[serde(default)]
+    pub stale_crl: StaleCrl,
+    /// How often the CRL files are checked for a change (default "30s").
+    pub crl_refresh: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

@@ -426,6 +426,11 @@ impl Config {
                     s.push_str(&format!("    {line}\n"));
                 }
             }
+            if let Some(crls) = up.tls.as_ref().and_then(|t| t.crls()) {
+                for line in crls.describe() {
+                    s.push_str(&format!("    upstream {:?} {line}\n", up.name));
+                }
+            }
         }
         s
     }
@@ -644,24 +649,47 @@ impl Cx<'_> {
                 },
             })?;
         }
+        let crls = match t.crl.first() {
+            None => None,
+            Some(first) if t.ca.is_none() || !t.verify => {
+                return Err(self.err(
+                    Some(first),
+                    &key("crl"),
+                    "CRLs are checked against the CAs of ca, and need verify = true: add ca",
+                ))
+            }
+            Some(_) => Some(self.crls(&key, &t.crl, t.crl_check, t.stale_crl, &t.crl_refresh)?),
+        };
         let settings = crate::tls::ClientSettings {
             ca_pem: ca.as_ref().map(|(_, b)| b.as_slice()),
             cert_pem: cert.as_deref(),
             key_pem: pkey.as_deref(),
             verify: t.verify,
+            crls: crls.as_ref(),
         };
-        UpstreamTls::new(&settings, t.server_name.clone(), t.session_reuse).map_err(|e| {
-            let (at, k) = match e.part {
-                crate::tls::Part::Ca => (t.ca.as_ref(), "ca"),
-                crate::tls::Part::PrivateKey => {
-                    (t.private_key.as_ref().or(t.bundle.as_ref()), "private_key")
+        let tls =
+            UpstreamTls::new(&settings, t.server_name.clone(), t.session_reuse).map_err(|e| {
+                if let crate::tls::Part::Crl(n) = e.part {
+                    let reason = e.reason.replace("client_auth.ca", &key("ca"));
+                    return self.err(t.crl.get(n), &key("crl"), &reason);
                 }
-                crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
-                    (t.certificate.as_ref().or(t.bundle.as_ref()), "certificate")
-                }
-            };
-            self.err(at, &key(k), &pem::explain(&e.reason))
-        })
+                let (at, k) = match e.part {
+                    crate::tls::Part::Ca => (t.ca.as_ref(), "ca"),
+                    crate::tls::Part::PrivateKey => {
+                        (t.private_key.as_ref().or(t.bundle.as_ref()), "private_key")
+                    }
+                    crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
+                        (t.certificate.as_ref().or(t.bundle.as_ref()), "certificate")
+                    }
+                };
+                self.err(at, &key(k), &pem::explain(&e.reason))
+            })?;
+        if let Some(set) = tls.crls() {
+            for line in set.describe().iter().filter(|l| l.contains("STALE")) {
+                self.warn(&key("crl"), line);
+            }
+        }
+        Ok(tls)
     }
 
     fn listener(
@@ -870,7 +898,6 @@ impl Cx<'_> {
         auth_file: Option<&file::ClientAuthFile>,
         mode: VerifyMode,
     ) -> Result<Option<crate::tls::crl::CrlSettings>, ConfigError> {
-        use crate::tls::crl::{CrlCheck, CrlSettings, StaleCrl};
         let key = |k: &str| format!("listener[{i}].client_auth.{k}");
         let Some(a) = auth_file.filter(|a| !a.crl.is_empty()) else {
             return Ok(None);
@@ -890,10 +917,24 @@ impl Cx<'_> {
                 "CRLs are checked against the CAs of client_auth.ca: add ca",
             ));
         }
-        let refresh = self.duration(&a.crl_refresh, &key("crl_refresh"), DEFAULT_CRL_REFRESH)?;
-        if refresh < Duration::from_secs(1) {
+        self.crls(&key, &a.crl, a.crl_check, a.stale_crl, &a.crl_refresh)
+            .map(Some)
+    }
+
+    /// The CRL settings common to listeners and upstreams; `key` names a key of the table.
+    fn crls(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        crl: &[Spanned<String>],
+        check: file::CrlCheck,
+        stale: file::StaleCrl,
+        refresh: &Option<Spanned<String>>,
+    ) -> Result<crate::tls::crl::CrlSettings, ConfigError> {
+        use crate::tls::crl::{CrlCheck, CrlSettings, StaleCrl};
+        let every = self.duration(refresh, &key("crl_refresh"), DEFAULT_CRL_REFRESH)?;
+        if every < Duration::from_secs(1) {
             return Err(self.err(
-                a.crl_refresh.as_ref(),
+                refresh.as_ref(),
                 &key("crl_refresh"),
                 &format!(
                     "must be at least \"1s\" (the CRL files are checked for a change this \
@@ -902,18 +943,18 @@ impl Cx<'_> {
                 ),
             ));
         }
-        Ok(Some(CrlSettings {
-            files: a.crl.iter().map(|f| self.resolve(f.get_ref())).collect(),
-            check: match a.crl_check {
+        Ok(CrlSettings {
+            files: crl.iter().map(|f| self.resolve(f.get_ref())).collect(),
+            check: match check {
                 file::CrlCheck::Leaf => CrlCheck::Leaf,
                 file::CrlCheck::Chain => CrlCheck::Chain,
             },
-            stale: match a.stale_crl {
+            stale: match stale {
                 file::StaleCrl::Refuse => StaleCrl::Refuse,
                 file::StaleCrl::Warn => StaleCrl::Warn,
             },
-            refresh,
-        }))
+            refresh: every,
+        })
     }
 
     /// `client_auth.ca` of `listener[i]`, read and checked; required by the modes that verify.

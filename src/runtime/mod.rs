@@ -127,7 +127,7 @@ pub fn start(config: Arc<Config>) -> io::Result<Running> {
 }
 
 /// The threads a configuration needs besides the workers: ticket-key rotation, CRL refresh (one
-/// per listener with CRLs) and active health checks (one per upstream with `[upstream.health]`,
+/// per listener or upstream with CRLs) and active health checks (one per upstream with `[upstream.health]`,
 /// not one per worker). All end by themselves once a reload retires the configuration.
 fn start_background(config: &Config) -> io::Result<()> {
     for l in &config.listeners {
@@ -146,20 +146,27 @@ fn start_background(config: &Config) -> io::Result<()> {
             }
         }
     }
-    for l in &config.listeners {
-        if let Some(crls) = &l.crls {
-            let every = crls.refresh_interval();
-            let crls = Arc::downgrade(crls);
-            std::thread::Builder::new()
-                .name("certgate-crl".into())
-                .spawn(move || loop {
-                    std::thread::sleep(every);
-                    match crls.upgrade() {
-                        Some(c) => c.refresh(),
-                        None => return,
-                    }
-                })?;
-        }
+    let upstream_crls = config
+        .upstreams
+        .iter()
+        .filter_map(|u| u.tls.as_ref().and_then(|t| t.crls()));
+    for crls in config
+        .listeners
+        .iter()
+        .filter_map(|l| l.crls.as_ref())
+        .chain(upstream_crls)
+    {
+        let every = crls.refresh_interval();
+        let crls = Arc::downgrade(crls);
+        std::thread::Builder::new()
+            .name("certgate-crl".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                match crls.upgrade() {
+                    Some(c) => c.refresh(),
+                    None => return,
+                }
+            })?;
     }
     for u in &config.upstreams {
         crate::upstream::health::start_checks(u)?;

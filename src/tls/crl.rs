@@ -409,7 +409,7 @@ impl CrlSet {
                     if c.is_stale() {
                         match self.stale {
                             StaleCrl::Refuse => {
-                                " -- STALE: clients whose chain needs it are refused \
+                                " -- STALE: chains that need it are refused \
                                  (stale_crl = \"refuse\")"
                             }
                             StaleCrl::Warn => " -- STALE: still applied (stale_crl = \"warn\")",
@@ -460,6 +460,20 @@ impl CrlSet {
         };
         if ok {
             Ok(())
+        } else {
+            Err("cannot set the CRL generation".into())
+        }
+    }
+
+    /// Sets the current generation's store on a new upstream connection; returns the tag of
+    /// that generation, which a session made on the connection carries.
+    pub fn prepare_client(&self, ssl: &mut SslRef) -> Result<[u8; 32], String> {
+        let g = self.current.load();
+        // SAFETY: set1 takes its own reference to the store; `ssl` is valid.
+        let ok =
+            unsafe { boring_sys::SSL_set1_verify_cert_store(ssl.as_ptr(), g.store.as_ptr()) == 1 };
+        if ok {
+            Ok(g.sid_ctx)
         } else {
             Err("cannot set the CRL generation".into())
         }
@@ -517,7 +531,10 @@ impl CrlSet {
         } else if stale != st.stale {
             changed = true;
             if stale.iter().any(|s| *s) {
-                error!("a CRL is past its nextUpdate: clients whose chain needs it are refused (stale_crl = \"refuse\")");
+                error!(
+                    "a CRL is past its nextUpdate: chains that need it are refused \
+                     (stale_crl = \"refuse\")"
+                );
             }
         }
         if !changed {

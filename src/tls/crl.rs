@@ -277,6 +277,23 @@ fn now() -> i64 {
 struct FileState {
     stamp: Option<Stamp>,
     crls: Vec<Crl>,
+    /// When its CRLs in force were read.
+    loaded: SystemTime,
+    /// Re-reads that failed (the previous CRLs stayed in force).
+    errors: u64,
+}
+
+/// What an operator watches of one CRL file (for metrics): no DN, only the configured path.
+#[derive(Debug, Clone)]
+pub struct FileStatus {
+    /// The file as configured (resolved).
+    pub path: PathBuf,
+    /// The earliest nextUpdate of its CRLs, POSIX seconds (None: none has one).
+    pub next_update: Option<i64>,
+    /// When the CRLs in force were read.
+    pub loaded: SystemTime,
+    /// Re-reads that failed since start (or the last reload).
+    pub errors: u64,
 }
 
 /// What tells a changed file: modification time, size and inode.
@@ -346,7 +363,12 @@ impl CrlSet {
         for (index, path) in s.files.iter().enumerate() {
             let stamp = stamp(path);
             let crls = read_file(path, &cas).map_err(|reason| CrlError { index, reason })?;
-            files.push(FileState { stamp, crls });
+            files.push(FileState {
+                stamp,
+                crls,
+                loaded: SystemTime::now(),
+                errors: 0,
+            });
         }
         let stale = stale_flags(&files);
         let set = CrlSet {
@@ -381,6 +403,23 @@ impl CrlSet {
             st.stale = stale;
         }
         Ok(set)
+    }
+
+    /// Per file: nextUpdate, last successful load and failed re-reads.
+    pub fn status(&self) -> Vec<FileStatus> {
+        let Ok(st) = self.state.lock() else {
+            return Vec::new();
+        };
+        self.files
+            .iter()
+            .zip(&st.files)
+            .map(|(path, f)| FileStatus {
+                path: path.clone(),
+                next_update: f.crls.iter().filter_map(Crl::next_update).min(),
+                loaded: f.loaded,
+                errors: f.errors,
+            })
+            .collect()
     }
 
     /// How often [`CrlSet::refresh`] should run.
@@ -509,12 +548,16 @@ impl CrlSet {
                 Ok(crls) => {
                     info!(file = %path.display(), crls = crls.len(), "CRL file reloaded");
                     f.crls = crls;
+                    f.loaded = SystemTime::now();
                     changed = true;
                 }
-                Err(reason) => error!(
+                Err(reason) => {
+                    f.errors += 1;
+                    error!(
                     file = %path.display(),
                     "CRL file not reloaded, the previous list stays in force: {reason}"
-                ),
+                    )
+                }
             }
         }
         let stale = stale_flags(&st.files);
@@ -756,6 +799,40 @@ mod tests {
             e.contains("indirect CRL, which BoringSSL does not support"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn refresh_swaps_generations_and_keeps_the_last_good_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.crl");
+        let a = ca("CA A");
+        std::fs::write(&path, signed(&a, &[], now() + 3600)).unwrap();
+        let settings = CrlSettings {
+            files: vec![path.clone()],
+            check: CrlCheck::Leaf,
+            stale: StaleCrl::Refuse,
+            refresh: Duration::from_secs(1),
+        };
+        let set = CrlSet::load(&settings, vec![a.0.clone()], b"policy", 16).unwrap();
+        let first = set.sid_ctx();
+        // Unchanged file: same generation.
+        set.refresh();
+        assert_eq!(set.sid_ctx(), first);
+        // Garbage: the previous list stays, the error is counted.
+        std::fs::write(&path, b"garbage").unwrap();
+        set.refresh();
+        assert_eq!(set.sid_ctx(), first);
+        assert_eq!(set.status()[0].errors, 1);
+        // A new valid CRL: a new generation.
+        std::fs::write(&path, signed(&a, &[], now() + 7200)).unwrap();
+        set.refresh();
+        assert_ne!(set.sid_ctx(), first);
+        let st = &set.status()[0];
+        assert_eq!(st.errors, 1);
+        assert!(st.next_update.unwrap() > now() + 3600);
+        // Another listener policy with the same CRLs: another session ID context.
+        let other = CrlSet::load(&settings, vec![a.0.clone()], b"other", 16).unwrap();
+        assert_ne!(other.sid_ctx(), set.sid_ctx());
     }
 
     #[test]

@@ -158,7 +158,6 @@ pub fn server_context_with_crls(
     sid_ctx.extend_from_slice(s.policy_tag);
 
     let mut trusted = Vec::new();
-    let mut verify_cache = None;
     if s.mode != VerifyMode::Off {
         let mut store = X509StoreBuilder::new().map_err(internal)?;
         if let Some(pem) = s.ca_pem {
@@ -180,9 +179,9 @@ pub fn server_context_with_crls(
         }
         b.set_verify_cert_store(store.build()).map_err(internal)?;
         b.set_verify_depth(s.verify_depth);
+        // With CRLs, each CRL generation has its own cache (see `install_crls`).
         if s.verify_cache > 0 && crls.is_none() {
             let cache = Arc::new(VerifiedChains::new(s.verify_cache));
-            verify_cache = Some(cache.clone());
             b.set_cert_verify_callback(move |ctx| cache.verify(ctx));
         }
         match (s.mode, s.reject) {
@@ -226,7 +225,6 @@ pub fn server_context_with_crls(
     // A session made under one client-auth policy never resumes under another.
     let digest = hash(MessageDigest::sha256(), &sid_ctx).map_err(internal)?;
     b.set_session_id_context(&digest).map_err(internal)?;
-    drop(verify_cache);
     let set = match crls {
         Some(c) if s.mode != VerifyMode::Off => {
             let set = CrlSet::load(c, trusted, &digest, s.verify_cache)

@@ -230,6 +230,40 @@ pub struct ClientAuthFile {
     /// their first notAfter, at most 5 minutes) so a returning client skips two signature
     /// checks; 0 disables.
     pub verify_cache_size: Option<usize>,
+    /// CRL files (PEM, several CRLs each if wanted, or DER) client certificates are checked
+    /// against (nginx `ssl_crl`); re-read when they change.
+    #[serde(default)]
+    pub crl: Vec<Spanned<String>>,
+    /// Which certificates of a client's chain need a CRL (default `leaf`).
+    #[serde(default)]
+    pub crl_check: CrlCheck,
+    /// What a CRL past its nextUpdate does (default `refuse`).
+    #[serde(default)]
+    pub stale_crl: StaleCrl,
+    /// How often the CRL files are checked for a change (default "30s").
+    pub crl_refresh: Option<Spanned<String>>,
+}
+
+/// `client_auth.crl_check`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrlCheck {
+    /// The leaf needs its issuer's CRL.
+    #[default]
+    Leaf,
+    /// Every certificate of the chain needs its issuer's CRL (nginx).
+    Chain,
+}
+
+/// `client_auth.stale_crl`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleCrl {
+    /// Refuse clients whose chain needs a CRL past its nextUpdate.
+    #[default]
+    Refuse,
+    /// Keep applying it, with a warning per refresh.
+    Warn,
 }
 
 /// `[listener.timeouts]`: durations written `"500ms"`, `"10s"`, `"1m30s"`; more than 0, at most one
@@ -345,6 +379,17 @@ pub struct UpstreamTlsFile {
     /// Resume TLS sessions to the servers (default on; nginx `proxy_ssl_session_reuse`).
     #[serde(default = "yes")]
     pub session_reuse: bool,
+    /// CRL files the servers' chains are checked against (nginx `proxy_ssl_crl`); needs `ca`.
+    #[serde(default)]
+    pub crl: Vec<Spanned<String>>,
+    /// Which certificates of a server's chain need a CRL (default `leaf`).
+    #[serde(default)]
+    pub crl_check: CrlCheck,
+    /// What a CRL past its nextUpdate does (default `refuse`).
+    #[serde(default)]
+    pub stale_crl: StaleCrl,
+    /// How often the CRL files are checked for a change (default "30s").
+    pub crl_refresh: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {

@@ -43,6 +43,8 @@ pub const DEFAULT_VERIFY_CACHE_SIZE: usize = 10_000;
 pub const DEFAULT_SESSION_CACHE_SIZE: u32 = 20 * 1024;
 /// Session lifetime (nginx's `ssl_session_timeout` default).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often CRL files are checked for a change.
+pub const DEFAULT_CRL_REFRESH: Duration = Duration::from_secs(30);
 /// How often random ticket keys are replaced.
 pub const DEFAULT_TICKET_ROTATION: Duration = Duration::from_secs(3600);
 /// Idle connections kept per worker and server.
@@ -147,6 +149,8 @@ pub struct Listener {
     pub tls: Option<SslContext>,
     /// The TLS context's ticket keys, for rotation.
     pub tickets: Option<Arc<TicketKeys>>,
+    /// The CRLs client certificates are checked against, refreshed in the background.
+    pub crls: Option<Arc<crate::tls::crl::CrlSet>>,
     /// Client-certificate mode, rejection style and compiled rules.
     pub client_auth: ClientAuth,
     /// Per-phase time limits.
@@ -441,10 +445,27 @@ impl Config {
                 up.name,
                 up.servers.len()
             ));
+            if let Some(crls) = &l.crls {
+                for line in crls.describe() {
+                    s.push_str(&format!("    {line}\n"));
+                }
+            }
+            if let Some(crls) = up.tls.as_ref().and_then(|t| t.crls()) {
+                for line in crls.describe() {
+                    s.push_str(&format!("    upstream {:?} {line}\n", up.name));
+                }
+            }
         }
         s
     }
 }
+
+/// A listener's server TLS: context, ticket keys, CRLs.
+type ServerTls = (
+    SslContext,
+    Option<Arc<TicketKeys>>,
+    Option<Arc<crate::tls::crl::CrlSet>>,
+);
 
 /// Parsing context: the file, its text and its tree, for errors with lines.
 struct Cx<'a> {
@@ -652,24 +673,47 @@ impl Cx<'_> {
                 },
             })?;
         }
+        let crls = match t.crl.first() {
+            None => None,
+            Some(first) if t.ca.is_none() || !t.verify => {
+                return Err(self.err(
+                    Some(first),
+                    &key("crl"),
+                    "CRLs are checked against the CAs of ca, and need verify = true: add ca",
+                ))
+            }
+            Some(_) => Some(self.crls(&key, &t.crl, t.crl_check, t.stale_crl, &t.crl_refresh)?),
+        };
         let settings = crate::tls::ClientSettings {
             ca_pem: ca.as_ref().map(|(_, b)| b.as_slice()),
             cert_pem: cert.as_deref(),
             key_pem: pkey.as_deref(),
             verify: t.verify,
+            crls: crls.as_ref(),
         };
-        UpstreamTls::new(&settings, t.server_name.clone(), t.session_reuse).map_err(|e| {
-            let (at, k) = match e.part {
-                crate::tls::Part::Ca => (t.ca.as_ref(), "ca"),
-                crate::tls::Part::PrivateKey => {
-                    (t.private_key.as_ref().or(t.bundle.as_ref()), "private_key")
+        let tls =
+            UpstreamTls::new(&settings, t.server_name.clone(), t.session_reuse).map_err(|e| {
+                if let crate::tls::Part::Crl(n) = e.part {
+                    let reason = e.reason.replace("client_auth.ca", &key("ca"));
+                    return self.err(t.crl.get(n), &key("crl"), &reason);
                 }
-                crate::tls::Part::Certificate => {
-                    (t.certificate.as_ref().or(t.bundle.as_ref()), "certificate")
-                }
-            };
-            self.err(at, &key(k), &pem::explain(&e.reason))
-        })
+                let (at, k) = match e.part {
+                    crate::tls::Part::Ca => (t.ca.as_ref(), "ca"),
+                    crate::tls::Part::PrivateKey => {
+                        (t.private_key.as_ref().or(t.bundle.as_ref()), "private_key")
+                    }
+                    crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
+                        (t.certificate.as_ref().or(t.bundle.as_ref()), "certificate")
+                    }
+                };
+                self.err(at, &key(k), &pem::explain(&e.reason))
+            })?;
+        if let Some(set) = tls.crls() {
+            for line in set.describe().iter().filter(|l| l.contains("STALE")) {
+                self.warn(&key("crl"), line);
+            }
+        }
+        Ok(tls)
     }
 
     fn listener(
@@ -699,7 +743,7 @@ impl Cx<'_> {
                 )
             })?;
         let client_auth = self.client_auth(i, l.client_auth.as_ref())?;
-        let (tls, tickets) = match &l.tls {
+        let (tls, tickets, crls) = match &l.tls {
             None if client_auth.mode != VerifyMode::Off => {
                 return Err(self.err::<String>(
                     None,
@@ -707,10 +751,18 @@ impl Cx<'_> {
                     "client certificates need TLS: add [listener.tls]",
                 ))
             }
-            None => (None, None),
+            None if l.client_auth.as_ref().is_some_and(|a| !a.crl.is_empty()) => {
+                return Err(self.err::<String>(
+                    None,
+                    &key("client_auth.crl"),
+                    "CRLs apply to client certificates, which need TLS: add [listener.tls]",
+                ))
+            }
+            None => (None, None, None),
             Some(t) => {
-                let (ctx, tickets) = self.server_tls(i, t, l.client_auth.as_ref(), &client_auth)?;
-                (Some(ctx), tickets)
+                let (ctx, tickets, crls) =
+                    self.server_tls(i, t, l.client_auth.as_ref(), &client_auth)?;
+                (Some(ctx), tickets, crls)
             }
         };
         let timeouts = self.timeouts(i, &l.timeouts)?;
@@ -735,6 +787,7 @@ impl Cx<'_> {
             upstream,
             tls,
             tickets,
+            crls,
             client_auth,
             timeouts,
             limits,
@@ -796,7 +849,7 @@ impl Cx<'_> {
         t: &file::TlsFile,
         auth_file: Option<&file::ClientAuthFile>,
         auth: &ClientAuth,
-    ) -> Result<(SslContext, Option<Arc<TicketKeys>>), ConfigError> {
+    ) -> Result<ServerTls, ConfigError> {
         let key = |k: &str| format!("listener[{i}].{k}");
         let (_, cert_pem) = self.read(&t.certificate, &key("tls.certificate"))?;
         let (_, key_pem) = self.read(&t.private_key, &key("tls.private_key"))?;
@@ -822,18 +875,110 @@ impl Cx<'_> {
             session_timeout,
             verify_cache,
         };
-        let ctx = crate::tls::server_context(&settings).map_err(|e| {
-            let (at, k) = match e.part {
-                crate::tls::Part::Certificate => (&t.certificate, "tls.certificate"),
-                crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key"),
-                crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
-                    Some(ca) => (ca, "client_auth.ca"),
-                    None => (&t.certificate, "tls"),
-                },
-            };
-            self.err(Some(at), &key(k), &pem::explain(&e.reason))
-        })?;
-        Ok((ctx, tickets))
+        let crls = self.crl_settings(i, auth_file, auth.mode)?;
+        let (ctx, crls) =
+            crate::tls::server_context_with_crls(&settings, crls.as_ref()).map_err(|e| {
+                if let crate::tls::Part::Crl(n) = e.part {
+                    let at = auth_file.and_then(|a| a.crl.get(n));
+                    return self.err(at, &key("client_auth.crl"), &e.reason);
+                }
+                let (at, k) = match e.part {
+                    crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
+                        (&t.certificate, "tls.certificate")
+                    }
+                    crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key"),
+                    crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
+                        Some(ca) => (ca, "client_auth.ca"),
+                        None => (&t.certificate, "tls"),
+                    },
+                };
+                self.err(Some(at), &key(k), &pem::explain(&e.reason))
+            })?;
+        if let Some(set) = &crls {
+            for line in set.describe().iter().filter(|l| l.contains("STALE")) {
+                self.warn(&key("client_auth.crl"), line);
+            }
+            if set.check() == crate::tls::crl::CrlCheck::Chain {
+                for ca in set.cas_without_crl() {
+                    self.warn(
+                        &key("client_auth.crl"),
+                        &format!(
+                            "no CRL from CA \"{ca}\": with crl_check = \"chain\" every client \
+                             whose chain holds it is refused; add its CRL, or write crl_check = \
+                             \"leaf\""
+                        ),
+                    );
+                }
+            }
+        }
+        Ok((ctx, tickets, crls))
+    }
+
+    /// `client_auth.crl`, `crl_check`, `stale_crl` and `crl_refresh` of `listener[i]`; None
+    /// without CRLs.
+    fn crl_settings(
+        &self,
+        i: usize,
+        auth_file: Option<&file::ClientAuthFile>,
+        mode: VerifyMode,
+    ) -> Result<Option<crate::tls::crl::CrlSettings>, ConfigError> {
+        let key = |k: &str| format!("listener[{i}].client_auth.{k}");
+        let Some(a) = auth_file.filter(|a| !a.crl.is_empty()) else {
+            return Ok(None);
+        };
+        if mode == VerifyMode::Off {
+            return Err(self.err(
+                a.crl.first(),
+                &key("crl"),
+                "CRLs need client certificates: set mode = \"required\" (or \"optional\", \
+                 \"optional_no_ca\"), or remove crl",
+            ));
+        }
+        if a.ca.is_none() {
+            return Err(self.err(
+                a.crl.first(),
+                &key("crl"),
+                "CRLs are checked against the CAs of client_auth.ca: add ca",
+            ));
+        }
+        self.crls(&key, &a.crl, a.crl_check, a.stale_crl, &a.crl_refresh)
+            .map(Some)
+    }
+
+    /// The CRL settings common to listeners and upstreams; `key` names a key of the table.
+    fn crls(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        crl: &[Spanned<String>],
+        check: file::CrlCheck,
+        stale: file::StaleCrl,
+        refresh: &Option<Spanned<String>>,
+    ) -> Result<crate::tls::crl::CrlSettings, ConfigError> {
+        use crate::tls::crl::{CrlCheck, CrlSettings, StaleCrl};
+        let every = self.duration(refresh, &key("crl_refresh"), DEFAULT_CRL_REFRESH)?;
+        if every < Duration::from_secs(1) {
+            return Err(self.err(
+                refresh.as_ref(),
+                &key("crl_refresh"),
+                &format!(
+                    "must be at least \"1s\" (the CRL files are checked for a change this \
+                     often; the default is \"{}\")",
+                    duration::show(DEFAULT_CRL_REFRESH)
+                ),
+            ));
+        }
+        Ok(CrlSettings {
+            files: crl.iter().map(|f| self.resolve(f.get_ref())).collect(),
+            check: match check {
+                file::CrlCheck::Leaf => CrlCheck::Leaf,
+                file::CrlCheck::Chain => CrlCheck::Chain,
+            },
+            stale: match stale {
+                file::StaleCrl::Refuse => StaleCrl::Refuse,
+                file::StaleCrl::Warn => StaleCrl::Warn,
+            },
+            refresh: every,
+        })
     }
 
     /// `client_auth.ca` of `listener[i]`, read and checked; required by the modes that verify.

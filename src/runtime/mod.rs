@@ -159,9 +159,9 @@ pub fn start_with(
     })
 }
 
-/// The threads a configuration needs besides the workers: ticket-key rotation and active
-/// health checks (one per upstream with `[upstream.health]`, not one per worker). Both end by
-/// themselves once a reload retires the configuration.
+/// The threads a configuration needs besides the workers: ticket-key rotation, CRL refresh (one
+/// per listener or upstream with CRLs) and active health checks (one per upstream with `[upstream.health]`,
+/// not one per worker). All end by themselves once a reload retires the configuration.
 fn start_background(config: &Config) -> io::Result<()> {
     for l in &config.listeners {
         if let Some(keys) = &l.tickets {
@@ -178,6 +178,28 @@ fn start_background(config: &Config) -> io::Result<()> {
                     })?;
             }
         }
+    }
+    let upstream_crls = config
+        .upstreams
+        .iter()
+        .filter_map(|u| u.tls.as_ref().and_then(|t| t.crls()));
+    for crls in config
+        .listeners
+        .iter()
+        .filter_map(|l| l.crls.as_ref())
+        .chain(upstream_crls)
+    {
+        let every = crls.refresh_interval();
+        let crls = Arc::downgrade(crls);
+        std::thread::Builder::new()
+            .name("certgate-crl".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                match crls.upgrade() {
+                    Some(c) => c.refresh(),
+                    None => return,
+                }
+            })?;
     }
     for u in &config.upstreams {
         crate::upstream::health::start_checks(u)?;

@@ -13,6 +13,7 @@ use boring::ssl::{
 use boring::x509::store::X509StoreBuilder;
 use boring::x509::X509;
 
+use super::crl::{CrlSet, CrlSettings, StaleCrl};
 use super::server::{fail, set_identity, ContextError, Part};
 
 /// What an upstream's TLS needs; files are already read.
@@ -25,6 +26,8 @@ pub struct ClientSettings<'a> {
     pub key_pem: Option<&'a [u8]>,
     /// Verify the servers' certificates and names; false only when written `verify = false`.
     pub verify: bool,
+    /// CRLs the servers' chains are checked against (needs `ca_pem` and `verify`).
+    pub crls: Option<&'a CrlSettings>,
 }
 
 /// An upstream's TLS: the context, the name to send and verify, and resumable sessions.
@@ -36,18 +39,34 @@ pub struct UpstreamTls {
     /// Whether the servers' certificates are verified.
     pub verify: bool,
     sessions: Option<Sessions>,
+    crls: Option<Arc<CrlSet>>,
 }
+
+/// A connection's server, and the CRL generation its handshake verified under.
+#[derive(Clone, Copy)]
+struct Peer {
+    addr: SocketAddr,
+    crl_tag: [u8; 32],
+}
+
+/// The last session per server, with the tag of the CRL generation it was verified under.
+type SessionStore = Arc<Mutex<HashMap<SocketAddr, (SslSession, [u8; 32])>>>;
 
 /// Resumable sessions per server, and the ex_data slot naming a connection's server.
 struct Sessions {
-    store: Arc<Mutex<HashMap<SocketAddr, SslSession>>>,
-    index: boring::ex_data::Index<Ssl, SocketAddr>,
+    store: SessionStore,
+    index: boring::ex_data::Index<Ssl, Peer>,
 }
 
 impl UpstreamTls {
     /// Whether certgate presents a client certificate to the servers.
     pub fn presents_certificate(&self) -> bool {
         self.ctx.certificate().is_some()
+    }
+
+    /// The CRLs the servers' chains are checked against, for the refresh thread.
+    pub fn crls(&self) -> Option<&Arc<CrlSet>> {
+        self.crls.as_ref()
     }
 }
 
@@ -97,20 +116,42 @@ impl UpstreamTls {
         } else {
             b.set_verify(SslVerifyMode::NONE);
         }
+        let crls = match (s.crls, s.ca_pem) {
+            (Some(c), Some(pem)) if s.verify => {
+                let cas = X509::stack_from_pem(pem)
+                    .map_err(|e| fail(Part::Ca, format!("not PEM certificates: {e}")))?;
+                let set = CrlSet::load(c, cas, b"certgate/upstream", 0)
+                    .map_err(|e| fail(Part::Crl(e.index), e.reason))?;
+                if c.stale == StaleCrl::Warn {
+                    b.set_verify_callback(SslVerifyMode::PEER, |ok, ctx| {
+                        if !ok
+                            && ctx.verify_result()
+                                == Err(boring::x509::X509VerifyError::CRL_HAS_EXPIRED)
+                        {
+                            ctx.set_error(Ok(()));
+                            return true;
+                        }
+                        ok
+                    });
+                }
+                Some(Arc::new(set))
+            }
+            _ => None,
+        };
         if let Some(pem) = s.cert_pem {
             // A bundle holds both: the key is then read from the same file.
             set_identity(&mut b, pem, s.key_pem.unwrap_or(pem))?;
         }
         let sessions = if session_reuse {
-            let store: Arc<Mutex<HashMap<SocketAddr, SslSession>>> = Arc::default();
+            let store: SessionStore = Arc::default();
             let index = peer_index()?;
             let slot = store.clone();
             b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
             // TLS 1.3 tickets arrive after the handshake: only this callback sees them.
             b.set_new_session_callback(move |ssl, session| {
-                if let Some(addr) = ssl.ex_data(index) {
+                if let Some(peer) = ssl.ex_data(index) {
                     if let Ok(mut map) = slot.lock() {
-                        map.insert(*addr, session);
+                        map.insert(peer.addr, (session, peer.crl_tag));
                     }
                 }
             });
@@ -124,6 +165,7 @@ impl UpstreamTls {
             server_name,
             verify: s.verify,
             sessions,
+            crls,
         })
     }
 
@@ -151,10 +193,22 @@ impl UpstreamTls {
             None if self.verify => ssl.param_mut().set_ip(addr.ip())?,
             None => {}
         }
+        let crl_tag = match &self.crls {
+            Some(c) => c.prepare_client(&mut ssl).map_err(|e| {
+                tracing::error!("upstream TLS: {e}");
+                boring::error::ErrorStack::get()
+            })?,
+            None => [0; 32],
+        };
         if let Some(Sessions { store, index }) = &self.sessions {
-            ssl.set_ex_data(*index, addr);
-            let session = store.lock().ok().and_then(|m| m.get(&addr).cloned());
-            if let Some(session) = session {
+            ssl.set_ex_data(*index, Peer { addr, crl_tag });
+            // A session verified under other CRLs is not resumed: the server's chain is
+            // checked against the current ones.
+            let session = store
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&addr).filter(|(_, t)| *t == crl_tag).cloned());
+            if let Some((session, _)) = session {
                 // SAFETY: the session was made by this same context.
                 unsafe { ssl.set_session(&session)? };
             }
@@ -164,8 +218,8 @@ impl UpstreamTls {
 }
 
 /// The ex_data slot carrying a connection's upstream address to the new-session callback.
-fn peer_index() -> Result<boring::ex_data::Index<Ssl, SocketAddr>, ContextError> {
-    static INDEX: std::sync::OnceLock<Option<boring::ex_data::Index<Ssl, SocketAddr>>> =
+fn peer_index() -> Result<boring::ex_data::Index<Ssl, Peer>, ContextError> {
+    static INDEX: std::sync::OnceLock<Option<boring::ex_data::Index<Ssl, Peer>>> =
         std::sync::OnceLock::new();
     INDEX
         .get_or_init(|| Ssl::new_ex_index().ok())

@@ -1,12 +1,15 @@
 //! TLS: server contexts built at load, and the BoringSSL-on-monoio stream.
 
 mod connector;
+pub mod crl;
 mod server;
 pub mod stream;
 pub mod tickets;
 pub mod verify_cache;
 
 pub use self::connector::{ClientSettings, UpstreamTls};
-pub use self::server::{server_context, ContextError, Part, ServerSettings};
+pub use self::server::{
+    server_context, server_context_with_crls, ContextError, Part, ServerSettings,
+};
 pub use self::stream::{HandshakeError, TlsStream};
 pub use self::tickets::{TicketKey, TicketKeys};

@@ -7,13 +7,14 @@ use boring::ssl::{
     SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslVerifyMode, SslVersion,
 };
 use boring::x509::store::X509StoreBuilder;
-use boring::x509::X509;
+use boring::x509::{X509VerifyError, X509VerifyResult, X509};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use boring::ssl::SslSessionCacheMode;
 
+use super::crl::{CrlSet, CrlSettings, StaleCrl};
 use super::tickets::TicketKeys;
 use super::verify_cache::VerifiedChains;
 use crate::config::{Reject, VerifyMode};
@@ -65,6 +66,8 @@ pub enum Part {
     PrivateKey,
     /// The client CA file.
     Ca,
+    /// Entry `n` of the CRL list.
+    Crl(usize),
 }
 
 /// A TLS context that could not be built: which input, and BoringSSL's reason.
@@ -121,6 +124,16 @@ pub(super) fn fail(part: Part, reason: impl Into<String>) -> ContextError {
 /// verified-chain cache, session tickets and session-ID cache with an ID context of `policy_tag`,
 /// TLS 1.2 or 1.3 at least. Runs at load and on reload, never on a connection.
 pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError> {
+    server_context_with_crls(s, None).map(|(ctx, _)| ctx)
+}
+
+/// As [`server_context`], with client certificates also checked against CRLs (`crls`, which
+/// needs `mode` other than off and a CA file). The returned [`CrlSet`] is refreshed by its
+/// owner; each new connection takes its current generation in the ClientHello callback.
+pub fn server_context_with_crls(
+    s: &ServerSettings<'_>,
+    crls: Option<&CrlSettings>,
+) -> Result<(SslContext, Option<Arc<CrlSet>>), ContextError> {
     let internal = |e: boring::error::ErrorStack| fail(Part::Certificate, e.to_string());
     let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(internal)?;
     let min = if s.min_tls13 {
@@ -144,6 +157,7 @@ pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError
     sid_ctx.extend_from_slice(&s.verify_depth.to_le_bytes());
     sid_ctx.extend_from_slice(s.policy_tag);
 
+    let mut trusted = Vec::new();
     if s.mode != VerifyMode::Off {
         let mut store = X509StoreBuilder::new().map_err(internal)?;
         if let Some(pem) = s.ca_pem {
@@ -161,10 +175,12 @@ pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError
                 b.add_client_ca(ca)
                     .map_err(|e| fail(Part::Ca, e.to_string()))?;
             }
+            trusted = cas;
         }
         b.set_verify_cert_store(store.build()).map_err(internal)?;
         b.set_verify_depth(s.verify_depth);
-        if s.verify_cache > 0 {
+        // With CRLs, each CRL generation has its own cache (see `install_crls`).
+        if s.verify_cache > 0 && crls.is_none() {
             let cache = Arc::new(VerifiedChains::new(s.verify_cache));
             b.set_cert_verify_callback(move |ctx| cache.verify(ctx));
         }
@@ -209,7 +225,60 @@ pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError
     // A session made under one client-auth policy never resumes under another.
     let digest = hash(MessageDigest::sha256(), &sid_ctx).map_err(internal)?;
     b.set_session_id_context(&digest).map_err(internal)?;
-    Ok(b.build())
+    let set = match crls {
+        Some(c) if s.mode != VerifyMode::Off => {
+            let set = CrlSet::load(c, trusted, &digest, s.verify_cache)
+                .map_err(|e| fail(Part::Crl(e.index), e.reason))?;
+            let set = Arc::new(set);
+            install_crls(&mut b, &set, s, c.stale);
+            Some(set)
+        }
+        _ => None,
+    };
+    Ok((b.build(), set))
+}
+
+/// Hooks a CRL set into a context: each ClientHello takes the current generation (store and
+/// session ID context), verification goes through its cache, and with `stale_crl = "warn"` a
+/// CRL past its nextUpdate is not an error.
+fn install_crls(
+    b: &mut SslContextBuilder,
+    set: &Arc<CrlSet>,
+    s: &ServerSettings<'_>,
+    stale: StaleCrl,
+) {
+    let on_hello = set.clone();
+    b.set_select_certificate_callback(move |mut hello| {
+        on_hello.prepare(hello.ssl_mut()).map_err(|e| {
+            tracing::error!("TLS handshake refused: {e}");
+            boring::ssl::SelectCertError::ERROR
+        })
+    });
+    let on_verify = set.clone();
+    b.set_cert_verify_callback(move |ctx| on_verify.verify(ctx));
+    // The handshake-rejecting modes refuse on a failure; the others let the handshake complete
+    // with the error recorded, judged per request.
+    let lenient = !matches!(
+        (s.mode, s.reject),
+        (
+            VerifyMode::Required | VerifyMode::Optional,
+            Reject::Handshake
+        )
+    );
+    let warn = stale == StaleCrl::Warn;
+    let mode = match (s.mode, s.reject) {
+        (VerifyMode::Required, Reject::Handshake) => {
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
+        }
+        _ => SslVerifyMode::PEER,
+    };
+    b.set_verify_callback(mode, move |ok, ctx| {
+        if !ok && warn && ctx.verify_result() == Err(X509VerifyError::CRL_HAS_EXPIRED) {
+            ctx.set_error(X509VerifyResult::Ok(()));
+            return true;
+        }
+        ok || lenient
+    });
 }
 
 /// The process-wide pool of received certificate buffers (never freed: contexts keep pointers).

@@ -3,7 +3,8 @@
 //!
 //! Safety argument: the key is the SHA-256 of every certificate the client presented (leaf
 //! first, DER), so a hit means the exact same bytes verified before against the same trust store
-//! (one cache per listener context: a new CA set builds a new context and so an empty cache).
+//! (one cache per listener context: a new CA set builds a new context and so an empty cache;
+//! with CRLs, one cache per CRL generation, so a CRL change empties it: see `tls::crl`).
 //! Only successes are cached; an entry is used only while the current time is before the
 //! earliest notAfter of the verified chain and within a maximum age, after which the chain is
 //! verified in full again. Everything else — a different chain, a failure, an expired entry —

@@ -284,6 +284,8 @@ pub struct Config {
     pub upstream_extra: Vec<String>,
     /// Extra `key = value` lines for `[runtime]`.
     pub runtime_extra: Vec<String>,
+    /// Extra `key = value` lines for `[listener.client_auth]`.
+    pub client_auth_extra: Vec<String>,
 }
 
 impl Default for Config {
@@ -302,6 +304,7 @@ impl Default for Config {
             server_params: vec![],
             upstream_extra: vec![],
             runtime_extra: vec![],
+            client_auth_extra: vec![],
         }
     }
 }
@@ -353,11 +356,17 @@ impl Config {
         self.server_params = params.iter().map(|s| s.to_string()).collect();
         self
     }
-    /// A line appended to `[[upstream]]` (`balance = "least_conn"`, `[upstream.health]`, ...).
+    /// A line appended to `[runtime]`.
     pub fn runtime_extra(mut self, line: &str) -> Self {
         self.runtime_extra.push(line.into());
         self
     }
+    /// A line appended to `[listener.client_auth]`.
+    pub fn client_auth_extra(mut self, line: &str) -> Self {
+        self.client_auth_extra.push(line.into());
+        self
+    }
+    /// A line appended to `[[upstream]]` (`balance = "least_conn"`, `[upstream.health]`, ...).
     pub fn upstream_extra(mut self, line: &str) -> Self {
         self.upstream_extra.push(line.into());
         self
@@ -401,6 +410,9 @@ impl Config {
         }
         if let Some(reject) = &self.reject {
             writeln!(t, "reject = {}", toml_str(reject)).unwrap();
+        }
+        for line in &self.client_auth_extra {
+            writeln!(t, "{line}").unwrap();
         }
         for (key, rules) in [
             ("allow_subjects", &self.allow_subjects),

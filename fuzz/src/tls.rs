@@ -17,6 +17,7 @@ pub struct ClientSettings<'a> {
     pub cert_pem: Option<&'a [u8]>,
     pub key_pem: Option<&'a [u8]>,
     pub verify: bool,
+    pub crls: Option<&'a crl::CrlSettings>,
 }
 
 #[derive(Debug)]
@@ -26,6 +27,10 @@ pub struct UpstreamTls {
 }
 
 impl UpstreamTls {
+    pub fn crls(&self) -> Option<&Arc<crl::CrlSet>> {
+        None
+    }
+
     pub fn new(
         _: &ClientSettings<'_>,
         _: Option<String>,
@@ -58,6 +63,7 @@ pub enum Part {
     Certificate,
     PrivateKey,
     Ca,
+    Crl(usize),
 }
 
 #[derive(Debug)]
@@ -71,6 +77,67 @@ pub fn server_context(_: &ServerSettings<'_>) -> Result<SslContext, ContextError
         part: Part::Certificate,
         reason: NOT_BUILT.into(),
     })
+}
+
+pub fn server_context_with_crls(
+    _: &ServerSettings<'_>,
+    _: Option<&crl::CrlSettings>,
+) -> Result<(SslContext, Option<Arc<crl::CrlSet>>), ContextError> {
+    Err(ContextError {
+        part: Part::Certificate,
+        reason: NOT_BUILT.into(),
+    })
+}
+
+/// `certgate::tls::crl`: the settings the loader builds; a set is never loaded here.
+pub mod crl {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum CrlCheck {
+        #[default]
+        Leaf,
+        Chain,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum StaleCrl {
+        #[default]
+        Refuse,
+        Warn,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct CrlSettings {
+        pub files: Vec<PathBuf>,
+        pub check: CrlCheck,
+        pub stale: StaleCrl,
+        pub refresh: Duration,
+    }
+
+    enum Never {}
+
+    /// No value of it can exist in the fuzz build.
+    pub struct CrlSet(Never);
+
+    impl std::fmt::Debug for CrlSet {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self.0 {}
+        }
+    }
+
+    impl CrlSet {
+        pub fn describe(&self) -> Vec<String> {
+            match self.0 {}
+        }
+        pub fn check(&self) -> CrlCheck {
+            match self.0 {}
+        }
+        pub fn cas_without_crl(&self) -> Vec<String> {
+            match self.0 {}
+        }
+    }
 }
 
 pub struct TicketKey(());

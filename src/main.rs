@@ -125,6 +125,7 @@ fn demo(listen: &str) -> ExitCode {
 
 fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
     let path = config.path.clone();
+    let admin = config.admin;
     let running = match certgate::runtime::start(config) {
         Ok(r) => r,
         Err(e) => {
@@ -132,10 +133,22 @@ fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(addr) = admin {
+        match certgate::admin::start(addr) {
+            Ok(a) => {
+                tracing::info!(addr = %a, "admin endpoint listening (/metrics, /healthz, /ready)")
+            }
+            Err(e) => {
+                eprintln!("certgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -144,6 +157,10 @@ fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
         }
     };
     for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGUSR1 {
+            certgate::logging::reopen();
+            continue;
+        }
         if sig != signal_hook::consts::SIGHUP {
             tracing::info!(signal = sig, "stopping");
             break;

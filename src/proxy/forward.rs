@@ -56,9 +56,15 @@ pub async fn forward(s: &mut Session, id: &Identity, head: &RequestHead, raw: &B
     http::rewrite_request(head, raw, &ctx, &mut upstream_head);
 
     let pool = s.worker.pools[s.listener.upstream].clone();
-    let outcome = match attempt_upstreams(s, id, &pool, head, &upstream_head).await {
-        Ok(answer) => respond(s, head, &pool, answer, started).await,
-        Err(failed) => answer_failure(s, head, failed, started).await,
+    let (outcome, attempts) = match attempt_upstreams(s, id, &pool, head, &upstream_head).await {
+        Ok(answer) => {
+            let attempts = answer.attempts;
+            (respond(s, head, &pool, answer, started).await, attempts)
+        }
+        Err(failed) => {
+            let attempts = failed.attempts;
+            (answer_failure(s, head, failed, started).await, attempts)
+        }
     };
     s.log_request(
         id,
@@ -67,6 +73,7 @@ pub async fn forward(s: &mut Session, id: &Identity, head: &RequestHead, raw: &B
         outcome.status,
         &Decision(&id.admitted_by, &outcome.end).to_string(),
         outcome.upstream,
+        Some(attempts),
         started,
     );
     outcome.keep_alive
@@ -96,6 +103,8 @@ enum End {
 struct Failed {
     earlier: Vec<Error>,
     last: Error,
+    /// Attempts made (0: no server to try).
+    attempts: usize,
 }
 
 impl fmt::Display for Failed {
@@ -129,6 +138,8 @@ struct Answer<'p> {
     buf: BytesMut,
     /// The request counts for `least_conn` on its server until the response is relayed.
     _active: Active<'p>,
+    /// Attempts made, this one included.
+    attempts: usize,
 }
 
 /// Runs first: chooses servers and sends the request until one answers with a final head
@@ -153,6 +164,7 @@ async fn attempt_upstreams<'p>(
     // when no other server is left.
     let mut stale: Option<usize> = None;
     let mut failures: Vec<Error> = Vec::new();
+    let mut attempts = 0;
     loop {
         let server = match pool.choose(&key, &tried) {
             Some(i) => i,
@@ -168,6 +180,7 @@ async fn attempt_upstreams<'p>(
                     return Err(Failed {
                         earlier: failures,
                         last,
+                        attempts,
                     });
                 }
             },
@@ -175,6 +188,9 @@ async fn attempt_upstreams<'p>(
         tried.insert(server);
         let addr = pool.server(server).addr;
         let active = pool.begin(server);
+        attempts += 1;
+        let stats = pool.stats(server);
+        stats.requests.inc();
         let (kind, attempt) = match pool.checkout(addr, t.upstream_connect).await {
             // Nothing was sent.
             Err(e) => (
@@ -194,11 +210,15 @@ async fn attempt_upstreams<'p>(
                         resp,
                         buf,
                         _active: active,
+                        attempts,
                     });
                 }
                 Err((kind, attempt)) => (kind, attempt),
             },
         };
+        if matches!(kind, Kind::Connect(_)) {
+            stats.connect_failures.inc();
+        }
         let error = Error::new(kind, Some(addr));
         let again = match fate(attempt, &error.kind) {
             Fate::Stale => {
@@ -220,8 +240,10 @@ async fn attempt_upstreams<'p>(
             return Err(Failed {
                 earlier: failures,
                 last: error,
+                attempts,
             });
         }
+        stats.retries.inc();
         let next = match error.kind {
             Kind::Connect(_) => "trying another server",
             _ => "trying again",
@@ -283,6 +305,7 @@ async fn respond(
         resp,
         mut buf,
         _active,
+        ..
     } = answer;
     let status = resp.status;
     let upstream = Some((up.addr, started.elapsed()));
@@ -292,6 +315,7 @@ async fn respond(
         end: End::Failed(Failed {
             earlier: Vec::new(),
             last,
+            attempts: 0,
         }),
         keep_alive: false,
     };

@@ -54,6 +54,21 @@ pub struct Session {
     pub peer: SocketAddr,
     /// Requests served so far on this connection (for `max_requests_per_connection`).
     pub requests: u64,
+    /// The listener's position in the configuration (its metrics).
+    pub index: usize,
+    /// How long the TLS handshake took.
+    pub handshake_time: Option<std::time::Duration>,
+}
+
+/// Counts a connection as active until it drops.
+struct Open(Rc<Worker>, usize);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.metrics.listener(self.1) {
+            m.closed();
+        }
+    }
 }
 
 /// Serves one accepted connection until it closes. Never panics on network input; every
@@ -64,6 +79,17 @@ pub async fn serve(
     listener: Arc<Listener>,
     worker: Rc<Worker>,
 ) {
+    let index = worker
+        .config
+        .listeners
+        .iter()
+        .position(|l| Arc::ptr_eq(l, &listener))
+        .unwrap_or(usize::MAX);
+    let stats = worker.metrics.listener(index);
+    if let Some(m) = stats {
+        m.accepted();
+    }
+    let _open = Open(worker.clone(), index);
     let _ = stream.set_nodelay(true);
     let sock = match Socket::new(stream) {
         Ok(s) => s,
@@ -72,10 +98,17 @@ pub async fn serve(
             return;
         }
     };
-    let client = match &listener.tls {
-        None => Conn::Plain(sock),
-        Some(ctx) => match handshake(ctx, sock, &listener, peer).await {
-            Some(tls) => Conn::Tls(Box::new(tls)),
+    let started = Instant::now();
+    let (client, handshake_time) = match &listener.tls {
+        None => (Conn::Plain(sock), None),
+        Some(ctx) => match handshake(ctx, sock, &listener, peer, stats).await {
+            Some(tls) => {
+                let took = started.elapsed();
+                if let Some(m) = stats {
+                    m.handshake(tls.ssl().version_str(), tls.ssl().session_reused(), took);
+                }
+                (Conn::Tls(Box::new(tls)), Some(took))
+            }
             None => return,
         },
     };
@@ -86,6 +119,8 @@ pub async fn serve(
         buf: BytesMut::new(),
         peer,
         requests: 0,
+        index,
+        handshake_time,
     };
     match session.listener.mode {
         ListenerMode::Http => session.run().await,
@@ -101,6 +136,7 @@ async fn handshake(
     sock: Socket,
     listener: &Listener,
     peer: SocketAddr,
+    stats: Option<&crate::metrics::ListenerStats>,
 ) -> Option<TlsStream> {
     let ssl = match Ssl::new(ctx) {
         Ok(ssl) => ssl,
@@ -110,7 +146,14 @@ async fn handshake(
         }
     };
     let limit = listener.timeouts.handshake;
-    match timeout(limit, TlsStream::accept(ssl, sock)).await {
+    let result = timeout(limit, TlsStream::accept(ssl, sock)).await;
+    if let (Some(m), Err(_)) = (stats, &result) {
+        m.handshake_failed(None);
+    }
+    if let (Some(m), Ok(Err(e))) = (stats, &result) {
+        m.handshake_failed(Some(e));
+    }
+    match result {
         Ok(Ok(tls)) => Some(tls),
         // A port probe or a load balancer's TCP check: not worth a line at info.
         Ok(Err(e @ HandshakeError::Closed)) => {
@@ -142,10 +185,19 @@ impl Session {
     /// Judges the client of this connection. Called once, when the first request (or the TCP
     /// relay) needs it: a connection that never sends anything costs no identity work.
     pub(crate) fn authorize(&self) -> Identity {
-        match &self.client {
+        let id = match &self.client {
             Conn::Tls(t) => Identity::establish(&self.listener, Some(t.ssl()), self.peer),
             Conn::Plain(_) => Identity::establish(&self.listener, None, self.peer),
+        };
+        if let Some(m) = self.stats() {
+            m.client_auth(id.refusal.as_ref());
         }
+        id
+    }
+
+    /// This connection's listener counters in this worker.
+    pub(crate) fn stats(&self) -> Option<&crate::metrics::ListenerStats> {
+        self.worker.metrics.listener(self.index)
     }
 
     async fn run(&mut self) {
@@ -178,6 +230,7 @@ impl Session {
                     &raw,
                     page.status(),
                     &reason,
+                    None,
                     None,
                     Instant::now(),
                 );
@@ -280,7 +333,10 @@ impl Session {
 
     /// The access line of a request whose head was invalid (there is no method or path).
     fn log_refusal(&self, id: &Identity, page: Page, reason: &str) {
-        if !self.worker.config.log.access {
+        if let Some(m) = self.stats() {
+            m.request(page.status(), std::time::Duration::ZERO);
+        }
+        if !self.worker.config.access_log.enabled() {
             return;
         }
         // The admission decision so far: the rule that admitted, or why the client is refused.
@@ -293,7 +349,7 @@ impl Session {
             decision: &decision,
             ..self.access(id, "bad request")
         }
-        .emit();
+        .emit(&self.worker.config.access_log);
     }
 
     /// The access line: who, what, the admission decision, the outcome and how long it took.
@@ -306,22 +362,33 @@ impl Session {
         status: u16,
         decision: &str,
         upstream: Option<(SocketAddr, std::time::Duration)>,
+        attempts: Option<usize>,
         started: Instant,
     ) {
-        if !self.worker.config.log.access {
+        let total = started.elapsed();
+        if let Some(m) = self.stats() {
+            m.request(status, total);
+        }
+        if !self.worker.config.access_log.enabled() {
             return;
         }
         Access {
             method: Some(head.method.as_str()),
             path: Some(head.path(raw)),
+            version: Some(if head.version == ::http::Version::HTTP_10 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            }),
             status: Some(status),
             decision,
             upstream: Some(upstream.map(|(addr, _)| addr)),
+            attempts,
             upstream_time: Some(upstream.map_or(std::time::Duration::ZERO, |(_, d)| d)),
-            total_time: Some(started.elapsed()),
+            total_time: Some(total),
             ..self.access(id, "request")
         }
-        .emit();
+        .emit(&self.worker.config.access_log);
     }
 
     /// An access line with this connection's fields filled in and the others left out.
@@ -332,11 +399,29 @@ impl Session {
             peer: self.peer,
             method: None,
             path: None,
+            version: None,
             status: None,
+            tls: match &self.client {
+                Conn::Tls(t) => Some(crate::logging::TlsFacts {
+                    version: t.ssl().version_str(),
+                    cipher: t
+                        .ssl()
+                        .current_cipher()
+                        .map_or("-", |c| c.standard_name().unwrap_or(c.name())),
+                    resumed: t.ssl().session_reused(),
+                }),
+                Conn::Plain(_) => None,
+            },
             verify: &id.verify,
             dn: &id.subject,
+            cert: id
+                .cert
+                .as_ref()
+                .map(|c| (c.issuer_rfc2253(), c.serial(), c.fingerprint())),
             decision: "-",
             upstream: None,
+            attempts: None,
+            handshake_time: self.handshake_time,
             upstream_time: None,
             total_time: None,
         }

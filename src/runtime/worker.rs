@@ -25,6 +25,8 @@ pub struct Worker {
     pub config: Arc<Config>,
     /// One pool per configured upstream, same order.
     pub pools: Vec<Rc<Pool>>,
+    /// This worker's counters (the same across reloads).
+    pub metrics: Arc<crate::metrics::WorkerStats>,
 }
 
 pub fn run(
@@ -67,13 +69,15 @@ impl Generation {
 
 impl Worker {
     fn new(id: usize, config: Arc<Config>) -> Self {
+        let metrics = crate::metrics::worker(id, &config);
         Self {
             id,
             pools: config
                 .upstreams
                 .iter()
-                .map(|u| Rc::new(Pool::new(u.clone())))
+                .map(|u| Rc::new(Pool::with_metrics(u.clone(), &metrics)))
                 .collect(),
+            metrics,
             config,
         }
     }
@@ -94,6 +98,7 @@ async fn main(
         let l = TcpListener::from_std(std_listener)?;
         tasks.push(monoio::spawn(accept_loop(l, index, generation.clone())));
     }
+    crate::metrics::worker_listening();
     for t in tasks {
         t.await?;
     }

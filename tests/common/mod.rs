@@ -282,6 +282,8 @@ pub struct Config {
     /// Extra lines after `servers` in `[[upstream]]` (keys, then tables such as
     /// `[upstream.health]`).
     pub upstream_extra: Vec<String>,
+    /// Lines appended at the end of the file (top-level tables such as `[admin]` or `[log]`).
+    pub file_extra: Vec<String>,
 }
 
 impl Default for Config {
@@ -299,6 +301,7 @@ impl Default for Config {
             tls_extra: vec![],
             server_params: vec![],
             upstream_extra: vec![],
+            file_extra: vec![],
         }
     }
 }
@@ -353,6 +356,12 @@ impl Config {
     /// A line appended to `[[upstream]]` (`balance = "least_conn"`, `[upstream.health]`, ...).
     pub fn upstream_extra(mut self, line: &str) -> Self {
         self.upstream_extra.push(line.into());
+        self
+    }
+
+    /// A line appended at the end of the file (`[admin]`, `listen = "..."`).
+    pub fn file_extra(mut self, line: &str) -> Self {
+        self.file_extra.push(line.into());
         self
     }
 
@@ -421,6 +430,9 @@ impl Config {
         )
         .unwrap();
         for line in &self.upstream_extra {
+            writeln!(t, "{line}").unwrap();
+        }
+        for line in &self.file_extra {
             writeln!(t, "{line}").unwrap();
         }
         t

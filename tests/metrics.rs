@@ -110,6 +110,27 @@ fn wait_ready(addr: SocketAddr) {
     }
 }
 
+const L: &str = "listener=\"public\"";
+
+/// A scrape once no connection is open and at least `closed` handshakes ended with the client
+/// closing (the counters are the workers' own: the last ones land as connections end).
+fn settled(admin: SocketAddr, closed: f64) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = admin_get(admin, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        let s = Scrape::parse(&body);
+        let c = s.get(&format!(
+            "certgate_tls_handshake_failures_total{{{L},reason=\"closed\"}}"
+        ));
+        let active = s.get(&format!("certgate_connections_active{{{L}}}"));
+        if (c >= closed && active == 0.0) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn health_and_ready_answer_and_unknown_paths_are_404() {
     let (config, admin) = admin_config(Config::new().workers(2));
@@ -129,6 +150,12 @@ fn counters_move_after_known_requests_and_refusals() {
     );
     let gate = Gate::start(config);
     wait_ready(admin);
+    // The harness's own probe connections: counted, then left out by taking differences.
+    let before = settled(admin, 0.0);
+    let closed_before = before.get(&format!(
+        "certgate_tls_handshake_failures_total{{{L},reason=\"closed\"}}"
+    ));
+    let accepted_before = before.get(&format!("certgate_connections_accepted_total{{{L}}}"));
     let pki = gate.pki();
     for _ in 0..3 {
         assert_eq!(gate.curl("/").cert(&pki.client1).run().status, 200);
@@ -145,24 +172,10 @@ fn counters_move_after_known_requests_and_refusals() {
 
     let echo = gate.echo().addr();
     let up = format!("server=\"{echo}\",upstream=\"app\"");
-    let l = "listener=\"public\"";
-    // The counters are the workers' own, published as they go: wait for the last ones.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let s = loop {
-        let (status, body) = admin_get(admin, "/metrics");
-        assert_eq!(status, 200, "{body}");
-        let s = Scrape::parse(&body);
-        let closed = s.get(&format!(
-            "certgate_tls_handshake_failures_total{{{l},reason=\"closed\"}}"
-        ));
-        let active = s.get(&format!("certgate_connections_active{{{l}}}"));
-        if (closed >= 1.0 && active == 0.0) || Instant::now() > deadline {
-            break s;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let l = L;
+    let s = settled(admin, closed_before + 1.0);
     assert_eq!(
-        s.get(&format!("certgate_connections_accepted_total{{{l}}}")),
+        s.get(&format!("certgate_connections_accepted_total{{{l}}}")) - accepted_before,
         7.0
     );
     assert_eq!(s.get(&format!("certgate_connections_active{{{l}}}")), 0.0);

@@ -25,8 +25,8 @@ enum Command {
     /// Run the proxy in the foreground until SIGINT or SIGTERM.
     ///
     /// Signals: SIGHUP re-reads the configuration (as `nginx -s reload`; a file that does not
-    /// validate changes nothing and the log says why); SIGINT or SIGTERM stops accepting and
-    /// exits.
+    /// validate changes nothing and the log says why); SIGUSR1 reopens the access-log file
+    /// (logrotate); SIGINT or SIGTERM stops accepting and exits.
     ///
     /// Logs go to stderr, one line per event, with colours only when stderr is a terminal.
     /// `[log] level` sets the filter (applied again on SIGHUP); the RUST_LOG environment

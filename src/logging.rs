@@ -255,6 +255,8 @@ pub struct Access<'a> {
     pub listener: &'a str,
     /// The client's address (from the TCP connection).
     pub peer: SocketAddr,
+    /// The request's id: the client's valid `X-Request-Id`, else one generated (sent upstream).
+    pub request_id: Option<&'a str>,
     /// The request method, as received.
     pub method: Option<&'a str>,
     /// The request's path, as received.
@@ -300,6 +302,9 @@ impl Access<'_> {
         let mut v = Vec::with_capacity(24);
         v.push(("listener", Val::Bare(self.listener.to_owned())));
         v.push(("peer", Val::Bare(self.peer.to_string())));
+        if let Some(id) = self.request_id {
+            v.push(("request_id", Val::Str(id.as_bytes())));
+        }
         if let Some(m) = self.method {
             v.push(("method", Val::Str(m.as_bytes())));
         }
@@ -479,6 +484,7 @@ mod tests {
             event: "request",
             listener: "edge",
             peer: "127.0.0.1:5555".parse().unwrap(),
+            request_id: Some("r1"),
             method: Some("GET"),
             path: Some(b"/a b"),
             version: Some("HTTP/1.1"),

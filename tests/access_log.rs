@@ -276,3 +276,34 @@ fn bad_access_settings_are_config_errors() {
         out.all()
     );
 }
+
+#[test]
+fn a_valid_request_id_is_kept_else_one_is_generated_and_sent_upstream() {
+    let gate = gate_with_log(Env::new(), "json");
+    let path = gate.env.path("access.log");
+    let client1 = &gate.pki().client1;
+    let cases = [
+        Some("abc-123_x.y"),
+        None,
+        Some("not valid \"x\" status=200"),
+    ];
+    for (i, sent) in cases.iter().enumerate() {
+        let mut curl = gate.curl("/").cert(client1);
+        if let Some(v) = sent {
+            curl = curl.header(&format!("X-Request-Id: {v}"));
+        }
+        let out = curl.run();
+        assert_eq!(out.status, 200, "{out:?}");
+        let upstream = out.seen().all("x-request-id");
+        assert_eq!(upstream.len(), 1, "one id upstream: {upstream:?}");
+        let line: Value = serde_json::from_str(&lines(&path, i + 1)[i]).unwrap();
+        assert_eq!(line["request_id"], upstream[0], "{line}");
+        match sent {
+            Some(v) if i == 0 => assert_eq!(upstream[0], *v),
+            _ => assert!(
+                upstream[0].len() == 32 && upstream[0].bytes().all(|b| b.is_ascii_hexdigit()),
+                "generated: {upstream:?}"
+            ),
+        }
+    }
+}

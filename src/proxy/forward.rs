@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 use super::body::{self, BodyError, Side};
 use super::error::{fate, Attempt, Error, Fate, Kind};
 use super::identity::Identity;
+use super::request_id::{self, RequestId};
 use super::Session;
 use crate::http::{self, BodyKind, Page, RequestHead, ResponseHead};
 use crate::upstream::balance::{Active, Tried};
@@ -41,19 +42,28 @@ use crate::upstream::{Pool, UpstreamConn};
 /// Forwards one request: `attempt_upstreams` until one answers, then `send_response_head` and
 /// `relay_response` (or `tunnel` after a 101), or `answer_failure`; then one access line.
 /// Returns whether the client connection may carry another request.
-pub async fn forward(s: &mut Session, id: &Identity, head: &RequestHead, raw: &Bytes) -> bool {
+pub async fn forward(
+    s: &mut Session,
+    id: &Identity,
+    head: &RequestHead,
+    raw: &Bytes,
+    request_id: &RequestId,
+) -> bool {
     let started = Instant::now();
     let mut upstream_head = Vec::with_capacity(raw.len() + 1024);
-    let add: Vec<(&str, &[u8])> = id
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_slice()))
-        .collect();
+    let mut add: Vec<(&str, &[u8])> = Vec::with_capacity(id.headers.len() + 1);
+    add.extend(id.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+    if request_id.generated() {
+        add.push((request_id::HEADER, request_id.as_str().as_bytes()));
+    }
     let ctx = http::RewriteCtx {
         strip: &s.listener.strip,
         add: &add,
     };
     http::rewrite_request(head, raw, &ctx, &mut upstream_head);
+    if request_id.replaced() {
+        request_id::remove_client_header(&mut upstream_head, request_id.as_str());
+    }
 
     let pool = s.worker.pools[s.listener.upstream].clone();
     let (outcome, attempts) = match attempt_upstreams(s, id, &pool, head, &upstream_head).await {
@@ -72,6 +82,7 @@ pub async fn forward(s: &mut Session, id: &Identity, head: &RequestHead, raw: &B
         raw,
         outcome.status,
         &Decision(&id.admitted_by, &outcome.end).to_string(),
+        request_id,
         outcome.upstream,
         Some(attempts),
         started,

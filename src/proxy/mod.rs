@@ -14,6 +14,7 @@ pub mod error;
 mod forward;
 pub mod identity;
 pub mod proxy_protocol;
+pub mod request_id;
 mod tcp;
 
 use std::net::SocketAddr;
@@ -221,6 +222,7 @@ impl Session {
             self.requests += 1;
             let id = identity.get_or_insert_with(|| self.authorize());
             let raw = self.buf.split_to(head.head_len).freeze();
+            let request_id = request_id::of(&head, &raw);
             if let Some(refusal) = &id.refusal {
                 let page = refusal.page();
                 let reason = refusal.to_string();
@@ -230,6 +232,7 @@ impl Session {
                     &raw,
                     page.status(),
                     &reason,
+                    &request_id,
                     None,
                     None,
                     Instant::now(),
@@ -237,7 +240,7 @@ impl Session {
                 self.send_page(page, false, head.is_head()).await;
                 return;
             }
-            let keep_alive = forward::forward(self, id, &head, &raw).await;
+            let keep_alive = forward::forward(self, id, &head, &raw, &request_id).await;
             let limit = self.listener.limits.max_requests_per_connection;
             if !keep_alive || (limit > 0 && self.requests >= limit) {
                 self.close().await;
@@ -361,6 +364,7 @@ impl Session {
         raw: &[u8],
         status: u16,
         decision: &str,
+        request_id: &request_id::RequestId,
         upstream: Option<(SocketAddr, std::time::Duration)>,
         attempts: Option<usize>,
         started: Instant,
@@ -373,6 +377,7 @@ impl Session {
             return;
         }
         Access {
+            request_id: Some(request_id.as_str()),
             method: Some(head.method.as_str()),
             path: Some(head.path(raw)),
             version: Some(if head.version == ::http::Version::HTTP_10 {
@@ -397,6 +402,7 @@ impl Session {
             event,
             listener: &self.listener.name,
             peer: self.peer,
+            request_id: None,
             method: None,
             path: None,
             version: None,

@@ -279,6 +279,10 @@ pub struct Access<'a> {
     pub upstream: Option<Option<SocketAddr>>,
     /// Attempts made upstream (retries included).
     pub attempts: Option<usize>,
+    /// Bytes received from the client and sent to it for this request (heads and bodies).
+    pub bytes: Option<(u64, u64)>,
+    /// The last upstream connect's duration (zero for a pooled connection).
+    pub connect_time: Option<Duration>,
     /// The TLS handshake's duration.
     pub handshake_time: Option<Duration>,
     /// From the start of forwarding (request head read) until the upstream's response head
@@ -337,9 +341,16 @@ impl Access<'_> {
         if let Some(n) = self.attempts {
             v.push(("attempts", Val::Num(n.to_string())));
         }
+        if let Some((received, sent)) = self.bytes {
+            v.push(("bytes_received", Val::Num(received.to_string())));
+            v.push(("bytes_sent", Val::Num(sent.to_string())));
+        }
         let ms = |d: Duration| Val::Num(Millis(d).to_string());
         if let Some(d) = self.handshake_time {
             v.push(("handshake_ms", ms(d)));
+        }
+        if let Some(d) = self.connect_time {
+            v.push(("connect_ms", ms(d)));
         }
         if let Some(d) = self.upstream_time {
             v.push(("upstream_ms", ms(d)));
@@ -496,6 +507,8 @@ mod tests {
             decision: "forbidden",
             upstream: Some(None),
             attempts: None,
+            bytes: None,
+            connect_time: None,
             handshake_time: None,
             upstream_time: None,
             total_time: Some(Duration::from_micros(1500)),

@@ -136,10 +136,13 @@ fn json_lines_keep_a_forged_common_name_in_its_field() {
     let gate = gate_with_log(env, "json");
     let path = gate.env.path("access.log");
     assert_eq!(gate.curl("/").cert(&mallory).run().status, 400);
-    assert_eq!(
-        gate.curl("/x?y=1").cert(&gate.pki().client1).run().status,
-        200
-    );
+    let body = vec![b'x'; 1000];
+    let ok = gate
+        .curl("/x?y=1")
+        .cert(&gate.pki().client1)
+        .body(&body)
+        .run();
+    assert_eq!(ok.status, 200);
     let lines = lines(&path, 2);
     assert_eq!(lines.len(), 2, "one line per request: {lines:#?}");
     let refused: Value = serde_json::from_str(&lines[0]).expect("a JSON object per line");
@@ -156,7 +159,7 @@ fn json_lines_keep_a_forged_common_name_in_its_field() {
     let pki = gate.pki();
     assert_eq!(ok["event"], "request");
     assert_eq!(ok["listener"], "public");
-    assert_eq!(ok["method"], "GET");
+    assert_eq!(ok["method"], "POST");
     assert_eq!(ok["path"], "/x?y=1");
     assert_eq!(ok["http"], "HTTP/1.1");
     assert_eq!(ok["status"], 200);
@@ -175,7 +178,14 @@ fn json_lines_keep_a_forged_common_name_in_its_field() {
         "{ok}"
     );
     assert!(ok["time"].as_str().unwrap().ends_with('Z'), "{ok}");
-    for d in ["handshake_ms", "upstream_ms", "total_ms"] {
+    let received = ok["bytes_received"].as_u64().unwrap();
+    assert!(received > 1000, "the head and the 1000-byte body: {ok}");
+    assert!(ok["bytes_sent"].as_u64().unwrap() > 0, "{ok}");
+    assert!(
+        refused["bytes_sent"].as_u64().unwrap() > 100,
+        "the 400 page: {refused}"
+    );
+    for d in ["handshake_ms", "connect_ms", "upstream_ms", "total_ms"] {
         assert!(ok[d].as_f64().is_some(), "{d}: {ok}");
     }
 }

@@ -202,7 +202,10 @@ async fn attempt_upstreams<'p>(
         attempts += 1;
         let stats = pool.stats(server);
         stats.requests.inc();
-        let (kind, attempt) = match pool.checkout(addr, t.upstream_connect).await {
+        let connecting = Instant::now();
+        let checkout = pool.checkout(addr, t.upstream_connect).await;
+        s.connect_time = Some(connecting.elapsed());
+        let (kind, attempt) = match checkout {
             // Nothing was sent.
             Err(e) => (
                 Kind::Connect(e),
@@ -354,7 +357,11 @@ async fn respond(
         let idle = s.listener.timeouts.body_idle;
         let from_client = std::mem::take(&mut s.buf);
         let end = match body::tunnel(&mut s.client, from_client, &mut up.conn, buf, idle).await {
-            Ok((a, b)) => End::Tunnel(a, b),
+            Ok((a, b)) => {
+                s.bytes.0 += a;
+                s.bytes.1 += b;
+                End::Tunnel(a, b)
+            }
             Err(e) => return failed(Error::new(Kind::Tunnel(e), None)),
         };
         return Outcome {
@@ -413,6 +420,7 @@ async fn send_response_head(
     timeout(s.listener.timeouts.body_idle, s.client.write_all(&out))
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
+    s.bytes.1 += out.len() as u64;
     Ok(kind)
 }
 
@@ -429,9 +437,9 @@ async fn relay_response(
     kind: BodyKind,
 ) -> Result<(), BodyError> {
     let idle = s.listener.timeouts.body_idle;
-    body::relay(&mut up.conn, Side::Upstream, buf, &mut s.client, kind, idle)
-        .await
-        .map(drop)
+    let n = body::relay(&mut up.conn, Side::Upstream, buf, &mut s.client, kind, idle).await?;
+    s.bytes.1 += n;
+    Ok(())
 }
 
 /// A response head and what came with it.
@@ -542,7 +550,7 @@ async fn send_body(
     up: &mut UpstreamConn,
 ) -> Result<(), BodyError> {
     let idle = s.listener.timeouts.body_idle;
-    body::relay(
+    let n = body::relay(
         &mut s.client,
         Side::Client,
         &mut s.buf,
@@ -550,8 +558,9 @@ async fn send_body(
         head.body,
         idle,
     )
-    .await
-    .map(drop)
+    .await?;
+    s.bytes.0 += n;
+    Ok(())
 }
 
 /// Reads until a complete response head is buffered in `buf`.

@@ -59,6 +59,11 @@ pub struct Session {
     pub index: usize,
     /// How long the TLS handshake took.
     pub handshake_time: Option<std::time::Duration>,
+    /// The current request's bytes from the client (head and body relayed) and to it (response
+    /// head, body, page), for the access line.
+    pub bytes: (u64, u64),
+    /// The current request's last upstream connect (zero for a pooled connection).
+    pub connect_time: Option<std::time::Duration>,
 }
 
 /// Counts a connection as active until it drops.
@@ -122,6 +127,8 @@ pub async fn serve(
         requests: 0,
         index,
         handshake_time,
+        bytes: (0, 0),
+        connect_time: None,
     };
     match session.listener.mode {
         ListenerMode::Http => session.run().await,
@@ -222,10 +229,14 @@ impl Session {
             self.requests += 1;
             let id = identity.get_or_insert_with(|| self.authorize());
             let raw = self.buf.split_to(head.head_len).freeze();
+            self.bytes = (raw.len() as u64, 0);
+            self.connect_time = None;
             let request_id = request_id::of(&head, &raw);
             if let Some(refusal) = &id.refusal {
                 let page = refusal.page();
                 let reason = refusal.to_string();
+                let answer = http::render(page, false, head.is_head());
+                self.bytes.1 += answer.len() as u64;
                 self.log_request(
                     id,
                     &head,
@@ -237,7 +248,7 @@ impl Session {
                     None,
                     Instant::now(),
                 );
-                self.send_page(page, false, head.is_head()).await;
+                self.send_rendered(&answer, false).await;
                 return;
             }
             let keep_alive = forward::forward(self, id, &head, &raw, &request_id).await;
@@ -305,8 +316,14 @@ impl Session {
     /// Answers one of the built-in pages; the connection closes after it unless `keep_alive`.
     async fn send_page(&mut self, page: Page, keep_alive: bool, head_only: bool) {
         let bytes = http::render(page, keep_alive, head_only);
+        self.bytes.1 += bytes.len() as u64;
+        self.send_rendered(&bytes, keep_alive).await;
+    }
+
+    /// Writes a rendered page; the connection closes after it unless `keep_alive`.
+    async fn send_rendered(&mut self, bytes: &[u8], keep_alive: bool) {
         let t = self.listener.timeouts.body_idle;
-        if timeout(t, self.client.write_all(&bytes)).await.is_ok() && !keep_alive {
+        if timeout(t, self.client.write_all(bytes)).await.is_ok() && !keep_alive {
             self.close().await;
         }
     }
@@ -389,6 +406,8 @@ impl Session {
             decision,
             upstream: Some(upstream.map(|(addr, _)| addr)),
             attempts,
+            bytes: Some(self.bytes),
+            connect_time: self.connect_time,
             upstream_time: Some(upstream.map_or(std::time::Duration::ZERO, |(_, d)| d)),
             total_time: Some(total),
             ..self.access(id, "request")
@@ -427,7 +446,9 @@ impl Session {
             decision: "-",
             upstream: None,
             attempts: None,
+            bytes: None,
             handshake_time: self.handshake_time,
+            connect_time: None,
             upstream_time: None,
             total_time: None,
         }

@@ -258,6 +258,7 @@ pub struct Global {
     draining: AtomicBool,
     ticket_rotations: AtomicU64,
     crls: Mutex<Vec<CrlState>>,
+    verify_cache: Mutex<Vec<Arc<[Counter; 2]>>>,
 }
 
 /// The process's metrics state.
@@ -270,6 +271,7 @@ pub fn global() -> &'static Global {
         draining: AtomicBool::new(false),
         ticket_rotations: AtomicU64::new(0),
         crls: Mutex::new(Vec::new()),
+        verify_cache: Mutex::new(Vec::new()),
     })
 }
 
@@ -309,6 +311,24 @@ pub fn ready() -> bool {
         .as_ref()
         .map_or(usize::MAX, |c| c.runtime.workers);
     !g.draining.load(Relaxed) && g.listening.load(Relaxed) >= workers
+}
+
+thread_local! {
+    /// This thread's verified-chain cache hits and misses, registered in [`Global`] at first use.
+    static VERIFY_CACHE: Arc<[Counter; 2]> = {
+        let c = Arc::new([Counter::default(), Counter::default()]);
+        global()
+            .verify_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(c.clone());
+        c
+    };
+}
+
+/// A verified-chain cache lookup (`hit` or miss), counted by the calling thread.
+pub fn verify_cache(hit: bool) {
+    VERIFY_CACHE.with(|c| c[usize::from(!hit)].inc());
 }
 
 /// A ticket key was rotated.
@@ -618,6 +638,24 @@ pub fn render() -> String {
         "ticket_key_rotations",
         "Session ticket key rotations",
         rotations,
+    );
+
+    let caches = g
+        .verify_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut cache = Series::new(MetricType::Counter);
+    for (i, result) in ["hit", "miss"].iter().enumerate() {
+        cache.add(
+            vec![("result", (*result).to_owned())],
+            Value::Int(sum(caches.iter().map(|c| &c[i]))),
+        );
+    }
+    registry.register(
+        "verify_cache_lookups",
+        "Verified-chain cache lookups by result (hit: the chain verified before)",
+        cache,
     );
 
     let crls = g.crls.lock().unwrap_or_else(|p| p.into_inner()).clone();

@@ -231,6 +231,15 @@ fn counters_move_after_known_requests_and_refusals() {
         0.0
     );
     assert_eq!(s.get(&format!("certgate_upstream_server_up{{{up}}}")), 1.0);
+    // client1's chain verifies once, then hits twice; the rogue and client2 chains miss.
+    assert_eq!(
+        s.get("certgate_verify_cache_lookups_total{result=\"hit\"}"),
+        2.0
+    );
+    assert_eq!(
+        s.get("certgate_verify_cache_lookups_total{result=\"miss\"}"),
+        3.0
+    );
     // The server certificate's notAfter: in the future, within the test PKI's lifetime.
     let not_after = s.get(&format!(
         "certgate_server_certificate_not_after_seconds{{{l}}}"

@@ -317,3 +317,28 @@ fn a_valid_request_id_is_kept_else_one_is_generated_and_sent_upstream() {
         }
     }
 }
+
+#[test]
+fn a_connection_refused_in_the_handshake_gets_a_line() {
+    let env = Env::new();
+    let mallory = self_signed(&env, "mallory", FORGED_CN);
+    let gate = Gate::start_in(
+        env,
+        Config::new()
+            .reject("handshake")
+            .file_extra("\n[log]\naccess = \"access.log\"\naccess_format = \"json\""),
+    );
+    let path = gate.env.path("access.log");
+    let out = gate.curl("/").cert(&mallory).run();
+    assert_ne!(out.status, 200, "{out:?}");
+    let lines = lines(&path, 1);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["event"], "tls handshake failed", "{line}");
+    assert!(
+        line["verify"].as_str().unwrap().starts_with("FAILED:"),
+        "{line}"
+    );
+    assert!(line.get("status").is_none(), "{line}");
+    assert!(line["handshake_ms"].as_f64().is_some(), "{line}");
+}

@@ -107,16 +107,18 @@ pub async fn serve(
     let started = Instant::now();
     let (client, handshake_time) = match &listener.tls {
         None => (Conn::Plain(sock), None),
-        Some(ctx) => match handshake(ctx, sock, &listener, peer, stats).await {
-            Some(tls) => {
-                let took = started.elapsed();
-                if let Some(m) = stats {
-                    m.handshake(tls.ssl().version_str(), tls.ssl().session_reused(), took);
+        Some(ctx) => {
+            match handshake(ctx, sock, &listener, peer, stats, &worker.config.access_log).await {
+                Some(tls) => {
+                    let took = started.elapsed();
+                    if let Some(m) = stats {
+                        m.handshake(tls.ssl().version_str(), tls.ssl().session_reused(), took);
+                    }
+                    (Conn::Tls(Box::new(tls)), Some(took))
                 }
-                (Conn::Tls(Box::new(tls)), Some(took))
+                None => return,
             }
-            None => return,
-        },
+        }
     };
     let mut session = Session {
         listener,
@@ -145,6 +147,7 @@ async fn handshake(
     listener: &Listener,
     peer: SocketAddr,
     stats: Option<&crate::metrics::ListenerStats>,
+    log: &crate::logging::AccessLog,
 ) -> Option<TlsStream> {
     let ssl = match Ssl::new(ctx) {
         Ok(ssl) => ssl,
@@ -154,6 +157,7 @@ async fn handshake(
         }
     };
     let limit = listener.timeouts.handshake;
+    let started = Instant::now();
     let result = timeout(limit, TlsStream::accept(ssl, sock)).await;
     if let (Some(m), Err(_)) = (stats, &result) {
         m.handshake_failed(None);
@@ -169,14 +173,60 @@ async fn handshake(
             None
         }
         Ok(Err(e)) => {
-            info!(listener = %listener.name, %peer, "TLS handshake failed: {}", e.cause("client"));
+            let cause = e.cause("client").to_string();
+            info!(listener = %listener.name, %peer, "TLS handshake failed: {cause}");
+            let verify = match &e {
+                HandshakeError::Tls(_, _, Some(why)) => format!("FAILED:{why}"),
+                _ => "-".to_owned(),
+            };
+            log_refused_handshake(listener, peer, &verify, &cause, started.elapsed(), log);
             None
         }
         Err(_) => {
             info!(listener = %listener.name, %peer, "TLS handshake failed: timed out after {limit:?}");
+            let cause = format!("timed out after {limit:?}");
+            log_refused_handshake(listener, peer, "-", &cause, limit, log);
             None
         }
     }
+}
+
+/// The access line of a connection whose handshake failed: refused (an alert), timed out, or
+/// abandoned by the client.
+fn log_refused_handshake(
+    listener: &Listener,
+    peer: SocketAddr,
+    verify: &str,
+    cause: &str,
+    took: std::time::Duration,
+    log: &crate::logging::AccessLog,
+) {
+    if !log.enabled() {
+        return;
+    }
+    Access {
+        event: "tls handshake failed",
+        listener: &listener.name,
+        peer,
+        request_id: None,
+        method: None,
+        path: None,
+        version: None,
+        status: None,
+        tls: None,
+        verify,
+        dn: "-",
+        cert: None,
+        decision: cause,
+        upstream: None,
+        attempts: None,
+        bytes: None,
+        handshake_time: Some(took),
+        connect_time: None,
+        upstream_time: None,
+        total_time: None,
+    }
+    .emit(log);
 }
 
 /// How reading a request head ended without a head.

@@ -125,15 +125,8 @@ fn demo(listen: &str) -> ExitCode {
 
 fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
     let path = config.path.clone();
-    let admin = config.admin;
-    let running = match certgate::runtime::start(config) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("certgate: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(addr) = admin {
+    // The admin endpoint first: a bad address stops the start before any worker accepts.
+    if let Some(addr) = config.admin {
         match certgate::admin::start(addr) {
             Ok(a) => {
                 tracing::info!(addr = %a, "admin endpoint listening (/metrics, /healthz, /ready)")
@@ -144,6 +137,13 @@ fn run(config: Arc<Config>, logging: &Logging) -> ExitCode {
             }
         }
     }
+    let running = match certgate::runtime::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("certgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,

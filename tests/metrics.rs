@@ -309,3 +309,28 @@ fn a_public_admin_address_is_warned_about() {
         out.all()
     );
 }
+
+#[test]
+fn an_admin_address_in_use_stops_the_start() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let text = Config::new()
+        .file_extra(&format!("\n[admin]\nlisten = \"{addr}\""))
+        .render(free_port(), &[dead_addr()]);
+    let path = env.write("certgate.toml", text);
+    let out = run_bounded(
+        Command::new(certgate_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&path),
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success(), "{}", out.all());
+    assert!(
+        out.all()
+            .contains(&format!("[admin] listen = \"{addr}\": cannot listen")),
+        "{}",
+        out.all()
+    );
+}

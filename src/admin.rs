@@ -1,4 +1,4 @@
-//! The admin endpoint (`[admin] listen`): `/metrics` (Prometheus text exposition), `/healthz`
+//! The admin endpoint (`[admin] listen`): `/metrics` (OpenMetrics text exposition), `/healthz`
 //! (the process is alive) and `/ready` (200 once every worker listens, 503 before and while
 //! draining). A thread of its own with blocking I/O, one connection at a time: it serves a
 //! scraper and a load balancer's probe, not clients, and takes no worker's time.
@@ -87,7 +87,7 @@ fn serve(mut c: TcpStream) -> io::Result<()> {
         b"/metrics" => respond(
             &mut c,
             "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             &crate::metrics::render(),
             head_only,
         ),

@@ -1,5 +1,5 @@
-//! Metrics: per-worker counters, merged on scrape into the Prometheus text exposition
-//! (`prometheus-client` encodes it; nothing is hand-formatted).
+//! Metrics: per-worker counters, merged on scrape into the OpenMetrics text exposition that
+//! Prometheus scrapes (`prometheus-client` encodes it; nothing is hand-formatted).
 //!
 //! Each worker owns its [`WorkerStats`]: plain atomics that only that worker's thread writes
 //! (a `Relaxed` load and store, no read-modify-write, so no cache line is contended on the
@@ -738,6 +738,32 @@ mod tests {
         assert_eq!(buckets[2], (0.005, 1));
         assert_eq!(buckets[BUCKETS.len()], (f64::INFINITY, 1));
         assert!((sum - 60.0035).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ticket_rotations_and_crl_loads_reach_the_exposition() {
+        let keys = crate::tls::TicketKeys::rotating(Duration::from_secs(3600));
+        let before = global().ticket_rotations.load(Relaxed);
+        keys.rotate();
+        assert_eq!(global().ticket_rotations.load(Relaxed), before + 1);
+        crl_loaded("edge", "int1.crl", Ok(Some(1_900_000_000)));
+        crl_loaded("edge", "int1.crl", Err(()));
+        let text = render();
+        assert!(
+            text.contains(
+                "certgate_crl_next_update_seconds{listener=\"edge\",file=\"int1.crl\"} 1900000000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("certgate_crl_load_errors_total{listener=\"edge\",file=\"int1.crl\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certgate_ticket_key_rotations_total "),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]

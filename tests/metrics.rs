@@ -1,6 +1,6 @@
 //! The admin endpoint as an operator's scraper and load balancer see it: `/metrics` parses with
-//! the Prometheus project's own text parser (Python `prometheus_client`) and its counters move
-//! as expected after known requests and refusals; `/healthz` and `/ready` answer.
+//! the Prometheus project's own OpenMetrics parser (Python `prometheus_client`) and its counters
+//! move as expected after known requests and refusals; `/healthz` and `/ready` answer.
 
 mod common;
 
@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Parses an exposition with `prometheus_client.parser` and prints one sample a line:
+/// Parses an exposition with `prometheus_client.openmetrics.parser` and prints one sample a line:
 /// `name{k="v",...} value`, labels sorted. Exits non-zero when the text does not parse.
 const PARSER: &str = r#"
 import sys
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 for family in text_string_to_metric_families(sys.stdin.read()):
     for s in family.samples:
         labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))

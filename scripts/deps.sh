@@ -5,7 +5,7 @@
 # tools of perf/
 set -euo pipefail
 
-want=(cmake clang libclang-dev git curl openssl ca-certificates build-essential nginx-light)
+want=(cmake clang libclang-dev git curl openssl ca-certificates build-essential nginx-light python3)
 if [[ "${1:-}" == "--perf" ]]; then
   want+=(haproxy wrk nghttp2-client valgrind)
 fi
@@ -29,4 +29,13 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "scripts/deps.sh: cargo not found; install Rust (rustup) first" >&2
   exit 1
+fi
+
+# tests/metrics.rs parses the /metrics exposition with Python's prometheus_client (strict
+# OpenMetrics parser).
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  echo "scripts/deps.sh: installing the Python package prometheus-client"
+  python3 -m pip install --quiet prometheus-client 2>/dev/null ||
+    { SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+      $SUDO apt-get install -y -qq --no-install-recommends python3-prometheus-client >/dev/null; }
 fi

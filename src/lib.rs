@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod control;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod identity;
 pub mod io;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod runtime;
 pub mod tls;

@@ -1,11 +1,15 @@
 //! Logging: the subscriber (stderr; colour only on a terminal; a `[log] level` that SIGHUP can
-//! change unless `RUST_LOG` overrides it) and the access line, whose client-controlled values
-//! are quoted so that a logfmt reader cannot be fooled by them.
+//! change unless `RUST_LOG` overrides it) and the access line (stderr or a file, logfmt or
+//! JSON), whose client-controlled values are quoted so that no reader can be fooled by them.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
-use std::io::IsTerminal;
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -142,9 +146,108 @@ impl fmt::Display for Millis {
     }
 }
 
+/// Where access lines go (`[log] access`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessTarget {
+    /// No access log.
+    Off,
+    /// stderr, with the other log lines (logfmt lines go through the subscriber, so `RUST_LOG`
+    /// can filter target `certgate::access`).
+    Stderr,
+    /// Appended to this file, reopened after SIGUSR1 ([`reopen`]).
+    File(PathBuf),
+}
+
+/// How access lines are written (`[log] access_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessFormat {
+    /// `key=value` pairs; every value a client controls is a quoted string.
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log] access` and `access_format`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    /// Where lines go.
+    pub target: AccessTarget,
+    /// Their format.
+    pub format: AccessFormat,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        Self {
+            target: AccessTarget::Stderr,
+            format: AccessFormat::Logfmt,
+        }
+    }
+}
+
+impl AccessLog {
+    /// Whether lines are written at all.
+    pub fn enabled(&self) -> bool {
+        self.target != AccessTarget::Off
+    }
+}
+
+/// Bumped by [`reopen`]: each worker reopens its access-log file at its next line.
+static REOPEN: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's access-log file: the reopen generation it was opened at, its path, the file.
+    static FILE: RefCell<Option<(u64, PathBuf, File)>> = const { RefCell::new(None) };
+}
+
+/// Makes every worker reopen its access-log file before its next line (SIGUSR1, after
+/// logrotate moved the file).
+pub fn reopen() {
+    REOPEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Appends one line to `path` through this thread's handle, reopened when [`reopen`] was
+/// called or the path changed (a reload). A line is one `write`, so lines of several workers
+/// never interleave (O_APPEND).
+fn append(path: &Path, line: &[u8]) {
+    let generation = REOPEN.load(Ordering::Relaxed);
+    FILE.with(|f| {
+        let mut f = f.borrow_mut();
+        let stale = match &*f {
+            Some((g, p, _)) => *g != generation || p != path,
+            None => true,
+        };
+        if stale {
+            *f = match OpenOptions::new().create(true).append(true).open(path) {
+                Ok(file) => Some((generation, path.to_owned(), file)),
+                Err(e) => {
+                    tracing::warn!("cannot open the access log {}: {e}", path.display());
+                    None
+                }
+            };
+        }
+        if let Some((_, _, file)) = &mut *f {
+            if let Err(e) = file.write_all(line) {
+                tracing::warn!("cannot write the access log {}: {e}", path.display());
+            }
+        }
+    });
+}
+
+/// The connection's TLS facts for the access line.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFacts<'a> {
+    /// `TLSv1.3`, `TLSv1.2`.
+    pub version: &'a str,
+    /// The cipher suite's standard name.
+    pub cipher: &'a str,
+    /// The session was resumed.
+    pub resumed: bool,
+}
+
 /// What one access line reports; every HTTP request and every TCP connection writes one
-/// (target `certgate::access`). The field set lives here alone, so that another output format
-/// renders the same value. Fields that do not apply are `None` and left out.
+/// (target `certgate::access`). The field set lives here alone, so that both output formats
+/// render the same value. Fields that do not apply are `None` and left out.
 pub struct Access<'a> {
     /// The line's message: `request`, `bad request`, `tcp connection`, `tcp connection refused`.
     pub event: &'static str,
@@ -152,20 +255,36 @@ pub struct Access<'a> {
     pub listener: &'a str,
     /// The client's address (from the TCP connection).
     pub peer: SocketAddr,
+    /// The request's id: the client's valid `X-Request-Id`, else one generated (sent upstream).
+    pub request_id: Option<&'a str>,
     /// The request method, as received.
     pub method: Option<&'a str>,
     /// The request's path, as received.
     pub path: Option<&'a [u8]>,
+    /// `HTTP/1.1`, `HTTP/1.0`.
+    pub version: Option<&'static str>,
     /// The status sent to the client.
     pub status: Option<u16>,
+    /// The TLS session, on a TLS listener.
+    pub tls: Option<TlsFacts<'a>>,
     /// `SUCCESS`, `NONE` or `FAILED:<reason>`.
     pub verify: &'a str,
     /// The client's subject DN, `-` when none.
     pub dn: &'a str,
+    /// The client certificate's issuer DN, serial and SHA-256 fingerprint, when one was sent.
+    pub cert: Option<(&'a str, &'a str, &'a str)>,
     /// The admission decision (the rule that admitted, or why not) and how the exchange ended.
     pub decision: &'a str,
     /// The upstream server; `Some(None)` logs `upstream="-"`.
     pub upstream: Option<Option<SocketAddr>>,
+    /// Attempts made upstream (retries included).
+    pub attempts: Option<usize>,
+    /// Bytes received from the client and sent to it for this request (heads and bodies).
+    pub bytes: Option<(u64, u64)>,
+    /// The last upstream connect's duration (zero for a pooled connection).
+    pub connect_time: Option<Duration>,
+    /// The TLS handshake's duration.
+    pub handshake_time: Option<Duration>,
     /// From the start of forwarding (request head read) until the upstream's response head
     /// arrived; zero when no server answered.
     pub upstream_time: Option<Duration>,
@@ -173,29 +292,169 @@ pub struct Access<'a> {
     pub total_time: Option<Duration>,
 }
 
+/// One field's value: a client may control `Str` (always quoted); `Bare` is written as is in
+/// logfmt (numbers, addresses, names from the configuration) and quoted in JSON unless it is a
+/// number.
+enum Val<'a> {
+    Str(&'a [u8]),
+    Bare(String),
+    Num(String),
+}
+
 impl Access<'_> {
-    /// Writes the line at info level, target `certgate::access`.
-    pub fn emit(&self) {
-        let upstream = self.upstream.map(|u| match u {
-            Some(addr) => addr.to_string(),
-            None => "-".to_owned(),
-        });
-        tracing::info!(
-            target: "certgate::access",
-            listener = %self.listener,
-            peer = %self.peer,
-            method = self.method.map(|m| display(Quoted::str(m))),
-            path = self.path.map(|p| display(Quoted(p))),
-            status = self.status,
-            verify = %Quoted::str(self.verify),
-            dn = %Quoted::str(self.dn),
-            decision = %Quoted::str(self.decision),
-            upstream = upstream.as_deref().map(display),
-            upstream_ms = self.upstream_time.map(|d| display(Millis(d))),
-            total_ms = self.total_time.map(|d| display(Millis(d))),
-            "{}",
-            self.event
+    fn fields(&self) -> Vec<(&'static str, Val<'_>)> {
+        let mut v = Vec::with_capacity(24);
+        v.push(("listener", Val::Bare(self.listener.to_owned())));
+        v.push(("peer", Val::Bare(self.peer.to_string())));
+        if let Some(id) = self.request_id {
+            v.push(("request_id", Val::Str(id.as_bytes())));
+        }
+        if let Some(m) = self.method {
+            v.push(("method", Val::Str(m.as_bytes())));
+        }
+        if let Some(p) = self.path {
+            v.push(("path", Val::Str(p)));
+        }
+        if let Some(h) = self.version {
+            v.push(("http", Val::Bare(h.to_owned())));
+        }
+        if let Some(s) = self.status {
+            v.push(("status", Val::Num(s.to_string())));
+        }
+        if let Some(t) = &self.tls {
+            v.push(("tls", Val::Bare(t.version.to_owned())));
+            v.push(("cipher", Val::Bare(t.cipher.to_owned())));
+            v.push(("resumed", Val::Num(t.resumed.to_string())));
+        }
+        v.push(("verify", Val::Str(self.verify.as_bytes())));
+        v.push(("dn", Val::Str(self.dn.as_bytes())));
+        if let Some((issuer, serial, fingerprint)) = self.cert {
+            v.push(("issuer", Val::Str(issuer.as_bytes())));
+            v.push(("serial", Val::Str(serial.as_bytes())));
+            v.push(("fingerprint", Val::Str(fingerprint.as_bytes())));
+        }
+        v.push(("decision", Val::Str(self.decision.as_bytes())));
+        if let Some(u) = self.upstream {
+            let u = u.map_or_else(|| "\"-\"".to_owned(), |a| a.to_string());
+            v.push(("upstream", Val::Bare(u)));
+        }
+        if let Some(n) = self.attempts {
+            v.push(("attempts", Val::Num(n.to_string())));
+        }
+        if let Some((received, sent)) = self.bytes {
+            v.push(("bytes_received", Val::Num(received.to_string())));
+            v.push(("bytes_sent", Val::Num(sent.to_string())));
+        }
+        let ms = |d: Duration| Val::Num(Millis(d).to_string());
+        if let Some(d) = self.handshake_time {
+            v.push(("handshake_ms", ms(d)));
+        }
+        if let Some(d) = self.connect_time {
+            v.push(("connect_ms", ms(d)));
+        }
+        if let Some(d) = self.upstream_time {
+            v.push(("upstream_ms", ms(d)));
+        }
+        if let Some(d) = self.total_time {
+            v.push(("total_ms", ms(d)));
+        }
+        v
+    }
+
+    /// The fields as logfmt (`key=value ...`), without the time and the event.
+    pub fn logfmt(&self) -> String {
+        let mut out = String::with_capacity(256);
+        for (i, (k, v)) in self.fields().iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let _ = match v {
+                Val::Str(s) => write!(out, "{k}={}", Quoted(s)),
+                Val::Bare(s) | Val::Num(s) => write!(out, "{k}={s}"),
+            };
+        }
+        out
+    }
+
+    /// The line as one JSON object (with `time` and `event`), without the newline.
+    pub fn json(&self, time: SystemTime) -> String {
+        let mut out = String::with_capacity(320);
+        let _ = write!(
+            out,
+            "{{\"time\":\"{}\",\"event\":{}",
+            Rfc3339(time),
+            Quoted::str(self.event)
         );
+        for (k, v) in self.fields() {
+            let _ = match v {
+                Val::Str(s) => write!(out, ",\"{k}\":{}", Quoted(s)),
+                Val::Bare(s) => write!(out, ",\"{k}\":{}", Quoted::str(s.trim_matches('"'))),
+                Val::Num(s) => write!(out, ",\"{k}\":{s}"),
+            };
+        }
+        out.push('}');
+        out
+    }
+
+    /// Writes the line where `[log] access` says, in its format.
+    pub fn emit(&self, log: &AccessLog) {
+        match (&log.target, log.format) {
+            (AccessTarget::Off, _) => {}
+            (AccessTarget::Stderr, AccessFormat::Logfmt) => {
+                tracing::info!(target: "certgate::access", "{} {}", self.event, self.logfmt());
+            }
+            (AccessTarget::Stderr, AccessFormat::Json) => {
+                let mut line = self.json(SystemTime::now());
+                line.push('\n');
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+            (AccessTarget::File(path), format) => {
+                let now = SystemTime::now();
+                let mut line = match format {
+                    AccessFormat::Json => self.json(now),
+                    AccessFormat::Logfmt => {
+                        format!(
+                            "time={} event={} {}",
+                            Rfc3339(now),
+                            Quoted::str(self.event),
+                            self.logfmt()
+                        )
+                    }
+                };
+                line.push('\n');
+                append(path, line.as_bytes());
+            }
+        }
+    }
+}
+
+/// A time as RFC 3339 UTC with milliseconds (`2026-01-31T23:59:59.123Z`).
+struct Rfc3339(SystemTime);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        let days = i64::try_from(secs / 86_400).unwrap_or(0);
+        let rem = secs % 86_400;
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            d.subsec_millis()
+        )
     }
 }
 
@@ -229,6 +488,62 @@ mod tests {
             q("x\u{85}\u{2028}\u{202e}y".as_bytes()),
             r#""x\u0085\u2028\u202ey""#
         );
+    }
+
+    fn sample<'a>(dn: &'a str) -> Access<'a> {
+        Access {
+            event: "request",
+            listener: "edge",
+            peer: "127.0.0.1:5555".parse().unwrap(),
+            request_id: Some("r1"),
+            method: Some("GET"),
+            path: Some(b"/a b"),
+            version: Some("HTTP/1.1"),
+            status: Some(403),
+            tls: None,
+            verify: "SUCCESS",
+            dn,
+            cert: None,
+            decision: "forbidden",
+            upstream: Some(None),
+            attempts: None,
+            bytes: None,
+            connect_time: None,
+            handshake_time: None,
+            upstream_time: None,
+            total_time: Some(Duration::from_micros(1500)),
+        }
+    }
+
+    #[test]
+    fn logfmt_and_json_keep_a_forged_dn_in_its_field() {
+        let forged = "CN=mallory status=200 verify=SUCCESS\"\nx";
+        let line = sample(forged).logfmt();
+        assert!(!line.contains('\n'));
+        assert!(
+            line.contains(r#"dn="CN=mallory status=200 verify=SUCCESS\"\nx""#),
+            "{line}"
+        );
+        assert!(line.contains("status=403 "), "{line}");
+        let json = sample(forged).json(UNIX_EPOCH + Duration::from_millis(86_400_000 + 5));
+        assert!(
+            json.starts_with(r#"{"time":"1970-01-02T00:00:00.005Z","event":"request""#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""status":403"#) && json.contains(r#""upstream":"-""#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""dn":"CN=mallory status=200 verify=SUCCESS\"\nx""#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_164_800 + 3_661); // 2024-02-29
+        assert_eq!(Rfc3339(t).to_string(), "2024-02-29T01:01:01.000Z");
     }
 
     #[test]

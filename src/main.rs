@@ -32,7 +32,7 @@ enum Command {
     /// connection is accepted, requests in progress finish (their response says
     /// `Connection: close`), idle connections close, and after `[runtime] shutdown_timeout`
     /// what remains is closed; exit 0. A second SIGTERM or SIGINT during the drain stops at
-    /// once.
+    /// once. SIGUSR1 reopens the access-log file (logrotate).
     ///
     /// Logs go to stderr, one line per event, with colours only when stderr is a terminal.
     /// `[log] level` sets the filter (applied again on SIGHUP); the RUST_LOG environment
@@ -202,19 +202,19 @@ fn demo(listen: &str) -> ExitCode {
 }
 
 fn run(config: Arc<Config>, logging: &Logging, upgrade: bool) -> ExitCode {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
 
     let path = config.path.clone();
     let pid_file = config.runtime.pid_file.clone();
     // Before the workers start, so that a signal sent as soon as the port answers is handled.
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGQUIT, SIGHUP])
-    {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("certgate: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let mut signals =
+        match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1]) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("certgate: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let handover = if upgrade {
         let Some(p) = &pid_file else {
             eprintln!(
@@ -242,6 +242,18 @@ fn run(config: Arc<Config>, logging: &Logging, upgrade: bool) -> ExitCode {
         }
         None => (None, Vec::new()),
     };
+    // The admin endpoint first: a bad address stops the start before any worker accepts.
+    if let Some(addr) = config.admin {
+        match certgate::admin::start(addr) {
+            Ok(a) => {
+                tracing::info!(addr = %a, "admin endpoint listening (/metrics, /healthz, /ready)")
+            }
+            Err(e) => {
+                eprintln!("certgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let running = match certgate::runtime::start_with(config, inherited) {
         Ok(r) => r,
         Err(e) => {
@@ -298,7 +310,12 @@ fn run(config: Arc<Config>, logging: &Logging, upgrade: bool) -> ExitCode {
     }
     notify(&[NotifyState::Ready]);
     let mut stop = SIGTERM;
-    for (previous, sig) in signals.forever().enumerate() {
+    let mut generation = 0u64;
+    for sig in signals.forever() {
+        if sig == SIGUSR1 {
+            certgate::logging::reopen();
+            continue;
+        }
         if sig != SIGHUP {
             stop = sig;
             break;
@@ -307,7 +324,7 @@ fn run(config: Arc<Config>, logging: &Logging, upgrade: bool) -> ExitCode {
         let mut reloading = vec![NotifyState::Reloading];
         reloading.extend(NotifyState::monotonic_usec_now().ok());
         notify(&reloading);
-        let generation = previous as u64 + 1;
+        generation += 1;
         let failure = reload_once(&path, &running, logging).err();
         if let Some(p) = &pid_file {
             let status = certgate::control::ReloadStatus {
@@ -331,6 +348,7 @@ fn run(config: Arc<Config>, logging: &Logging, upgrade: bool) -> ExitCode {
         shutdown_timeout = ?limit,
         "draining: no new connections; waiting for those open to finish"
     );
+    certgate::metrics::set_draining();
     running.drain();
     let deadline = Instant::now() + limit;
     loop {

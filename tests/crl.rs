@@ -303,13 +303,28 @@ fn a_broken_or_forged_update_keeps_the_previous_list() {
     let env = Env::new();
     let pki = Pki::new(&env);
     env.write("pki/int.crl", crl(&pki.int, &[BAD], day()));
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gate = start(
         env,
         Config::new()
             .client_auth_extra("crl = [\"pki/int.crl\"]")
-            .client_auth_extra("crl_refresh = \"1s\""),
+            .client_auth_extra("crl_refresh = \"1s\"")
+            .file_extra(&format!("\n[admin]\nlisten = \"{admin}\"")),
     );
     assert_eq!(status(&gate, &pki.bad), 400);
+    let errors_metric = |scrape: &str| -> Option<u64> {
+        scrape
+            .lines()
+            .find(|l| l.starts_with("certgate_crl_load_errors_total{") && l.contains("int.crl"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let before = scrape(admin);
+    assert_eq!(errors_metric(&before), Some(0), "{before}");
+    assert!(
+        before.contains("certgate_crl_next_update_seconds{") && before.contains("int.crl"),
+        "{before}"
+    );
     // Half-written garbage, then a CRL (revoking nothing) signed by an impostor's key.
     for (contents, logged) in [
         (
@@ -332,6 +347,20 @@ fn a_broken_or_forged_update_keeps_the_previous_list() {
         assert_eq!(status(&gate, &pki.good), 200);
     }
     assert!(gate.log().contains("previous list stays in force"));
+    // Both failed re-reads are counted where an operator's alerting sees them.
+    let after = scrape(admin);
+    assert!(errors_metric(&after) >= Some(2), "{after}");
+}
+
+/// `/metrics` of the admin endpoint at `addr`.
+fn scrape(addr: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(c, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
 }
 
 #[test]

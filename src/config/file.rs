@@ -20,6 +20,9 @@ pub struct ConfigFile {
     /// `[log]`: log filter and access log.
     #[serde(default)]
     pub log: LogFile,
+    /// `[admin]`: the metrics and health endpoint.
+    #[serde(default)]
+    pub admin: AdminFile,
     /// `[[listener]]`: each address clients connect to, in file order.
     #[serde(default)]
     pub listener: Vec<ListenerFile>,
@@ -80,16 +83,44 @@ pub struct LogFile {
     /// tracing filter, e.g. "info" or "certgate=debug"; RUST_LOG overrides it.
     #[serde(default = "default_log_level")]
     pub level: String,
-    /// One line per request.
-    #[serde(default = "yes")]
-    pub access: bool,
+    /// The access log: `"stderr"`, `"off"` or a file path (`true` and `false` are aliases of
+    /// `"stderr"` and `"off"`).
+    #[serde(default)]
+    pub access: AccessFile,
+    /// `"logfmt"` (default) or `"json"`.
+    pub access_format: Option<String>,
+}
+
+/// `[log] access` as written: a bool (the older form) or a target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AccessFile {
+    /// `true` (stderr) or `false` (off).
+    Bool(bool),
+    /// `"stderr"`, `"off"` or a file path.
+    Target(String),
+}
+
+impl Default for AccessFile {
+    fn default() -> Self {
+        Self::Bool(true)
+    }
+}
+
+/// `[admin]`: where `/metrics`, `/healthz` and `/ready` are served (off unless set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// `address:port`, e.g. `"127.0.0.1:9901"`.
+    pub listen: Option<String>,
 }
 
 impl Default for LogFile {
     fn default() -> Self {
         Self {
             level: default_log_level(),
-            access: true,
+            access: AccessFile::default(),
+            access_format: None,
         }
     }
 }

@@ -107,6 +107,10 @@ pub struct Config {
     pub runtime: Runtime,
     /// `[log]`, as written (the filter is checked when logging starts).
     pub log: file::LogFile,
+    /// `[log] access` and `access_format`, resolved.
+    pub access_log: crate::logging::AccessLog,
+    /// `[admin] listen`: where the metrics and health endpoints are served, if anywhere.
+    pub admin: Option<SocketAddr>,
     /// The listeners, in file order.
     pub listeners: Vec<Arc<Listener>>,
     /// The upstreams, in file order; `Listener::upstream` indexes this.
@@ -350,6 +354,8 @@ impl Config {
             }
         })?;
         check_log_level(&file.log.level).map_err(|r| cx.err::<String>(None, "log.level", &r))?;
+        let access_log = cx.access_log(&file.log)?;
+        let admin = cx.admin(&file.admin)?;
         if file.runtime.workers > MAX_WORKERS {
             return Err(cx.err::<String>(
                 None,
@@ -419,6 +425,8 @@ impl Config {
             path: path.to_owned(),
             runtime,
             log: file.log,
+            access_log,
+            admin,
             listeners,
             upstreams,
             warnings: cx.warnings.into_inner(),
@@ -476,6 +484,76 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// `[log] access` and `access_format`.
+    fn access_log(&self, log: &file::LogFile) -> Result<crate::logging::AccessLog, ConfigError> {
+        use crate::logging::{AccessFormat, AccessTarget};
+        let target = match &log.access {
+            file::AccessFile::Bool(true) => AccessTarget::Stderr,
+            file::AccessFile::Bool(false) => AccessTarget::Off,
+            file::AccessFile::Target(t) => match t.as_str() {
+                "stderr" => AccessTarget::Stderr,
+                "off" => AccessTarget::Off,
+                "" => {
+                    return Err(self.err::<String>(
+                        None,
+                        "log.access",
+                        "empty: write \"stderr\", \"off\" or the path of a file",
+                    ))
+                }
+                path => AccessTarget::File(self.resolve(path)),
+            },
+        };
+        let format = match log.access_format.as_deref() {
+            None | Some("logfmt") => AccessFormat::Logfmt,
+            Some("json") => AccessFormat::Json,
+            Some(other) => {
+                return Err(self.err::<String>(
+                    None,
+                    "log.access_format",
+                    &format!("{other:?} is not a format: write \"logfmt\" or \"json\""),
+                ))
+            }
+        };
+        if let AccessTarget::File(path) = &target {
+            if let Err(e) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                return Err(self.err::<String>(
+                    None,
+                    "log.access",
+                    &format!("cannot open {} for appending: {e}", path.display()),
+                ));
+            }
+        }
+        Ok(crate::logging::AccessLog { target, format })
+    }
+
+    /// `[admin] listen`: an address; a warning when it is not loopback.
+    fn admin(&self, admin: &file::AdminFile) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(listen) = &admin.listen else {
+            return Ok(None);
+        };
+        let addr = resolve_addr(listen).map_err(|r| {
+            self.err::<String>(
+                None,
+                "admin.listen",
+                &format!("{r}; write e.g. \"127.0.0.1:9901\""),
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            self.warn(
+                "admin.listen",
+                &format!(
+                    "{addr} is not a loopback address: anyone who reaches it reads the metrics; \
+                     bind it to 127.0.0.1 or ::1 unless a firewall guards it"
+                ),
+            );
+        }
+        Ok(Some(addr))
+    }
+
     /// Records a warning about `key`; loading goes on.
     fn warn(&self, key: &str, reason: &str) {
         let at = match self.line_of_key(key) {

@@ -9,9 +9,10 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 /// Top-level sections and whether each is an array of tables (`[[listener]]`).
-const SECTIONS: [(&str, bool); 4] = [
+const SECTIONS: [(&str, bool); 5] = [
     ("runtime", false),
     ("log", false),
+    ("admin", false),
     ("listener", true),
     ("upstream", true),
 ];
@@ -46,7 +47,7 @@ impl<'a> Tree<'a> {
                 Some(near) => format!("unknown section `{name}`, did you mean `{near}`?"),
                 None => format!(
                     "unknown section or key `{name}` (the sections are [runtime], [log], \
-                     [[listener]] and [[upstream]])"
+                     [admin], [[listener]] and [[upstream]])"
                 ),
             };
             return Err(Misplaced {

@@ -397,7 +397,7 @@ pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Appends `name: value\r\n`.
-#[inline]
+#[inline(always)]
 pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.reserve(name.len() + value.len() + 4);
     out.extend_from_slice(name);

@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 use super::body::{self, BodyError, Side};
 use super::error::{fate, Attempt, Error, Fate, Kind};
 use super::identity::Identity;
+use super::request_id::{self, RequestId};
 use super::Session;
 use crate::http::{self, BodyKind, Page, RequestHead, ResponseHead};
 use crate::upstream::balance::{Active, Tried};
@@ -41,24 +42,39 @@ use crate::upstream::{Pool, UpstreamConn};
 /// Forwards one request: `attempt_upstreams` until one answers, then `send_response_head` and
 /// `relay_response` (or `tunnel` after a 101), or `answer_failure`; then one access line.
 /// Returns whether the client connection may carry another request.
-pub async fn forward(s: &mut Session, id: &Identity, head: &RequestHead, raw: &Bytes) -> bool {
+pub async fn forward(
+    s: &mut Session,
+    id: &Identity,
+    head: &RequestHead,
+    raw: &Bytes,
+    request_id: &RequestId,
+) -> bool {
     let started = Instant::now();
     let mut upstream_head = Vec::with_capacity(raw.len() + 1024);
-    let add: Vec<(&str, &[u8])> = id
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_slice()))
-        .collect();
+    let mut add: Vec<(&str, &[u8])> = Vec::with_capacity(id.headers.len() + 1);
+    add.extend(id.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+    if request_id.generated() {
+        add.push((request_id::HEADER, request_id.as_str().as_bytes()));
+    }
     let ctx = http::RewriteCtx {
         strip: &s.listener.strip,
         add: &add,
     };
     http::rewrite_request(head, raw, &ctx, &mut upstream_head);
+    if request_id.replaced() {
+        request_id::remove_client_header(&mut upstream_head, request_id.as_str());
+    }
 
     let pool = s.worker.pools[s.listener.upstream].clone();
-    let outcome = match attempt_upstreams(s, id, &pool, head, &upstream_head).await {
-        Ok(answer) => respond(s, head, &pool, answer, started).await,
-        Err(failed) => answer_failure(s, head, failed, started).await,
+    let (outcome, attempts) = match attempt_upstreams(s, id, &pool, head, &upstream_head).await {
+        Ok(answer) => {
+            let attempts = answer.attempts;
+            (respond(s, head, &pool, answer, started).await, attempts)
+        }
+        Err(failed) => {
+            let attempts = failed.attempts;
+            (answer_failure(s, head, failed, started).await, attempts)
+        }
     };
     s.log_request(
         id,
@@ -66,7 +82,9 @@ pub async fn forward(s: &mut Session, id: &Identity, head: &RequestHead, raw: &B
         raw,
         outcome.status,
         &Decision(&id.admitted_by, &outcome.end).to_string(),
+        request_id,
         outcome.upstream,
+        Some(attempts),
         started,
     );
     outcome.keep_alive
@@ -96,6 +114,8 @@ enum End {
 struct Failed {
     earlier: Vec<Error>,
     last: Error,
+    /// Attempts made (0: no server to try).
+    attempts: usize,
 }
 
 impl fmt::Display for Failed {
@@ -129,6 +149,8 @@ struct Answer<'p> {
     buf: BytesMut,
     /// The request counts for `least_conn` on its server until the response is relayed.
     _active: Active<'p>,
+    /// Attempts made, this one included.
+    attempts: usize,
 }
 
 /// Runs first: chooses servers and sends the request until one answers with a final head
@@ -153,6 +175,7 @@ async fn attempt_upstreams<'p>(
     // when no other server is left.
     let mut stale: Option<usize> = None;
     let mut failures: Vec<Error> = Vec::new();
+    let mut attempts = 0;
     loop {
         let server = match pool.choose(&key, &tried) {
             Some(i) => i,
@@ -168,6 +191,7 @@ async fn attempt_upstreams<'p>(
                     return Err(Failed {
                         earlier: failures,
                         last,
+                        attempts,
                     });
                 }
             },
@@ -175,7 +199,13 @@ async fn attempt_upstreams<'p>(
         tried.insert(server);
         let addr = pool.server(server).addr;
         let active = pool.begin(server);
-        let (kind, attempt) = match pool.checkout(addr, t.upstream_connect).await {
+        attempts += 1;
+        let stats = pool.stats(server);
+        stats.requests.inc();
+        let connecting = Instant::now();
+        let checkout = pool.checkout(addr, t.upstream_connect).await;
+        s.connect_time = Some(connecting.elapsed());
+        let (kind, attempt) = match checkout {
             // Nothing was sent.
             Err(e) => (
                 Kind::Connect(e),
@@ -194,11 +224,15 @@ async fn attempt_upstreams<'p>(
                         resp,
                         buf,
                         _active: active,
+                        attempts,
                     });
                 }
                 Err((kind, attempt)) => (kind, attempt),
             },
         };
+        if matches!(kind, Kind::Connect(_)) {
+            stats.connect_failures.inc();
+        }
         let error = Error::new(kind, Some(addr));
         let again = match fate(attempt, &error.kind) {
             Fate::Stale => {
@@ -220,8 +254,10 @@ async fn attempt_upstreams<'p>(
             return Err(Failed {
                 earlier: failures,
                 last: error,
+                attempts,
             });
         }
+        stats.retries.inc();
         let next = match error.kind {
             Kind::Connect(_) => "trying another server",
             _ => "trying again",
@@ -283,6 +319,7 @@ async fn respond(
         resp,
         mut buf,
         _active,
+        ..
     } = answer;
     let status = resp.status;
     let upstream = Some((up.addr, started.elapsed()));
@@ -292,6 +329,7 @@ async fn respond(
         end: End::Failed(Failed {
             earlier: Vec::new(),
             last,
+            attempts: 0,
         }),
         keep_alive: false,
     };
@@ -323,7 +361,11 @@ async fn respond(
         let idle = s.listener.timeouts.body_idle;
         let from_client = std::mem::take(&mut s.buf);
         let end = match body::tunnel(&mut s.client, from_client, &mut up.conn, buf, idle).await {
-            Ok((a, b)) => End::Tunnel(a, b),
+            Ok((a, b)) => {
+                s.bytes.0 += a;
+                s.bytes.1 += b;
+                End::Tunnel(a, b)
+            }
             Err(e) => return failed(Error::new(Kind::Tunnel(e), None)),
         };
         return Outcome {
@@ -382,6 +424,7 @@ async fn send_response_head(
     timeout(s.listener.timeouts.body_idle, s.client.write_all(&out))
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
+    s.bytes.1 += out.len() as u64;
     Ok(kind)
 }
 
@@ -398,9 +441,9 @@ async fn relay_response(
     kind: BodyKind,
 ) -> Result<(), BodyError> {
     let idle = s.listener.timeouts.body_idle;
-    body::relay(&mut up.conn, Side::Upstream, buf, &mut s.client, kind, idle)
-        .await
-        .map(drop)
+    let n = body::relay(&mut up.conn, Side::Upstream, buf, &mut s.client, kind, idle).await?;
+    s.bytes.1 += n;
+    Ok(())
 }
 
 /// A response head and what came with it.
@@ -511,7 +554,7 @@ async fn send_body(
     up: &mut UpstreamConn,
 ) -> Result<(), BodyError> {
     let idle = s.listener.timeouts.body_idle;
-    body::relay(
+    let n = body::relay(
         &mut s.client,
         Side::Client,
         &mut s.buf,
@@ -519,8 +562,9 @@ async fn send_body(
         head.body,
         idle,
     )
-    .await
-    .map(drop)
+    .await?;
+    s.bytes.0 += n;
+    Ok(())
 }
 
 /// Reads until a complete response head is buffered in `buf`.

@@ -14,6 +14,7 @@ pub mod error;
 mod forward;
 pub mod identity;
 pub mod proxy_protocol;
+pub mod request_id;
 mod tcp;
 
 use std::net::SocketAddr;
@@ -54,6 +55,26 @@ pub struct Session {
     pub peer: SocketAddr,
     /// Requests served so far on this connection (for `max_requests_per_connection`).
     pub requests: u64,
+    /// The listener's position in the configuration (its metrics).
+    pub index: usize,
+    /// How long the TLS handshake took.
+    pub handshake_time: Option<std::time::Duration>,
+    /// The current request's bytes from the client (head and body relayed) and to it (response
+    /// head, body, page), for the access line.
+    pub bytes: (u64, u64),
+    /// The current request's last upstream connect (zero for a pooled connection).
+    pub connect_time: Option<std::time::Duration>,
+}
+
+/// Counts a connection as active until it drops.
+struct Open(Rc<Worker>, usize);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.metrics.listener(self.1) {
+            m.closed();
+        }
+    }
 }
 
 /// Serves one accepted connection until it closes. Never panics on network input; every
@@ -64,6 +85,17 @@ pub async fn serve(
     listener: Arc<Listener>,
     worker: Rc<Worker>,
 ) {
+    let index = worker
+        .config
+        .listeners
+        .iter()
+        .position(|l| Arc::ptr_eq(l, &listener))
+        .unwrap_or(usize::MAX);
+    let stats = worker.metrics.listener(index);
+    if let Some(m) = stats {
+        m.accepted();
+    }
+    let _open = Open(worker.clone(), index);
     let _ = stream.set_nodelay(true);
     let sock = match Socket::new(stream) {
         Ok(s) => s,
@@ -72,12 +104,21 @@ pub async fn serve(
             return;
         }
     };
-    let client = match &listener.tls {
-        None => Conn::Plain(sock),
-        Some(ctx) => match handshake(ctx, sock, &listener, peer).await {
-            Some(tls) => Conn::Tls(Box::new(tls)),
-            None => return,
-        },
+    let started = Instant::now();
+    let (client, handshake_time) = match &listener.tls {
+        None => (Conn::Plain(sock), None),
+        Some(ctx) => {
+            match handshake(ctx, sock, &listener, peer, stats, &worker.config.access_log).await {
+                Some(tls) => {
+                    let took = started.elapsed();
+                    if let Some(m) = stats {
+                        m.handshake(tls.ssl().version_str(), tls.ssl().session_reused(), took);
+                    }
+                    (Conn::Tls(Box::new(tls)), Some(took))
+                }
+                None => return,
+            }
+        }
     };
     let mut session = Session {
         listener,
@@ -86,6 +127,10 @@ pub async fn serve(
         buf: BytesMut::new(),
         peer,
         requests: 0,
+        index,
+        handshake_time,
+        bytes: (0, 0),
+        connect_time: None,
     };
     match session.listener.mode {
         ListenerMode::Http => session.run().await,
@@ -101,6 +146,8 @@ async fn handshake(
     sock: Socket,
     listener: &Listener,
     peer: SocketAddr,
+    stats: Option<&crate::metrics::ListenerStats>,
+    log: &crate::logging::AccessLog,
 ) -> Option<TlsStream> {
     let ssl = match Ssl::new(ctx) {
         Ok(ssl) => ssl,
@@ -110,7 +157,15 @@ async fn handshake(
         }
     };
     let limit = listener.timeouts.handshake;
-    match timeout(limit, TlsStream::accept(ssl, sock)).await {
+    let started = Instant::now();
+    let result = timeout(limit, TlsStream::accept(ssl, sock)).await;
+    if let (Some(m), Err(_)) = (stats, &result) {
+        m.handshake_failed(None);
+    }
+    if let (Some(m), Ok(Err(e))) = (stats, &result) {
+        m.handshake_failed(Some(e));
+    }
+    match result {
         Ok(Ok(tls)) => Some(tls),
         // A port probe or a load balancer's TCP check: not worth a line at info.
         Ok(Err(e @ HandshakeError::Closed)) => {
@@ -118,11 +173,19 @@ async fn handshake(
             None
         }
         Ok(Err(e)) => {
-            info!(listener = %listener.name, %peer, "TLS handshake failed: {}", e.cause("client"));
+            let cause = e.cause("client").to_string();
+            info!(listener = %listener.name, %peer, "TLS handshake failed: {cause}");
+            let verify = match &e {
+                HandshakeError::Tls(_, _, Some(why)) => format!("FAILED:{why}"),
+                _ => "-".to_owned(),
+            };
+            log_refused_handshake(listener, peer, &verify, &cause, started.elapsed(), log);
             None
         }
         Err(_) => {
             info!(listener = %listener.name, %peer, "TLS handshake failed: timed out after {limit:?}");
+            let cause = format!("timed out after {limit:?}");
+            log_refused_handshake(listener, peer, "-", &cause, limit, log);
             None
         }
     }
@@ -131,6 +194,44 @@ async fn handshake(
 /// During a drain, how long a connection that has sent nothing yet may still send its first
 /// request.
 const DRAIN_FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The access line of a connection whose handshake failed: refused (an alert), timed out, or
+/// abandoned by the client.
+fn log_refused_handshake(
+    listener: &Listener,
+    peer: SocketAddr,
+    verify: &str,
+    cause: &str,
+    took: std::time::Duration,
+    log: &crate::logging::AccessLog,
+) {
+    if !log.enabled() {
+        return;
+    }
+    Access {
+        event: "tls handshake failed",
+        listener: &listener.name,
+        peer,
+        request_id: None,
+        method: None,
+        path: None,
+        version: None,
+        status: None,
+        tls: None,
+        verify,
+        dn: "-",
+        cert: None,
+        decision: cause,
+        upstream: None,
+        attempts: None,
+        bytes: None,
+        handshake_time: Some(took),
+        connect_time: None,
+        upstream_time: None,
+        total_time: None,
+    }
+    .emit(log);
+}
 
 /// How reading a request head ended without a head.
 enum HeadEnd {
@@ -146,10 +247,19 @@ impl Session {
     /// Judges the client of this connection. Called once, when the first request (or the TCP
     /// relay) needs it: a connection that never sends anything costs no identity work.
     pub(crate) fn authorize(&self) -> Identity {
-        match &self.client {
+        let id = match &self.client {
             Conn::Tls(t) => Identity::establish(&self.listener, Some(t.ssl()), self.peer),
             Conn::Plain(_) => Identity::establish(&self.listener, None, self.peer),
+        };
+        if let Some(m) = self.stats() {
+            m.client_auth(id.refusal.as_ref());
         }
+        id
+    }
+
+    /// This connection's listener counters in this worker.
+    pub(crate) fn stats(&self) -> Option<&crate::metrics::ListenerStats> {
+        self.worker.metrics.listener(self.index)
     }
 
     /// Whether the process is draining: the current response is the connection's last.
@@ -178,22 +288,29 @@ impl Session {
             self.requests += 1;
             let id = identity.get_or_insert_with(|| self.authorize());
             let raw = self.buf.split_to(head.head_len).freeze();
+            self.bytes = (raw.len() as u64, 0);
+            self.connect_time = None;
+            let request_id = request_id::of(&head, &raw);
             if let Some(refusal) = &id.refusal {
                 let page = refusal.page();
                 let reason = refusal.to_string();
+                let answer = http::render(page, false, head.is_head());
+                self.bytes.1 += answer.len() as u64;
                 self.log_request(
                     id,
                     &head,
                     &raw,
                     page.status(),
                     &reason,
+                    &request_id,
+                    None,
                     None,
                     Instant::now(),
                 );
-                self.send_page(page, false, head.is_head()).await;
+                self.send_rendered(&answer, false).await;
                 return;
             }
-            let keep_alive = forward::forward(self, id, &head, &raw).await;
+            let keep_alive = forward::forward(self, id, &head, &raw, &request_id).await;
             let limit = self.listener.limits.max_requests_per_connection;
             if !keep_alive || (limit > 0 && self.requests >= limit) || self.draining() {
                 self.close().await;
@@ -279,8 +396,14 @@ impl Session {
     /// Answers one of the built-in pages; the connection closes after it unless `keep_alive`.
     async fn send_page(&mut self, page: Page, keep_alive: bool, head_only: bool) {
         let bytes = http::render(page, keep_alive, head_only);
+        self.bytes.1 += bytes.len() as u64;
+        self.send_rendered(&bytes, keep_alive).await;
+    }
+
+    /// Writes a rendered page; the connection closes after it unless `keep_alive`.
+    async fn send_rendered(&mut self, bytes: &[u8], keep_alive: bool) {
         let t = self.listener.timeouts.body_idle;
-        if timeout(t, self.client.write_all(&bytes)).await.is_ok() && !keep_alive {
+        if timeout(t, self.client.write_all(bytes)).await.is_ok() && !keep_alive {
             self.close().await;
         }
     }
@@ -310,7 +433,10 @@ impl Session {
 
     /// The access line of a request whose head was invalid (there is no method or path).
     fn log_refusal(&self, id: &Identity, page: Page, reason: &str) {
-        if !self.worker.config.log.access {
+        if let Some(m) = self.stats() {
+            m.request(page.status(), std::time::Duration::ZERO);
+        }
+        if !self.worker.config.access_log.enabled() {
             return;
         }
         // The admission decision so far: the rule that admitted, or why the client is refused.
@@ -323,7 +449,7 @@ impl Session {
             decision: &decision,
             ..self.access(id, "bad request")
         }
-        .emit();
+        .emit(&self.worker.config.access_log);
     }
 
     /// The access line: who, what, the admission decision, the outcome and how long it took.
@@ -335,23 +461,38 @@ impl Session {
         raw: &[u8],
         status: u16,
         decision: &str,
+        request_id: &request_id::RequestId,
         upstream: Option<(SocketAddr, std::time::Duration)>,
+        attempts: Option<usize>,
         started: Instant,
     ) {
-        if !self.worker.config.log.access {
+        let total = started.elapsed();
+        if let Some(m) = self.stats() {
+            m.request(status, total);
+        }
+        if !self.worker.config.access_log.enabled() {
             return;
         }
         Access {
+            request_id: Some(request_id.as_str()),
             method: Some(head.method.as_str()),
             path: Some(head.path(raw)),
+            version: Some(if head.version == ::http::Version::HTTP_10 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
+            }),
             status: Some(status),
             decision,
             upstream: Some(upstream.map(|(addr, _)| addr)),
+            attempts,
+            bytes: Some(self.bytes),
+            connect_time: self.connect_time,
             upstream_time: Some(upstream.map_or(std::time::Duration::ZERO, |(_, d)| d)),
-            total_time: Some(started.elapsed()),
+            total_time: Some(total),
             ..self.access(id, "request")
         }
-        .emit();
+        .emit(&self.worker.config.access_log);
     }
 
     /// An access line with this connection's fields filled in and the others left out.
@@ -360,13 +501,34 @@ impl Session {
             event,
             listener: &self.listener.name,
             peer: self.peer,
+            request_id: None,
             method: None,
             path: None,
+            version: None,
             status: None,
+            tls: match &self.client {
+                Conn::Tls(t) => Some(crate::logging::TlsFacts {
+                    version: t.ssl().version_str(),
+                    cipher: t
+                        .ssl()
+                        .current_cipher()
+                        .map_or("-", |c| c.standard_name().unwrap_or(c.name())),
+                    resumed: t.ssl().session_reused(),
+                }),
+                Conn::Plain(_) => None,
+            },
             verify: &id.verify,
             dn: &id.subject,
+            cert: id
+                .cert
+                .as_ref()
+                .map(|c| (c.issuer_rfc2253(), c.serial(), c.fingerprint())),
             decision: "-",
             upstream: None,
+            attempts: None,
+            bytes: None,
+            handshake_time: self.handshake_time,
+            connect_time: None,
             upstream_time: None,
             total_time: None,
         }

@@ -27,7 +27,7 @@ pub async fn relay(s: &mut Session) {
             decision: &refusal.to_string(),
             ..s.access(&id, "tcp connection refused")
         }
-        .emit();
+        .emit(&s.worker.config.access_log);
         let _ = s.client.shutdown_write().await;
         return;
     }
@@ -141,5 +141,5 @@ fn log(s: &Session, id: &Identity, upstream: Option<SocketAddr>, outcome: &str, 
         total_time: Some(started.elapsed()),
         ..s.access(id, "tcp connection")
     }
-    .emit();
+    .emit(&s.worker.config.access_log);
 }

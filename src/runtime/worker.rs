@@ -33,6 +33,8 @@ pub struct Worker {
     pub pools: Vec<Rc<Pool>>,
     /// The worker's drain: shared by every configuration generation of the worker.
     pub drain: Rc<Drain>,
+    /// This worker's counters (the same across reloads).
+    pub metrics: Arc<crate::metrics::WorkerStats>,
 }
 
 /// How often a worker looks at the process's drain flag (set by the signal thread).
@@ -162,13 +164,15 @@ impl Generation {
 
 impl Worker {
     fn new(id: usize, config: Arc<Config>, drain: Rc<Drain>) -> Self {
+        let metrics = crate::metrics::worker(id, &config);
         Self {
             id,
             pools: config
                 .upstreams
                 .iter()
-                .map(|u| Rc::new(Pool::new(u.clone())))
+                .map(|u| Rc::new(Pool::with_metrics(u.clone(), &metrics)))
                 .collect(),
+            metrics,
             config,
             drain,
         }
@@ -208,6 +212,7 @@ async fn main(
         }
         watch.fire();
     });
+    crate::metrics::worker_listening();
     for t in tasks {
         t.await?;
     }

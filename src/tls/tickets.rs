@@ -104,6 +104,7 @@ impl TicketKeys {
         next.push(TicketKey::generate());
         next.extend(self.keys.load().iter().take(KEYS_KEPT - 1).cloned());
         self.keys.store(Arc::new(next));
+        crate::metrics::ticket_key_rotated();
     }
 
     /// Names of the keys held, newest first (for tests and logs).

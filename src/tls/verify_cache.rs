@@ -61,10 +61,12 @@ impl VerifiedChains {
         };
         if self.is_fresh(&key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::verify_cache(true);
             ctx.set_error(X509VerifyResult::Ok(()));
             return true;
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::verify_cache(false);
         let ok = full_verify(ctx);
         // With `reject = "http"` the per-certificate callback lets a failing chain "succeed"
         // with the error recorded: only a chain with no error at all is cached.

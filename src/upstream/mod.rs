@@ -19,6 +19,7 @@ use self::balance::{Active, Avail, Balancer, Key, Tried};
 use crate::config::{Server, Upstream};
 use crate::conn::Conn;
 use crate::io::Socket;
+use crate::metrics::{ServerStats, WorkerStats};
 use crate::tls::{HandshakeError, TlsStream, UpstreamTls};
 
 /// An idle connection older than this is closed rather than reused: servers commonly close
@@ -76,15 +77,49 @@ pub struct Pool {
     upstream: Arc<Upstream>,
     balancer: Balancer,
     idle: RefCell<HashMap<SocketAddr, Vec<(Conn, Instant)>>>,
+    /// This worker's counters of each server, same order as the servers.
+    stats: Vec<Arc<ServerStats>>,
 }
 
 impl Pool {
     /// An empty pool for `upstream`, with its balancer.
     pub fn new(upstream: Arc<Upstream>) -> Self {
+        let stats = upstream
+            .servers
+            .iter()
+            .map(|_| Arc::new(ServerStats::default()))
+            .collect();
+        Self::with_stats(upstream, stats)
+    }
+
+    /// An empty pool for `upstream` counting into the worker's metrics.
+    pub fn with_metrics(upstream: Arc<Upstream>, metrics: &WorkerStats) -> Self {
+        let stats = upstream
+            .servers
+            .iter()
+            .map(|s| metrics.server(&upstream.name, s.addr))
+            .collect();
+        Self::with_stats(upstream, stats)
+    }
+
+    fn with_stats(upstream: Arc<Upstream>, stats: Vec<Arc<ServerStats>>) -> Self {
         Self {
             balancer: Balancer::new(&upstream.servers, upstream.balance),
             upstream,
             idle: RefCell::new(HashMap::new()),
+            stats,
+        }
+    }
+
+    /// The counters of server `i`; `i` must be in range.
+    pub fn stats(&self, i: usize) -> &ServerStats {
+        &self.stats[i]
+    }
+
+    /// Publishes the idle count of `addr` to the metrics.
+    fn count_idle(&self, addr: SocketAddr, n: usize) {
+        if let Some(i) = self.upstream.servers.iter().position(|s| s.addr == addr) {
+            self.stats[i].idle.set(n as u64);
         }
     }
 
@@ -167,6 +202,7 @@ impl Pool {
     /// Closes this worker's idle connections to `addr` (one was found closed by the server).
     pub fn discard_idle(&self, addr: SocketAddr) {
         self.idle.borrow_mut().remove(&addr);
+        self.count_idle(addr, 0);
     }
 
     /// An idle connection to `addr` that is still usable, or a new one.
@@ -199,12 +235,17 @@ impl Pool {
     fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
+        let mut found = None;
         while let Some((conn, since)) = list.pop() {
             if since.elapsed() < POOL_IDLE_MAX && conn.is_reusable() {
-                return Some(conn);
+                found = Some(conn);
+                break;
             }
         }
-        None
+        let n = list.len();
+        drop(idle);
+        self.count_idle(addr, n);
+        found
     }
 
     /// Keeps a connection whose last response was read completely.
@@ -221,6 +262,9 @@ impl Pool {
             list.remove(0);
         }
         list.push((conn, Instant::now()));
+        let n = list.len();
+        drop(idle);
+        self.count_idle(c.addr, n);
     }
 
     /// Idle connections kept to `addr` (for tests and metrics).

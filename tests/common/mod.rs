@@ -286,6 +286,8 @@ pub struct Config {
     pub runtime_extra: Vec<String>,
     /// Extra `key = value` lines for `[listener.client_auth]`.
     pub client_auth_extra: Vec<String>,
+    /// Lines appended at the end of the file (top-level tables such as `[admin]` or `[log]`).
+    pub file_extra: Vec<String>,
 }
 
 impl Default for Config {
@@ -305,6 +307,7 @@ impl Default for Config {
             upstream_extra: vec![],
             runtime_extra: vec![],
             client_auth_extra: vec![],
+            file_extra: vec![],
         }
     }
 }
@@ -369,6 +372,12 @@ impl Config {
     /// A line appended to `[[upstream]]` (`balance = "least_conn"`, `[upstream.health]`, ...).
     pub fn upstream_extra(mut self, line: &str) -> Self {
         self.upstream_extra.push(line.into());
+        self
+    }
+
+    /// A line appended at the end of the file (`[admin]`, `listen = "..."`).
+    pub fn file_extra(mut self, line: &str) -> Self {
+        self.file_extra.push(line.into());
         self
     }
 
@@ -444,6 +453,9 @@ impl Config {
         )
         .unwrap();
         for line in &self.upstream_extra {
+            writeln!(t, "{line}").unwrap();
+        }
+        for line in &self.file_extra {
             writeln!(t, "{line}").unwrap();
         }
         t

@@ -407,6 +407,13 @@ pub fn config(data: &[u8]) {
 
 fn safe_to_load(file: &ConfigFile) -> bool {
     let absolute = |p: &str| p.trim_start().starts_with('/');
+    // The loader opens (and may create) the access-log file: never anywhere outside
+    // CONFIG_PATH's directory, which does not exist.
+    if let crate::config::file::AccessFile::Target(t) = &file.log.access {
+        if absolute(t) {
+            return false;
+        }
+    }
     for l in &file.listener {
         let listen = l.listen.get_ref().trim();
         let listen = match listen.strip_prefix("*:") {

@@ -25,6 +25,9 @@ pub mod http;
 #[path = "../../src/identity/mod.rs"]
 pub mod identity;
 #[allow(dead_code)]
+#[path = "../../src/logging.rs"]
+pub mod logging;
+#[allow(dead_code)]
 pub mod proxy;
 #[allow(dead_code)]
 pub mod tls;

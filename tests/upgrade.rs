@@ -26,6 +26,22 @@ fn with_pid_file() -> Config {
     Config::new().runtime_extra("pid_file = \"certgate.pid\"")
 }
 
+/// Starts `config` (which has `with_pid_file`) and waits, as an operator waits for READY, until
+/// the pid file and the control socket are there: the port accepts a moment before them.
+fn start(config: Config) -> Gate {
+    let gate = Gate::start(config);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(gate.env.path("certgate.pid").exists() && gate.env.path("certgate.pid.sock").exists()) {
+        assert!(
+            Instant::now() < deadline,
+            "no pid file or control socket:\n{}",
+            gate.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    gate
+}
+
 /// Requests answered, failed, retried and reset under [`load`].
 #[derive(Default)]
 struct Tally {
@@ -113,7 +129,7 @@ fn load(gate: &Gate, threads: usize, stop: &AtomicBool, tally: &Tally) {
 /// refuses (a moved listener) gives the process's reason (exit 1).
 #[test]
 fn reload_command_reports_the_outcome() {
-    let gate = Gate::start(with_pid_file().allow_subjects(&[dn::CLIENT1]));
+    let gate = start(with_pid_file().allow_subjects(&[dn::CLIENT1]));
     let pki = gate.pki();
     assert_eq!(gate.curl("/").cert(&pki.client2).run().status, 403);
     let original = gate.config_text();
@@ -211,7 +227,7 @@ fn reload_without_a_running_process_fails() {
 /// fails, and the last valid configuration serves.
 #[test]
 fn reloads_under_load_lose_nothing() {
-    let gate = Gate::start(with_pid_file().workers(2).allow_subjects(&[dn::CLIENT1]));
+    let gate = start(with_pid_file().workers(2).allow_subjects(&[dn::CLIENT1]));
     let pki = gate.pki();
     let narrow = gate.config_text();
     let wide = narrow.replace(
@@ -268,7 +284,7 @@ fn reloads_under_load_lose_nothing() {
 #[test]
 fn upgrade_under_load_loses_nothing() {
     for workers in [3, 1] {
-        let mut gate = Gate::start(with_pid_file().workers(2));
+        let mut gate = start(with_pid_file().workers(2));
         let next = gate.env.write(
             &format!("next-{workers}.toml"),
             gate.config_text()
@@ -374,7 +390,7 @@ fn upgrade_without_a_running_process_fails() {
 /// use) exits 1, and the old one serves on, then still stops cleanly.
 #[test]
 fn failed_upgrade_leaves_the_old_process_serving() {
-    let mut gate = Gate::start(with_pid_file());
+    let mut gate = start(with_pid_file());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let extra = format!(
         "\n[[listener]]\nname = \"second\"\nlisten = \"{}\"\nupstream = \"app\"\n\n\

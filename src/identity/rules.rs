@@ -92,6 +92,15 @@ impl Rules {
         &self.warnings
     }
 
+    /// The rules of one family as written in the configuration (`certgate explain`).
+    pub fn texts(&self, family: Family) -> &[String] {
+        match family {
+            Family::Subjects => &self.subjects.texts,
+            Family::Issuers => &self.issuers.texts,
+            Family::Sans => &self.sans.texts,
+        }
+    }
+
     /// True when no family has rules: any verified certificate is admitted.
     pub fn is_empty(&self) -> bool {
         self.subjects.texts.is_empty()

@@ -101,7 +101,26 @@ impl Identity {
             _ => None,
         };
         let facts = cert.as_deref().map(ClientCert::from_x509);
+        Self::judge(listener, facts, verified, ssl.is_some(), peer)
+    }
 
+    /// The verdict and headers for a client certificate (`facts`) whose verification gave
+    /// `verified` (None: no certificate), on a TLS listener when `tls`. `certgate explain` calls
+    /// this with a certificate read from a file.
+    pub fn judge(
+        listener: &Listener,
+        facts: Option<ClientCert>,
+        verified: Option<Result<(), X509VerifyError>>,
+        tls: bool,
+        peer: SocketAddr,
+    ) -> Identity {
+        let auth = &listener.client_auth;
+        let facts = if auth.mode == VerifyMode::Off || !tls {
+            None
+        } else {
+            facts
+        };
+        let verified = facts.as_ref().and(verified);
         let verify = match (&facts, verified) {
             (Some(_), Some(Ok(()))) => "SUCCESS".to_owned(),
             (Some(_), Some(Err(e))) => format!("FAILED:{}", e.error_string()),
@@ -158,7 +177,7 @@ impl Identity {
         }
         let ip = peer.ip().to_canonical().to_string();
         add(&names.forwarded_for, ip.as_bytes());
-        let proto: &[u8] = if ssl.is_some() { b"https" } else { b"http" };
+        let proto: &[u8] = if tls { b"https" } else { b"http" };
         add(&names.forwarded_proto, proto);
         add(&names.real_ip, ip.as_bytes());
 

@@ -488,6 +488,22 @@ impl CrlSet {
         self.check
     }
 
+    /// Whether a CRL past its nextUpdate refuses or only warns.
+    pub fn stale(&self) -> StaleCrl {
+        self.stale
+    }
+
+    /// The current generation's store (CAs, CRLs and CRL flags), as handshakes verify against
+    /// it (`certgate explain`).
+    pub fn store(&self) -> X509Store {
+        let g = self.current.load();
+        // SAFETY: a new reference to a live store, owned by the returned value.
+        unsafe {
+            boring_sys::X509_STORE_up_ref(g.store.as_ptr());
+            X509Store::from_ptr(g.store.as_ptr())
+        }
+    }
+
     /// Sets the current generation's store and session ID context on a new connection (from
     /// the ClientHello callback).
     pub fn prepare(&self, ssl: &mut SslRef) -> Result<(), String> {

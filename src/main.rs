@@ -1,6 +1,8 @@
-//! The `certgate` command: `run`, `check` and `demo`.
+//! The `certgate` command: `run`, `check`, `explain` and `demo`.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod explain;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +65,27 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Show what a listener would do with a client certificate, without any network: the
+    /// verify result (CA set, verify depth, CRLs, time), the certificate's identity, the rule
+    /// that matched in each family (or the nearest one and how it differs), the headers sent
+    /// upstream and the outcome. Exit 0 admitted, 1 refused, 2 error.
+    Explain {
+        /// Path to the TOML configuration file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The client certificate, PEM, leaf first, then its chain.
+        #[arg(long)]
+        cert: PathBuf,
+        /// The listener, by name (default: the first with TLS).
+        #[arg(long)]
+        listener: Option<String>,
+        /// Verify at this RFC 3339 time instead of now (e.g. 2030-01-31T12:00:00Z).
+        #[arg(long)]
+        at: Option<String>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a throwaway PKI, start an echo upstream and the proxy on 127.0.0.1:8443, and
     /// print the curl commands that show what certgate does.
     ///
@@ -111,6 +134,19 @@ fn main() -> ExitCode {
         }
         Command::Reload { config } => reload(&config),
         Command::Demo { listen } => demo(&listen),
+        Command::Explain {
+            config,
+            cert,
+            listener,
+            at,
+            json,
+        } => explain::run(&explain::Args {
+            config,
+            cert,
+            listener,
+            at,
+            json,
+        }),
     }
 }
 

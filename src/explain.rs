@@ -230,12 +230,15 @@ fn store(config: &Config, listener: &Listener) -> Result<X509Store, String> {
         .iter()
         .find(|l| *l.name.get_ref() == listener.name)
         .and_then(|l| l.client_auth.as_ref())
-        .and_then(|a| a.ca.as_ref())
-        .ok_or_else(|| format!("listener {:?}: no client_auth.ca", listener.name))?;
+        .and_then(|a| a.ca.as_ref());
+    let mut b = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    // `optional_no_ca` without a CA: an empty store, as the listener has.
+    let Some(entry) = entry else {
+        return Ok(b.build());
+    };
     let path = resolve(&config.path, entry.get_ref());
     let pem = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let cas = X509::stack_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut b = X509StoreBuilder::new().map_err(|e| e.to_string())?;
     for ca in cas {
         b.add_cert(ca).map_err(|e| e.to_string())?;
     }

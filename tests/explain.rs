@@ -351,3 +351,20 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     assert_eq!(code(&out), 2, "{}", out.all());
     assert!(out.all().contains("bad.toml:"), "{}", out.all());
 }
+
+#[test]
+fn optional_no_ca_reports_the_failure_and_forwards() {
+    let env = Env::new();
+    let text = Config::new()
+        .mode("optional_no_ca")
+        .render(free_port(), &[dead_addr()])
+        .replace("ca = \"pki/client-ca-bundle.pem\"\n", "");
+    assert!(!text.contains("client-ca-bundle"), "{text}");
+    let cfg = env.write("no-ca.toml", text);
+    let out = explain(&env, &cfg, &env.pki.client1.cert, &[]);
+    let all = out.all();
+    assert_eq!(code(&out), 0, "{all}");
+    assert!(all.contains("verify: FAILED"), "{all}");
+    assert!(all.contains("X-SSL-Client-Verify: FAILED:"), "{all}");
+    assert!(all.contains("outcome: forwarded"), "{all}");
+}

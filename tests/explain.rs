@@ -368,3 +368,17 @@ fn optional_no_ca_reports_the_failure_and_forwards() {
     assert!(all.contains("X-SSL-Client-Verify: FAILED:"), "{all}");
     assert!(all.contains("outcome: forwarded"), "{all}");
 }
+
+#[test]
+fn verify_depth_of_the_listener_applies() {
+    let env = Env::new();
+    // client1 is under Intermediate 1 under the root: one intermediate.
+    let mut c = Config::new().mode("required");
+    c.verify_depth = Some(1);
+    let out = explain(&env, &config(&env, &c), &env.pki.client1.cert, &[]);
+    assert_eq!(code(&out), 0, "{}", out.all());
+    c.verify_depth = Some(0);
+    let out = explain(&env, &config(&env, &c), &env.pki.client1.cert, &[]);
+    assert_eq!(code(&out), 1, "{}", out.all());
+    assert!(out.all().contains("verify: FAILED"), "{}", out.all());
+}

@@ -43,21 +43,25 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 // Ports, environment
 // ---------------------------------------------------------------------------------------------
 
-/// A loopback port nobody listens on right now, never handed out twice in this process.
+/// A loopback port nobody listens on right now, never handed out twice in this process. It is
+/// taken below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default), so
+/// that no outgoing connection of a concurrent test (they get ephemeral ports) can take it
+/// between this check and the proxy's bind; certgate refuses a port in use, rightly.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
     static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     let given = GIVEN.get_or_init(Default::default);
-    for _ in 0..1000 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if given.lock().unwrap().insert(port) {
+    let seed = RandomState::new();
+    for i in 0..10_000u64 {
+        let port = 20_000 + (seed.hash_one(i) % 12_000) as u16;
+        if !given.lock().unwrap().insert(port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
-    panic!("no free port after 1000 attempts");
+    panic!("no free port in 20000-31999 after 10,000 attempts");
 }
 
 /// An address where nothing listens (connections are refused).
@@ -194,16 +198,31 @@ impl CommandOut {
     }
 }
 
+/// Spawns `cmd`, trying again for a moment on ETXTBSY: a binary a test has just copied can still
+/// be open for writing in a child that another test thread forked meanwhile.
+pub fn spawn_retrying(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 100 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("spawn {cmd:?}: {e}"),
+        }
+    }
+}
+
 /// Runs a command to completion, killing it after `limit`.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> CommandOut {
     let dir = tempfile::tempdir().expect("tempdir");
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).unwrap())
-        .stderr(File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut child = spawn_retrying(
+        cmd.stdin(Stdio::null())
+            .stdout(File::create(&out_path).unwrap())
+            .stderr(File::create(&err_path).unwrap()),
+    );
     let status = wait_bounded(&mut child, limit)
         .unwrap_or_else(|| panic!("{cmd:?} did not finish within {limit:?}"));
     CommandOut {

@@ -112,6 +112,26 @@ fn wait_ready(addr: SocketAddr) {
 
 const L: &str = "listener=\"public\"";
 
+/// A scrape once the start-up probes (connections that close without a byte, at least one)
+/// were all accepted and closed.
+fn settled_probes(admin: SocketAddr) -> Scrape {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = admin_get(admin, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        let s = Scrape::parse(&body);
+        let closed = s.get(&format!(
+            "certgate_tls_handshake_failures_total{{{L},reason=\"closed\"}}"
+        ));
+        let accepted = s.get(&format!("certgate_connections_accepted_total{{{L}}}"));
+        let active = s.get(&format!("certgate_connections_active{{{L}}}"));
+        if (accepted >= 1.0 && closed == accepted && active == 0.0) || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A scrape once no connection is open and at least `closed` handshakes ended with the client
 /// closing (the counters are the workers' own: the last ones land as connections end).
 fn settled(admin: SocketAddr, closed: f64) -> Scrape {
@@ -150,8 +170,10 @@ fn counters_move_after_known_requests_and_refusals() {
     );
     let gate = Gate::start(config);
     wait_ready(admin);
-    // The harness's own probe connections: counted, then left out by taking differences.
-    let before = settled(admin, 0.0);
+    // The harness's own probe connections: counted, then left out by taking differences, once
+    // each has been accepted and seen closing (the kernel may hold one in the accept queue a
+    // moment after the port answered).
+    let before = settled_probes(admin);
     let closed_before = before.get(&format!(
         "certgate_tls_handshake_failures_total{{{L},reason=\"closed\"}}"
     ));

@@ -18,6 +18,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod http;
+pub mod http2;
 pub mod identity;
 pub mod io;
 pub mod logging;

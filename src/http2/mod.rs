@@ -1,0 +1,3 @@
+//! HTTP/2: the `h2` crate over certgate's connections.
+
+pub mod io;

@@ -5,9 +5,10 @@
 # tools of perf/
 set -euo pipefail
 
-want=(cmake clang libclang-dev git curl openssl ca-certificates build-essential nginx-light python3)
+want=(cmake clang libclang-dev git curl openssl ca-certificates build-essential nginx-light python3
+  nghttp2-client haproxy)
 if [[ "${1:-}" == "--perf" ]]; then
-  want+=(haproxy wrk nghttp2-client valgrind)
+  want+=(wrk valgrind)
 fi
 
 missing=()
@@ -38,4 +39,10 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   python3 -m pip install --quiet prometheus-client 2>/dev/null ||
     { SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
       $SUDO apt-get install -y -qq --no-install-recommends python3-prometheus-client >/dev/null; }
+fi
+
+# tests/grpc.rs drives a real gRPC client and server: Python's grpcio.
+if ! python3 -c 'import grpc' >/dev/null 2>&1; then
+  echo "scripts/deps.sh: installing the Python package grpcio"
+  python3 -m pip install --quiet grpcio
 fi

@@ -30,6 +30,7 @@ pub use certgate_tools::echo::{self, pattern_byte, EchoServer};
 #[allow(unused_imports)]
 pub use certgate_tools::pki::{self, dn, san, CertKey, Pki};
 
+pub mod h2raw;
 mod raw;
 #[allow(unused_imports)]
 pub use raw::*;

@@ -152,6 +152,13 @@ pub struct ListenerFile {
     /// `[listener.headers]`: names of the identity headers sent upstream.
     #[serde(default)]
     pub headers: HeadersFile,
+    /// A PROXY protocol header (`"v1"` or `"v2"`) opens every connection, sent by an L4
+    /// balancer in `trusted_proxies` (nginx `listen ... proxy_protocol`).
+    pub proxy_protocol: Option<Spanned<ProxyVersion>>,
+    /// The peers allowed to send that header, CIDR blocks or addresses (nginx
+    /// `set_real_ip_from`); required with `proxy_protocol`.
+    #[serde(default)]
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `listener.mode`: what happens after the handshake and the rules.
@@ -489,6 +496,23 @@ impl Keyword for ProxyProtocol {
     }
 }
 
+/// `[[listener]] proxy_protocol`: the PROXY protocol version the balancer sends.
+pub use crate::proxy::proxy_protocol::Version as ProxyVersion;
+
+impl Keyword for ProxyVersion {
+    const EXPECTING: &'static str = "a PROXY protocol version, \"v1\" or \"v2\"";
+
+    fn from_word(word: &str) -> Result<Self, String> {
+        match word {
+            "v1" => Ok(ProxyVersion::V1),
+            "v2" => Ok(ProxyVersion::V2),
+            _ => Err(format!(
+                "{word:?} is not a PROXY protocol version: write \"v1\" (HAProxy send-proxy) or \"v2\" (send-proxy-v2)"
+            )),
+        }
+    }
+}
+
 /// A value written as one of a few words, parsed by serde with a message that lists them.
 trait Keyword: Sized {
     /// What serde says it expected on a value of another type.
@@ -527,6 +551,12 @@ impl<T: Keyword> Visitor<'_> for KeywordVisitor<T> {
 }
 
 impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(KeywordVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyVersion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(KeywordVisitor(std::marker::PhantomData))
     }

@@ -334,7 +334,11 @@ fn parse_v1(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
         "TCP6" => false,
         // The rest of the line is to be ignored.
         "UNKNOWN" => return Ok(Some(Header { len, source: None })),
-        _ => return Err(HeaderError::BadV1("the protocol must be TCP4, TCP6 or UNKNOWN")),
+        _ => {
+            return Err(HeaderError::BadV1(
+                "the protocol must be TCP4, TCP6 or UNKNOWN",
+            ))
+        }
     };
     let (Some(src), Some(dst), Some(sport), Some(dport), None) = (
         fields.next(),
@@ -352,7 +356,9 @@ fn parse_v1(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
             .parse()
             .map_err(|_| HeaderError::BadV1("an address that does not parse"))?;
         if ip.is_ipv4() != want_v4 {
-            return Err(HeaderError::BadV1("an address of the other family than TCP4/TCP6 says"));
+            return Err(HeaderError::BadV1(
+                "an address of the other family than TCP4/TCP6 says",
+            ));
         }
         Ok(ip)
     };
@@ -363,7 +369,9 @@ fn parse_v1(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
             && (s == "0" || !s.starts_with('0'));
         ok.then(|| s.parse::<u16>().ok())
             .flatten()
-            .ok_or(HeaderError::BadV1("a port that is not a number from 0 to 65535"))
+            .ok_or(HeaderError::BadV1(
+                "a port that is not a number from 0 to 65535",
+            ))
     };
     let source = SocketAddr::new(ip(src)?, port(sport)?);
     ip(dst)?;
@@ -399,7 +407,9 @@ fn parse_v2(buf: &[u8]) -> Result<Option<Header>, HeaderError> {
         _ => 0,
     };
     if body_len < need {
-        return Err(HeaderError::BadV2("the length is too short for the address family"));
+        return Err(HeaderError::BadV2(
+            "the length is too short for the address family",
+        ));
     }
     let Some(body) = buf.get(16..16 + body_len) else {
         return Ok(None);
@@ -638,14 +648,16 @@ mod tests {
         let h = v1(line).unwrap().unwrap();
         assert_eq!(h.len, line.len() - 3, "the client's bytes are left");
         assert_eq!(h.source, Some("192.0.2.7:56324".parse().unwrap()));
-        let h = v1(b"PROXY TCP6 2001:db8::7 ::1 1 65535\r\n").unwrap().unwrap();
+        let h = v1(b"PROXY TCP6 2001:db8::7 ::1 1 65535\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(h.source, Some("[2001:db8::7]:1".parse().unwrap()));
         let h = v1(b"PROXY UNKNOWN whatever\r\n").unwrap().unwrap();
         assert_eq!((h.len, h.source), (24, None));
         // The longest valid line is exactly 107 bytes.
         let max = b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n";
         let mut long = max.to_vec();
-        long.splice(14..14, std::iter::repeat(b'f').take(V1_MAX - max.len()));
+        long.splice(14..14, std::iter::repeat_n(b'f', V1_MAX - max.len()));
         assert_eq!(long.len(), V1_MAX);
         assert_eq!(v1(&long).unwrap().unwrap().len, V1_MAX);
     }
@@ -664,10 +676,16 @@ mod tests {
             let e = v1(s).unwrap_err().to_string();
             assert!(e.contains(want), "{:?}: {e}", String::from_utf8_lossy(s));
         };
-        bad(b"\x16\x03\x01\x02\x00", "no PROXY protocol header: the connection starts with a TLS handshake");
+        bad(
+            b"\x16\x03\x01\x02\x00",
+            "no PROXY protocol header: the connection starts with a TLS handshake",
+        );
         bad(b"GET / HTTP/1.1\r\n", "plain text");
         bad(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", "CR LF");
-        bad(b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n", "TCP4, TCP6 or UNKNOWN");
+        bad(
+            b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n",
+            "TCP4, TCP6 or UNKNOWN",
+        );
         bad(b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", "exactly");
         bad(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n", "exactly");
         bad(b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n", "exactly");
@@ -699,7 +717,10 @@ mod tests {
             verify: "SUCCESS",
             ..Default::default()
         };
-        for (src, dst) in [("192.0.2.7:56324", "10.0.0.1:443"), ("[2001:db8::7]:9", "[::1]:443")] {
+        for (src, dst) in [
+            ("192.0.2.7:56324", "10.0.0.1:443"),
+            ("[2001:db8::7]:9", "[::1]:443"),
+        ] {
             let mut bytes = header(src.parse().unwrap(), dst.parse().unwrap(), &facts);
             let len = bytes.len();
             bytes.extend_from_slice(b"\x16\x03\x01");
@@ -720,7 +741,9 @@ mod tests {
         let h = parse(&v2(0x11, &[0; 12], 0), Version::V2).unwrap().unwrap();
         assert_eq!(h.source, None);
         // AF_UNIX stream, 216 bytes of paths.
-        let h = parse(&v2(0x31, &[0; 216], 1), Version::V2).unwrap().unwrap();
+        let h = parse(&v2(0x31, &[0; 216], 1), Version::V2)
+            .unwrap()
+            .unwrap();
         assert_eq!((h.len, h.source), (232, None));
     }
 
@@ -754,8 +777,12 @@ mod tests {
         let one = Cidr::parse("::1").unwrap();
         assert_eq!(one.to_string(), "::1/128");
         assert!(one.contains("::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
-        assert!(Cidr::parse("::/0").unwrap().contains("2001:db8::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("::/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
         let bad = |s: &str, want: &str| {
             let e = Cidr::parse(s).unwrap_err();
             assert!(e.contains(want), "{s}: {e}");

@@ -304,6 +304,7 @@ pub fn dn_rules(data: &[u8]) {
         subject_utf8: subject_utf8.as_deref(),
         issuer_utf8: issuer_utf8.as_deref(),
         sans: &cert_sans,
+        fingerprint: "",
     };
 
     if let Ok(rules) = &rules {

@@ -264,6 +264,10 @@ pub struct ClientAuthFile {
     /// `*` is a wildcard, a value starting with `~` a whole-match regex.
     #[serde(default)]
     pub allow_sans: Vec<Spanned<String>>,
+    /// Pinned certificates: SHA-256 of the leaf's DER, `sha256:AB:CD:..` or hex (Envoy
+    /// `verify_certificate_hash`).
+    #[serde(default)]
+    pub allow_fingerprints: Vec<Spanned<String>>,
     /// Chains that verified are remembered (by the hash of every presented certificate, until
     /// their first notAfter, at most 5 minutes) so a returning client skips two signature
     /// checks; 0 disables.
@@ -371,6 +375,9 @@ pub struct HeadersFile {
     /// More request header names to remove before forwarding.
     #[serde(default)]
     pub strip: Vec<String>,
+    /// `X-Forwarded-Client-Cert` in Envoy's format (Envoy `forward_client_cert_details`).
+    #[serde(default)]
+    pub xfcc: XfccMode,
 }
 
 /// `[[upstream]]`: a named group of servers, how one is chosen and how the proxy talks to them.
@@ -494,6 +501,22 @@ impl Keyword for ProxyProtocol {
             _ => Err(format!("{word:?} is not supported (only \"v2\")")),
         }
     }
+}
+
+/// `[listener.headers] xfcc`: what happens to `X-Forwarded-Client-Cert`. The client's copy is
+/// never forwarded unless `forward`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XfccMode {
+    /// The client's copy is removed and none is sent (Envoy's default, `SANITIZE`).
+    #[default]
+    Off,
+    /// The client's copy is removed; this hop's element is sent for a verified certificate
+    /// (Envoy `SANITIZE_SET`).
+    SanitizeSet,
+    /// The client's elements are kept and this hop's is appended after them (Envoy
+    /// `APPEND_FORWARD`): only for clients that are themselves trusted proxies.
+    Forward,
 }
 
 /// `[[listener]] proxy_protocol`: the PROXY protocol version the balancer sends.

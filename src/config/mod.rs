@@ -21,7 +21,9 @@ use boring::ssl::SslContext;
 use toml::Spanned;
 
 use self::file::{ConfigFile, ListenerFile, UpstreamFile};
-pub use self::file::{IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, VerifyMode};
+pub use self::file::{
+    IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, VerifyMode, XfccMode,
+};
 pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
 use crate::http::StripSet;
 use crate::identity::rules::Family;
@@ -285,6 +287,8 @@ pub struct IdentityHeaders {
     pub forwarded_proto: Option<String>,
     /// Carries the client address.
     pub real_ip: Option<String>,
+    /// `X-Forwarded-Client-Cert`: removed, set, or kept and appended to.
+    pub xfcc: XfccMode,
 }
 
 /// The defaults, in the order they are sent.
@@ -960,6 +964,7 @@ impl Cx<'_> {
             &texts(Family::Issuers),
             &texts(Family::Sans),
         )
+        .and_then(|r| r.with_fingerprints(&texts(Family::Fingerprints)))
         .map_err(|e| {
             self.err(
                 rules_of(auth, e.family).get(e.index),
@@ -1335,7 +1340,12 @@ impl Cx<'_> {
 }
 
 /// The rule families in the order they are compiled and tagged.
-const FAMILIES: [Family; 3] = [Family::Subjects, Family::Issuers, Family::Sans];
+const FAMILIES: [Family; 4] = [
+    Family::Subjects,
+    Family::Issuers,
+    Family::Sans,
+    Family::Fingerprints,
+];
 
 /// The rules of one family as written (none without `[listener.client_auth]`).
 fn rules_of(auth: Option<&file::ClientAuthFile>, family: Family) -> &[Spanned<String>] {
@@ -1344,6 +1354,7 @@ fn rules_of(auth: Option<&file::ClientAuthFile>, family: Family) -> &[Spanned<St
         (Some(a), Family::Subjects) => &a.allow_subjects,
         (Some(a), Family::Issuers) => &a.allow_issuers,
         (Some(a), Family::Sans) => &a.allow_sans,
+        (Some(a), Family::Fingerprints) => &a.allow_fingerprints,
     }
 }
 

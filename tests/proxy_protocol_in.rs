@@ -231,6 +231,16 @@ fn malformed_headers_close_the_connection_with_a_log_line() {
         }
         wait_log(&gate, why);
     }
+    // A balancer's TCP check connects and closes: logged, but only at debug.
+    drop(TcpStream::connect(gate.addr()).unwrap());
+    wait_log(&gate, "connection closed before a PROXY header");
+    let line = gate
+        .log()
+        .lines()
+        .find(|l| l.contains("connection closed before a PROXY header"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(line.contains("DEBUG"), "{line}");
     // Over 107 bytes without an end of line: refused at the bound, not read on.
     let mut long = b"PROXY TCP4 ".to_vec();
     long.extend(std::iter::repeat_n(b'1', 200));
@@ -290,7 +300,10 @@ impl Haproxy {
              default_backend certgate\n\nbackend certgate\n  balance roundrobin\n"
         );
         for (i, s) in servers.iter().enumerate() {
-            cfg.push_str(&format!("  server cg{i} {s} send-proxy-v2\n"));
+            // Health checks with the header too (HAProxy names its own address in them).
+            cfg.push_str(&format!(
+                "  server cg{i} {s} send-proxy-v2 check check-send-proxy inter 200ms\n"
+            ));
         }
         let path = env.write("haproxy.cfg", cfg);
         let log = std::fs::File::create(env.path("haproxy.log")).unwrap();
@@ -416,5 +429,11 @@ fn haproxy_send_proxy_v2_in_front_of_two_instances_sharing_ticket_keys() {
     // Resumed handshakes were served by both instances, not only by the one that issued.
     for gate in [&a, &b] {
         wait_log(gate, "resumed=true");
+    }
+    // HAProxy's health checks (with their own header) were accepted, none refused.
+    std::thread::sleep(Duration::from_millis(500));
+    for gate in [&a, &b] {
+        let log = gate.log();
+        assert!(!log.contains("connection closed:"), "{log}");
     }
 }

@@ -119,13 +119,23 @@ pub async fn serve(
     if let Some(p) = &listener.proxy_in {
         match proxy_header(&mut sock, p.version, limit).await {
             Ok((source, rest)) => {
-                if let Some(client) = source {
-                    debug!(listener = %listener.name, proxy = %peer, %client, "PROXY header read");
-                    peer = client;
+                match source {
+                    Some(client) => {
+                        debug!(listener = %listener.name, proxy = %peer, %client, "PROXY header read");
+                        peer = client;
+                    }
+                    None => {
+                        debug!(listener = %listener.name, %peer, "PROXY header without a client address (LOCAL or UNKNOWN): the peer's own stands");
+                    }
                 }
                 early = rest;
             }
-            Err(why) => {
+            // A balancer's TCP check connects and closes: not worth a line at info.
+            Err(None) => {
+                debug!(listener = %listener.name, %peer, "connection closed before a PROXY header");
+                return;
+            }
+            Err(Some(why)) => {
                 info!(listener = %listener.name, %peer, "connection closed: {why}");
                 return;
             }
@@ -232,13 +242,14 @@ async fn handshake(
 ///
 /// # Errors
 /// Why the connection is closed: a malformed or missing header, the wrong version, a timeout
-/// or the peer closing first. Reads are bounded: `parse` refuses as soon as a v1 line passes
-/// 107 bytes or a v2 length passes its cap.
+/// or the peer closing mid-header; `None` when the peer closed without sending a byte. Reads
+/// are bounded: `parse` refuses as soon as a v1 line passes 107 bytes or a v2 length passes its
+/// cap.
 async fn proxy_header(
     sock: &mut Socket,
     version: proxy_protocol::Version,
     limit: std::time::Duration,
-) -> Result<(Option<SocketAddr>, BytesMut), String> {
+) -> Result<(Option<SocketAddr>, BytesMut), Option<String>> {
     let deadline = monoio::time::Instant::now() + limit;
     let mut buf = BytesMut::new();
     loop {
@@ -248,20 +259,22 @@ async fn proxy_header(
                 return Ok((header.source, buf));
             }
             Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(Some(e.to_string())),
         }
         match monoio::time::timeout_at(deadline, sock.read_into(&mut buf)).await {
             Err(_) => {
-                return Err(format!(
+                return Err(Some(format!(
                     "no complete PROXY {} header within the handshake timeout ({limit:?})",
                     version.as_str()
+                )))
+            }
+            Ok(Err(e)) => return Err(Some(format!("reading the PROXY header failed: {e}"))),
+            Ok(Ok(0)) if buf.is_empty() => return Err(None),
+            Ok(Ok(0)) => {
+                return Err(Some(
+                    "the peer closed in the middle of the PROXY header".to_owned(),
                 ))
             }
-            Ok(Err(e)) => return Err(format!("reading the PROXY header failed: {e}")),
-            Ok(Ok(0)) if buf.is_empty() => {
-                return Err("the peer closed before sending a PROXY header".to_owned())
-            }
-            Ok(Ok(0)) => return Err("the peer closed in the middle of the PROXY header".to_owned()),
             Ok(Ok(_)) => {}
         }
     }

@@ -53,7 +53,8 @@ pub struct Session {
     pub client: Conn,
     /// Bytes read from the client and not yet consumed (a pipelined request may wait here).
     pub buf: BytesMut,
-    /// The client's address.
+    /// The client's address: the TCP peer's, or behind a trusted balancer the one its PROXY
+    /// header names.
     pub peer: SocketAddr,
     /// Requests served so far on this connection (for `max_requests_per_connection`).
     pub requests: u64,
@@ -98,7 +99,7 @@ pub async fn serve(
         m.accepted();
     }
     let _open = Open(worker.clone(), index);
-    let started = Instant::now();
+    let accepted = Instant::now();
     let mut peer = peer;
     let mut limit = listener.timeouts.handshake;
     if let Some(p) = &listener.proxy_in {
@@ -141,8 +142,10 @@ pub async fn serve(
             }
         }
         // The header and the handshake share the handshake timeout.
-        limit = limit.saturating_sub(started.elapsed());
+        limit = limit.saturating_sub(accepted.elapsed());
     }
+    // The handshake's own time, for the metrics and the access log.
+    let started = Instant::now();
     let (client, handshake_time) = match &listener.tls {
         None => (Conn::Plain(sock), None),
         Some(ctx) => {

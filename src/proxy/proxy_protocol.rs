@@ -796,7 +796,7 @@ mod tests {
     }
 
     #[test]
-    fn parse_never_panics_on_short_or_odd_input() {
+    fn parse_keeps_its_properties_on_odd_input() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..20000 {
             seed ^= seed << 13;
@@ -808,8 +808,42 @@ mod tests {
                 let n = bytes.len().min(16);
                 bytes[..n].copy_from_slice(&v2(0x21, &[0; 36], 1)[..n]);
             }
-            let _ = parse(&bytes, Version::V1);
-            let _ = parse(&bytes, Version::V2);
+            if seed & 2 == 0 {
+                bytes.splice(0..0, b"PROXY TCP4 ".iter().copied());
+            }
+            properties(&bytes);
+        }
+        for seed in [
+            b"PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\n\x16".as_slice(),
+            b"PROXY UNKNOWN\r\n",
+            b"PROXY TCP4 1.2\r3",
+            &v2(0x11, &[7; 12], 1),
+            &v2(0x00, &[], 0),
+        ] {
+            properties(seed);
+        }
+    }
+
+    /// What fuzz/proxy_in checks: a complete header lies within the input and its bound, every
+    /// shorter prefix is merely incomplete, an undecided input is within the bound, and a
+    /// refusal stands whatever follows.
+    fn properties(data: &[u8]) {
+        for (version, bound) in [(Version::V1, V1_MAX), (Version::V2, 16 + V2_MAX_BODY)] {
+            match parse(data, version) {
+                Ok(Some(h)) => {
+                    assert!(h.len <= data.len() && h.len <= bound, "{version:?}: {h:?}");
+                    assert_eq!(parse(&data[..h.len], version), Ok(Some(h)));
+                    for k in 0..h.len {
+                        assert_eq!(parse(&data[..k], version), Ok(None), "prefix {k}");
+                    }
+                }
+                Ok(None) => assert!(data.len() < bound),
+                Err(e) => {
+                    let mut more = data.to_vec();
+                    more.extend_from_slice(b" TCP4 1.2.3.4 5.6.7.8 1 2\r\n");
+                    assert!(parse(&more, version).is_err(), "{version:?}: {e}");
+                }
+            }
         }
     }
 }

@@ -21,9 +21,41 @@ fn behind_balancer(version: &str, trusted: &str) -> Config {
         .listener_extra(&format!("trusted_proxies = [{trusted}]"))
 }
 
-/// Opens a TCP connection, sends `header`, then runs a real TLS handshake (BoringSSL, client1)
-/// over the same connection.
-fn connect_after(gate: &Gate, header: &[u8]) -> Result<TlsClient, String> {
+/// A TCP stream whose first write is preceded by `prefix` in the same `write` call: the PROXY
+/// header and the ClientHello arrive together, as from HAProxy.
+struct Prefixed {
+    tcp: TcpStream,
+    prefix: Option<Vec<u8>>,
+}
+
+impl Read for Prefixed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Prefixed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.prefix.take() {
+            Some(mut first) => {
+                first.extend_from_slice(buf);
+                self.tcp.write_all(&first)?;
+                Ok(buf.len())
+            }
+            None => self.tcp.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+type Client = HttpReader<boring::ssl::SslStream<Prefixed>>;
+
+/// Opens a TCP connection and runs a real TLS handshake (BoringSSL, client1) over it, with
+/// `header` sent in the same write as the ClientHello.
+fn connect_after(gate: &Gate, header: &[u8]) -> Result<Client, String> {
     let mut b = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
     b.set_ca_file(&gate.pki().server_ca)
         .map_err(|e| e.to_string())?;
@@ -31,13 +63,16 @@ fn connect_after(gate: &Gate, header: &[u8]) -> Result<TlsClient, String> {
         .map_err(|e| e.to_string())?;
     b.set_private_key_file(&gate.pki().client1.key, SslFiletype::PEM)
         .map_err(|e| e.to_string())?;
-    let mut tcp = TcpStream::connect_timeout(&gate.addr(), Duration::from_secs(5))
+    let tcp = TcpStream::connect_timeout(&gate.addr(), Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    tcp.write_all(header).map_err(|e| e.to_string())?;
+    let stream = Prefixed {
+        tcp,
+        prefix: Some(header.to_vec()),
+    };
     let tls = b
         .build()
-        .connect("localhost", tcp)
+        .connect("localhost", stream)
         .map_err(|e| format!("TLS handshake: {e}"))?;
     Ok(HttpReader::new(tls))
 }
@@ -75,8 +110,11 @@ fn closed_after(gate: &Gate, bytes: &[u8]) -> Duration {
     started.elapsed()
 }
 
-fn get_seen(client: &mut TlsClient, gate: &Gate) -> Seen {
-    let r = client.roundtrip(&get(&gate.host(), "/who", &["X-Forwarded-For: 6.6.6.6"]));
+fn get_seen(client: &mut Client, gate: &Gate) -> Seen {
+    client
+        .send(&get(&gate.host(), "/who", &["X-Forwarded-For: 6.6.6.6"]))
+        .unwrap();
+    let r = client.response(false).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     r.seen()
 }
@@ -261,6 +299,58 @@ fn a_slow_header_is_bounded_by_the_handshake_timeout() {
         &gate,
         "no complete PROXY v2 header within the handshake timeout (1s)",
     );
+}
+
+/// A plain-HTTP listener (no TLS) behind a balancer: bytes that arrive with the header, in the
+/// same segment, are the client's request.
+#[test]
+fn plain_listener_serves_the_request_that_came_with_the_header() {
+    let echo = echo::spawn("127.0.0.1:0".parse().unwrap()).unwrap();
+    let env = Env::new();
+    let port = free_port();
+    let config = env.write(
+        "certgate.toml",
+        format!(
+            "[runtime]\nworkers = 1\nio = {}\n\n[[listener]]\nname = \"plain\"\n\
+             listen = \"127.0.0.1:{port}\"\nupstream = \"app\"\nproxy_protocol = \"v1\"\n\
+             trusted_proxies = [\"127.0.0.1\"]\n\n[[upstream]]\nname = \"app\"\n\
+             servers = [\"{}\"]\n",
+            toml_str(&io_driver()),
+            echo.addr()
+        ),
+    );
+    let log = std::fs::File::create(env.path("certgate.log")).unwrap();
+    let _proc = ProcGuard::new(
+        Command::new(certgate_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + STARTUP;
+    let mut tcp = loop {
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "certgate did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    tcp.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut c = HttpReader::new(tcp);
+    let request = get("localhost", "/plain", &["Connection: close"]);
+    let mut bytes = format!("PROXY TCP4 203.0.113.5 127.0.0.1 4000 {port}\r\n").into_bytes();
+    bytes.extend_from_slice(&request);
+    c.send(&bytes).unwrap();
+    let r = c.response(false).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = r.seen();
+    assert_eq!(seen.one("X-Forwarded-For"), "203.0.113.5", "{seen}");
+    assert_eq!(seen.one("X-Forwarded-Proto"), "http", "{seen}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -333,7 +333,7 @@ fn plain_listener_serves_the_request_that_came_with_the_header() {
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = Instant::now() + STARTUP;
-    let mut tcp = loop {
+    let tcp = loop {
         if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             break s;
         }

@@ -477,6 +477,14 @@ impl Config {
                 up.name,
                 up.servers.len()
             ));
+            if let Some(p) = &l.proxy_in {
+                let from: Vec<String> = p.trusted.iter().map(Cidr::to_string).collect();
+                s.push_str(&format!(
+                    "    PROXY {} header required first, only from {}\n",
+                    p.version.as_str(),
+                    from.join(", ")
+                ));
+            }
             if let Some(crls) = &l.crls {
                 for line in crls.describe() {
                     s.push_str(&format!("    {line}\n"));
@@ -1558,6 +1566,12 @@ mod tests {
         .unwrap();
         let p = c.listeners[0].proxy_in.as_ref().unwrap();
         assert_eq!(p.version, file::ProxyVersion::V2);
+        assert!(
+            c.summary()
+                .contains("PROXY v2 header required first, only from 10.0.0.0/8, ::1/128"),
+            "{}",
+            c.summary()
+        );
         assert!(p.trusts("10.1.2.3".parse().unwrap()));
         assert!(p.trusts("::1".parse().unwrap()));
         assert!(!p.trusts("192.0.2.1".parse().unwrap()));

@@ -77,6 +77,52 @@ fn sanitize_set_replaces_the_client_copy_with_this_hop_in_envoy_format() {
 }
 
 #[test]
+fn by_names_the_uri_sans_of_the_certificate_certgate_served() {
+    let env = Env::new();
+    // A server certificate with a SPIFFE ID, in place of the generated one.
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&env.pki.server.key)
+        .arg("-out")
+        .arg(&env.pki.server.cert)
+        .arg("-addext")
+        .arg("subjectAltName=DNS:localhost,URI:spiffe://acme.test/edge,URI:urn:edge:2")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served = env.pki.server.cert.clone();
+    let gate = Gate::start_in(env, with_xfcc("sanitize_set"));
+    let ck = &gate.pki().client1;
+    let out = gate
+        .curl("/")
+        .cert(ck)
+        .arg("--cacert")
+        .arg(served.to_str().unwrap())
+        .run();
+    assert_eq!(out.status, 200, "{out:?}");
+    let seen = out.seen();
+    assert_eq!(
+        seen.one(XFCC),
+        format!(
+            "By=spiffe://acme.test/edge;By=urn:edge:2;{}",
+            expected_element(&gate, ck, &seen)
+        )
+    );
+}
+
+#[test]
 fn forward_appends_this_hop_after_the_client_elements() {
     let gate = Gate::start(with_xfcc("forward").mode("optional"));
     let ck = &gate.pki().client1;

@@ -246,3 +246,37 @@ fn a_fingerprint_that_cannot_pin_is_a_config_error_with_its_line() {
     assert!(out.all().contains(&want), "{want}\n{}", out.all());
     assert!(out.all().contains("this looks like SHA-1"), "{}", out.all());
 }
+
+#[test]
+fn explain_names_the_pin_or_the_certificate_fingerprint() {
+    let env = Env::new();
+    let fp1 = fingerprint(&env.pki.client1.cert);
+    let text = Config::new()
+        .client_auth_extra(&format!("allow_fingerprints = [\"sha256:{fp1}\"]"))
+        .render(free_port(), &[dead_addr()]);
+    let config = env.write("pins.toml", text);
+    let explain = |cert: &std::path::Path| {
+        run_bounded(
+            std::process::Command::new(certgate_bin())
+                .args(["explain", "--config"])
+                .arg(&config)
+                .arg("--cert")
+                .arg(cert)
+                .current_dir(env.dir.path()),
+            std::time::Duration::from_secs(60),
+        )
+    };
+    let ok = explain(&env.pki.client1.cert);
+    assert!(ok.status.success(), "{}", ok.all());
+    assert!(ok.all().contains("allow_fingerprints[0]"), "{}", ok.all());
+    let refused = explain(&env.pki.client2.cert);
+    assert!(!refused.status.success(), "{}", refused.all());
+    let fp2 = fingerprint(&env.pki.client2.cert);
+    assert!(
+        refused
+            .all()
+            .contains(&format!("certificate has sha256:{fp2}")),
+        "{}",
+        refused.all()
+    );
+}

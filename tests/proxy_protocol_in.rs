@@ -301,6 +301,40 @@ fn a_slow_header_is_bounded_by_the_handshake_timeout() {
     );
 }
 
+/// TCP mode passes the client from the balancer's header on, in its own PROXY v2 header to the
+/// upstream.
+#[test]
+fn tcp_mode_relays_the_client_address_to_the_upstream() {
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = upstream.accept().unwrap();
+        s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        let mut fixed = [0u8; 16];
+        s.read_exact(&mut fixed).unwrap();
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes([fixed[14], fixed[15]]))];
+        s.read_exact(&mut body).unwrap();
+        (fixed, body)
+    });
+    let gate = Gate::start(
+        behind_balancer("v1", "\"127.0.0.1\"")
+            .listener_extra("mode = \"tcp\"")
+            .upstream(&[up_addr])
+            .upstream_extra("proxy_protocol = \"v2\""),
+    );
+    let port = gate.port;
+    let mut c = connect_after(
+        &gate,
+        format!("PROXY TCP4 198.51.100.77 127.0.0.1 61000 {port}\r\n").as_bytes(),
+    )
+    .unwrap();
+    c.send(b"hello").unwrap();
+    let (fixed, body) = reader.join().unwrap();
+    assert_eq!(fixed[13], 0x11, "TCP over IPv4");
+    assert_eq!(&body[0..4], &[198, 51, 100, 77], "source address");
+    assert_eq!(u16::from_be_bytes([body[8], body[9]]), 61000, "source port");
+}
+
 /// A plain-HTTP listener (no TLS) behind a balancer: bytes that arrive with the header, in the
 /// same segment, are the client's request.
 #[test]

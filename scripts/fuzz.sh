@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-30}
-all=(request_rewrite chunked response_head dn_rules config proxy_v2)
+all=(request_rewrite chunked response_head dn_rules config proxy_v2 proxy_in)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 flags=(--sanitizer none -O -a)

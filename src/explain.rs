@@ -331,7 +331,12 @@ fn page(r: &Refusal) -> String {
 /// Each family with rules: checked alone with the real matcher, and on a miss the nearest rule.
 fn families(rules: &Rules, cert: &ClientCert) -> Vec<FamilyLine> {
     let mut out = Vec::new();
-    for family in [Family::Subjects, Family::Issuers, Family::Sans] {
+    for family in [
+        Family::Subjects,
+        Family::Issuers,
+        Family::Sans,
+        Family::Fingerprints,
+    ] {
         let texts = rules.texts(family);
         if texts.is_empty() {
             continue;
@@ -342,14 +347,21 @@ fn families(rules: &Rules, cert: &ClientCert) -> Vec<FamilyLine> {
             pick(Family::Subjects),
             pick(Family::Issuers),
             pick(Family::Sans),
-        );
+        )
+        .and_then(|r| r.with_fingerprints(pick(Family::Fingerprints)));
         let matched = alone.ok().and_then(|r| match r.check(cert, true) {
-            Ok(a) => [a.subject, a.issuer, a.san]
+            Ok(a) => [a.subject, a.issuer, a.san, a.fingerprint]
                 .into_iter()
                 .flatten()
                 .next()
                 .map(|m| m.to_string()),
-            Err(Refuse::Unverified | Refuse::Subject | Refuse::Issuer | Refuse::San) => None,
+            Err(
+                Refuse::Unverified
+                | Refuse::Subject
+                | Refuse::Issuer
+                | Refuse::San
+                | Refuse::Fingerprint,
+            ) => None,
         });
         let nearest = match matched {
             Some(_) => None,
@@ -373,6 +385,12 @@ fn nearest(family: Family, texts: &[String], cert: &ClientCert) -> Option<(Strin
             Family::Sans => san_diff(rule, cert),
             Family::Subjects => dn_diff(rule, cert.subject_rfc2253()),
             Family::Issuers => dn_diff(rule, cert.issuer_rfc2253()),
+            // No near miss between hashes: show the certificate's own.
+            Family::Fingerprints => (
+                format!("certificate has sha256:{}", cert.fingerprint()),
+                1,
+                0,
+            ),
         };
         if best.as_ref().is_none_or(|b| (score, dist) < (b.0, b.1)) {
             best = Some((score, dist, format!("{family}[{i}] {rule:?}"), diff));

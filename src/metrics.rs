@@ -100,7 +100,7 @@ pub const HANDSHAKE_FAILURES: [&str; 8] = [
 ];
 
 /// Client-auth outcomes, as labelled.
-pub const AUTH_OUTCOMES: [&str; 7] = [
+pub const AUTH_OUTCOMES: [&str; 8] = [
     "admitted",
     "no_certificate",
     "certificate_error",
@@ -108,6 +108,7 @@ pub const AUTH_OUTCOMES: [&str; 7] = [
     "forbidden_subject",
     "forbidden_issuer",
     "forbidden_san",
+    "forbidden_fingerprint",
 ];
 
 /// Status classes, as labelled (`none`: the client got no response).
@@ -166,6 +167,7 @@ impl ListenerStats {
                 crate::identity::Refuse::Subject => 4,
                 crate::identity::Refuse::Issuer => 5,
                 crate::identity::Refuse::San => 6,
+                crate::identity::Refuse::Fingerprint => 7,
                 crate::identity::Refuse::Unverified => 2,
             },
         };

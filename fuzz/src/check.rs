@@ -304,6 +304,7 @@ pub fn dn_rules(data: &[u8]) {
         subject_utf8: subject_utf8.as_deref(),
         issuer_utf8: issuer_utf8.as_deref(),
         sans: &cert_sans,
+        fingerprint: "",
     };
 
     if let Ok(rules) = &rules {
@@ -672,4 +673,42 @@ fn tlvs(mut b: &[u8]) -> Vec<(u8, &[u8])> {
 /// Bytes for an assertion message.
 fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(2000)]).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// PROXY protocol in: the header a trusted balancer sends, parsed before TLS.
+
+/// Any bytes, parsed as each version: a complete header lies within the input and its bound,
+/// every shorter prefix of it is merely incomplete, an incomplete input is within the bound,
+/// and a refusal stands whatever follows.
+pub fn proxy_in(data: &[u8]) {
+    use proxy_protocol::{parse, Version, V1_MAX, V2_MAX_BODY};
+    for (version, bound) in [(Version::V1, V1_MAX), (Version::V2, 16 + V2_MAX_BODY)] {
+        match parse(data, version) {
+            Ok(Some(h)) => {
+                assert!(h.len <= data.len() && h.len <= bound, "{version:?}: {h:?}");
+                assert_eq!(parse(&data[..h.len], version), Ok(Some(h)));
+                for k in 0..h.len.min(256) {
+                    assert_eq!(
+                        parse(&data[..k], version),
+                        Ok(None),
+                        "{version:?} prefix {k}"
+                    );
+                }
+            }
+            Ok(None) => assert!(
+                data.len() < bound,
+                "{version:?}: {} bytes undecided",
+                data.len()
+            ),
+            Err(e) => {
+                let mut more = data.to_vec();
+                more.extend_from_slice(b" TCP4 1.2.3.4 5.6.7.8 1 2\r\n");
+                assert!(
+                    parse(&more, version).is_err(),
+                    "{version:?}: {e} then accepted"
+                );
+            }
+        }
+    }
 }

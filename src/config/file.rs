@@ -152,6 +152,13 @@ pub struct ListenerFile {
     /// `[listener.headers]`: names of the identity headers sent upstream.
     #[serde(default)]
     pub headers: HeadersFile,
+    /// A PROXY protocol header (`"v1"` or `"v2"`) opens every connection, sent by an L4
+    /// balancer in `trusted_proxies` (nginx `listen ... proxy_protocol`).
+    pub proxy_protocol: Option<Spanned<ProxyVersion>>,
+    /// The peers allowed to send that header, CIDR blocks or addresses (nginx
+    /// `set_real_ip_from`); required with `proxy_protocol`.
+    #[serde(default)]
+    pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `listener.mode`: what happens after the handshake and the rules.
@@ -257,6 +264,10 @@ pub struct ClientAuthFile {
     /// `*` is a wildcard, a value starting with `~` a whole-match regex.
     #[serde(default)]
     pub allow_sans: Vec<Spanned<String>>,
+    /// Pinned certificates: SHA-256 of the leaf's DER, `sha256:AB:CD:..` or hex (Envoy
+    /// `verify_certificate_hash`).
+    #[serde(default)]
+    pub allow_fingerprints: Vec<Spanned<String>>,
     /// Chains that verified are remembered (by the hash of every presented certificate, until
     /// their first notAfter, at most 5 minutes) so a returning client skips two signature
     /// checks; 0 disables.
@@ -364,6 +375,9 @@ pub struct HeadersFile {
     /// More request header names to remove before forwarding.
     #[serde(default)]
     pub strip: Vec<String>,
+    /// `X-Forwarded-Client-Cert` in Envoy's format (Envoy `forward_client_cert_details`).
+    #[serde(default)]
+    pub xfcc: XfccMode,
 }
 
 /// `[[upstream]]`: a named group of servers, how one is chosen and how the proxy talks to them.
@@ -489,6 +503,39 @@ impl Keyword for ProxyProtocol {
     }
 }
 
+/// `[listener.headers] xfcc`: what happens to `X-Forwarded-Client-Cert`. The client's copy is
+/// never forwarded unless `forward`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XfccMode {
+    /// The client's copy is removed and none is sent (Envoy's default, `SANITIZE`).
+    #[default]
+    Off,
+    /// The client's copy is removed; this hop's element is sent for a verified certificate
+    /// (Envoy `SANITIZE_SET`).
+    SanitizeSet,
+    /// The client's elements are kept and this hop's is appended after them (Envoy
+    /// `APPEND_FORWARD`): only for clients that are themselves trusted proxies.
+    Forward,
+}
+
+/// `[[listener]] proxy_protocol`: the PROXY protocol version the balancer sends.
+pub use crate::proxy::proxy_protocol::Version as ProxyVersion;
+
+impl Keyword for ProxyVersion {
+    const EXPECTING: &'static str = "a PROXY protocol version, \"v1\" or \"v2\"";
+
+    fn from_word(word: &str) -> Result<Self, String> {
+        match word {
+            "v1" => Ok(ProxyVersion::V1),
+            "v2" => Ok(ProxyVersion::V2),
+            _ => Err(format!(
+                "{word:?} is not a PROXY protocol version: write \"v1\" (HAProxy send-proxy) or \"v2\" (send-proxy-v2)"
+            )),
+        }
+    }
+}
+
 /// A value written as one of a few words, parsed by serde with a message that lists them.
 trait Keyword: Sized {
     /// What serde says it expected on a value of another type.
@@ -527,6 +574,12 @@ impl<T: Keyword> Visitor<'_> for KeywordVisitor<T> {
 }
 
 impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(KeywordVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyVersion {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(KeywordVisitor(std::marker::PhantomData))
     }

@@ -74,6 +74,9 @@ pub(super) fn identity_headers(h: &HeadersFile) -> Result<Checked, HeaderError> 
     let mut sent: Vec<(String, &str)> = Vec::new();
     // Strip the defaults even when renamed: a backend written for them must never see forgeries.
     let mut strip: Vec<String> = DEFAULT_HEADER_NAMES.iter().map(|s| s.to_string()).collect();
+    // Never forwarded as the client sent it: in `forward` mode its elements are re-sent in the
+    // one header certgate writes.
+    strip.push(crate::http::xfcc::HEADER.to_owned());
     let mut warnings = Vec::new();
     for ((value, default), field) in configured.iter().zip(DEFAULT_HEADER_NAMES).zip(FIELDS) {
         let name = value.as_deref().unwrap_or(default).trim();
@@ -97,6 +100,12 @@ pub(super) fn identity_headers(h: &HeadersFile) -> Result<Checked, HeaderError> 
                 } else {
                     "hop-by-hop"
                 }
+            )));
+        }
+        if folded == "x-forwarded-client-cert" {
+            return Err(fail(format!(
+                "{name:?} is the header `xfcc` writes (Envoy's format): write xfcc = \
+                 \"sanitize_set\" to send it, or choose another name, such as {default:?}"
             )));
         }
         if let Some((_, other)) = sent.iter().find(|(f, _)| *f == folded) {
@@ -149,6 +158,7 @@ pub(super) fn identity_headers(h: &HeadersFile) -> Result<Checked, HeaderError> 
         forwarded_for: next(),
         forwarded_proto: next(),
         real_ip: next(),
+        xfcc: h.xfcc,
     };
     let refs: Vec<&str> = strip.iter().map(String::as_str).collect();
     Ok((headers, StripSet::new(&refs), warnings))
@@ -192,7 +202,9 @@ mod tests {
     fn defaults_pass() {
         let (h, strip, warnings) = with(|_| {}).ok().unwrap();
         assert_eq!(h.subject_dn.as_deref(), Some("X-SSL-Client-S-DN"));
-        assert_eq!(strip.len(), 12);
+        assert_eq!(strip.len(), 13);
+        assert!(strip.contains(b"x-forwarded-client-cert"));
+        assert_eq!(h.xfcc, super::super::XfccMode::Off);
         assert!(warnings.is_empty());
     }
 
@@ -214,6 +226,11 @@ mod tests {
             "framing",
         );
         bad(|h| h.serial = Some("Host".into()), "serial", "framing");
+        bad(
+            |h| h.cert = Some("x-forwarded-client-cert".into()),
+            "cert",
+            "the header `xfcc` writes",
+        );
         bad(
             |h| h.verify = Some("Connection".into()),
             "verify",

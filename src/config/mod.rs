@@ -21,11 +21,14 @@ use boring::ssl::SslContext;
 use toml::Spanned;
 
 use self::file::{ConfigFile, ListenerFile, UpstreamFile};
-pub use self::file::{IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, VerifyMode};
+pub use self::file::{
+    IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, VerifyMode, XfccMode,
+};
 pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
 use crate::http::StripSet;
 use crate::identity::rules::Family;
 use crate::identity::Rules;
+use crate::proxy::proxy_protocol::Cidr;
 use crate::tls::{TicketKey, TicketKeys, UpstreamTls};
 
 /// Default request-head limit: nginx's `large_client_header_buffers` of 4 × 8k serves larger
@@ -166,6 +169,25 @@ pub struct Listener {
     /// Request headers removed before forwarding: every identity header name (default or
     /// configured) and `headers.strip`.
     pub strip: StripSet,
+    /// `proxy_protocol` and `trusted_proxies`: the header every connection must open with.
+    pub proxy_in: Option<ProxyIn>,
+}
+
+/// A listener behind an L4 balancer: every connection opens with a PROXY protocol header, and
+/// only the balancers may connect.
+#[derive(Debug, Clone)]
+pub struct ProxyIn {
+    /// The header version the balancers send.
+    pub version: file::ProxyVersion,
+    /// The peers allowed to connect (and to name the client); any other is closed unread.
+    pub trusted: Vec<Cidr>,
+}
+
+impl ProxyIn {
+    /// Whether `peer` may send the header.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted.iter().any(|c| c.contains(peer))
+    }
 }
 
 impl fmt::Debug for Listener {
@@ -265,6 +287,8 @@ pub struct IdentityHeaders {
     pub forwarded_proto: Option<String>,
     /// Carries the client address.
     pub real_ip: Option<String>,
+    /// `X-Forwarded-Client-Cert`: removed, set, or kept and appended to.
+    pub xfcc: XfccMode,
 }
 
 /// The defaults, in the order they are sent.
@@ -453,6 +477,14 @@ impl Config {
                 up.name,
                 up.servers.len()
             ));
+            if let Some(p) = &l.proxy_in {
+                let from: Vec<String> = p.trusted.iter().map(Cidr::to_string).collect();
+                s.push_str(&format!(
+                    "    PROXY {} header required first, only from {}\n",
+                    p.version.as_str(),
+                    from.join(", ")
+                ));
+            }
             if let Some(crls) = &l.crls {
                 for line in crls.describe() {
                     s.push_str(&format!("    {line}\n"));
@@ -858,6 +890,7 @@ impl Cx<'_> {
                 ),
             ));
         }
+        let proxy_in = self.proxy_in(i, l)?;
         Ok(Listener {
             name,
             addr,
@@ -871,7 +904,52 @@ impl Cx<'_> {
             limits,
             headers,
             strip,
+            proxy_in,
         })
+    }
+
+    /// `proxy_protocol` and `trusted_proxies` of `listener[i]`. Both or neither: a header
+    /// accepted from anyone would let any client name any address (nginx and HAProxy do accept
+    /// it from anyone; trusting everyone here is written out as "0.0.0.0/0", "::/0").
+    fn proxy_in(&self, i: usize, l: &ListenerFile) -> Result<Option<ProxyIn>, ConfigError> {
+        let key = |k: &str| format!("listener[{i}].{k}");
+        let (version, list) = match (&l.proxy_protocol, &l.trusted_proxies) {
+            (None, None) => return Ok(None),
+            (Some(v), None) => {
+                return Err(self.err(
+                    Some(v),
+                    &key("proxy_protocol"),
+                    "needs trusted_proxies, the balancers allowed to send the header (others \
+                     are refused): e.g. trusted_proxies = [\"10.0.0.0/8\"]; to accept it from \
+                     anyone, as nginx does, write trusted_proxies = [\"0.0.0.0/0\", \"::/0\"]",
+                ))
+            }
+            (None, Some(list)) => {
+                return Err(self.err(
+                    Some(list),
+                    &key("trusted_proxies"),
+                    "only applies with proxy_protocol = \"v1\" or \"v2\" (the client address \
+                     comes from the PROXY header the balancer sends): add proxy_protocol, or \
+                     remove trusted_proxies",
+                ))
+            }
+            (Some(v), Some(list)) => (*v.get_ref(), list),
+        };
+        if list.get_ref().is_empty() {
+            return Err(self.err(
+                Some(list),
+                &key("trusted_proxies"),
+                "is empty, so every connection would be refused: list the balancers' \
+                 addresses, e.g. [\"10.0.0.0/8\"]",
+            ));
+        }
+        let mut trusted = Vec::with_capacity(list.get_ref().len());
+        for (n, entry) in list.get_ref().iter().enumerate() {
+            let cidr = Cidr::parse(entry.get_ref())
+                .map_err(|r| self.err(Some(entry), &key(&format!("trusted_proxies[{n}]")), &r))?;
+            trusted.push(cidr);
+        }
+        Ok(Some(ProxyIn { version, trusted }))
     }
 
     /// `[listener.client_auth]` of `listener[i]`: the verify mode and the compiled rules.
@@ -894,6 +972,7 @@ impl Cx<'_> {
             &texts(Family::Issuers),
             &texts(Family::Sans),
         )
+        .and_then(|r| r.with_fingerprints(&texts(Family::Fingerprints)))
         .map_err(|e| {
             self.err(
                 rules_of(auth, e.family).get(e.index),
@@ -1269,7 +1348,12 @@ impl Cx<'_> {
 }
 
 /// The rule families in the order they are compiled and tagged.
-const FAMILIES: [Family; 3] = [Family::Subjects, Family::Issuers, Family::Sans];
+const FAMILIES: [Family; 4] = [
+    Family::Subjects,
+    Family::Issuers,
+    Family::Sans,
+    Family::Fingerprints,
+];
 
 /// The rules of one family as written (none without `[listener.client_auth]`).
 fn rules_of(auth: Option<&file::ClientAuthFile>, family: Family) -> &[Spanned<String>] {
@@ -1278,6 +1362,7 @@ fn rules_of(auth: Option<&file::ClientAuthFile>, family: Family) -> &[Spanned<St
         (Some(a), Family::Subjects) => &a.allow_subjects,
         (Some(a), Family::Issuers) => &a.allow_issuers,
         (Some(a), Family::Sans) => &a.allow_sans,
+        (Some(a), Family::Fingerprints) => &a.allow_fingerprints,
     }
 }
 
@@ -1464,6 +1549,68 @@ mod tests {
         assert_eq!(
             (e.key.as_str(), e.line),
             ("listener[0].timeouts.keepalive_idle", Some(6))
+        );
+    }
+
+    #[test]
+    fn proxy_protocol_needs_trusted_proxies_with_valid_blocks() {
+        let text = |extra: &str| {
+            format!(
+                "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nupstream = \"app\"\n\
+                 {extra}\n[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:2\"]\n"
+            )
+        };
+        let c = parse(&text(
+            "proxy_protocol = \"v2\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]",
+        ))
+        .unwrap();
+        let p = c.listeners[0].proxy_in.as_ref().unwrap();
+        assert_eq!(p.version, file::ProxyVersion::V2);
+        assert!(
+            c.summary()
+                .contains("PROXY v2 header required first, only from 10.0.0.0/8, ::1/128"),
+            "{}",
+            c.summary()
+        );
+        assert!(p.trusts("10.1.2.3".parse().unwrap()));
+        assert!(p.trusts("::1".parse().unwrap()));
+        assert!(!p.trusts("192.0.2.1".parse().unwrap()));
+        assert!(parse(&text("")).unwrap().listeners[0].proxy_in.is_none());
+
+        let bad = |extra: &str, key: &str, line: usize, want: &str| {
+            let e = parse(&text(extra)).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{e}");
+            assert!(e.reason.contains(want), "{e}");
+        };
+        bad(
+            "proxy_protocol = \"v1\"",
+            "listener[0].proxy_protocol",
+            5,
+            "needs trusted_proxies",
+        );
+        bad(
+            "trusted_proxies = [\"10.0.0.0/8\"]",
+            "listener[0].trusted_proxies",
+            5,
+            "only applies with proxy_protocol",
+        );
+        bad(
+            "proxy_protocol = \"v2\"\ntrusted_proxies = []",
+            "listener[0].trusted_proxies",
+            6,
+            "is empty",
+        );
+        bad(
+            "proxy_protocol = \"v2\"\ntrusted_proxies = [\n  \"10.0.0.0/8\",\n  \"10.0.0.1/8\",\n]",
+            "listener[0].trusted_proxies[1]",
+            8,
+            "write \"10.0.0.0/8\"",
+        );
+        bad(
+            "proxy_protocol = \"v3\"\ntrusted_proxies = [\"::1\"]",
+            "listener[0].proxy_protocol",
+            5,
+            "\"v1\" (HAProxy send-proxy) or \"v2\"",
         );
     }
 

@@ -12,6 +12,7 @@ mod pages;
 mod request;
 mod response;
 mod rewrite;
+pub mod xfcc;
 
 pub use chunked::{
     ChunkError, ChunkedScanner, LengthCounter, ScanProgress, MAX_CHUNK_LINE_BYTES,

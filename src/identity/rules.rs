@@ -17,6 +17,10 @@
 //!   is a wildcard: in `dns` only as the whole leftmost label (`*.acme.test` matches one label),
 //!   in `uri` and `email` any sequence. `~regex` matches a whole value of that kind as the
 //!   certificate has it. Wildcards and regexes never match values containing control characters.
+//! - Fingerprint rules (`allow_fingerprints`): the SHA-256 of the leaf's DER, as
+//!   `sha256:AB:CD:..` (what `openssl x509 -fingerprint -sha256` prints, prefix optional) or
+//!   bare hex in either case; exact only. They pin certificates, not identities: a renewed
+//!   certificate needs its new fingerprint added.
 
 use std::borrow::Cow;
 use std::collections::HashMap as StdHashMap;
@@ -42,6 +46,8 @@ pub enum Family {
     Issuers,
     /// `allow_sans`: the leaf's subjectAltNames.
     Sans,
+    /// `allow_fingerprints`: the SHA-256 of the leaf's DER.
+    Fingerprints,
 }
 
 impl Family {
@@ -51,6 +57,7 @@ impl Family {
             Family::Subjects => "allow_subjects",
             Family::Issuers => "allow_issuers",
             Family::Sans => "allow_sans",
+            Family::Fingerprints => "allow_fingerprints",
         }
     }
 }
@@ -67,6 +74,7 @@ pub struct Rules {
     subjects: DnRules,
     issuers: DnRules,
     sans: SanRules,
+    fingerprints: FingerprintRules,
     warnings: Vec<RuleWarning>,
 }
 
@@ -82,8 +90,15 @@ impl Rules {
             subjects: DnRules::compile(Family::Subjects, subjects, &mut warnings)?,
             issuers: DnRules::compile(Family::Issuers, issuers, &mut warnings)?,
             sans: SanRules::compile(sans)?,
+            fingerprints: FingerprintRules::default(),
             warnings,
         })
+    }
+
+    /// Adds the `allow_fingerprints` family; the error names the entry and the reason.
+    pub fn with_fingerprints(mut self, fingerprints: &[String]) -> Result<Rules, RuleError> {
+        self.fingerprints = FingerprintRules::compile(fingerprints)?;
+        Ok(self)
     }
 
     /// Rules that compiled but were read differently from how they were written (OpenSSL's
@@ -98,6 +113,7 @@ impl Rules {
             Family::Subjects => &self.subjects.texts,
             Family::Issuers => &self.issuers.texts,
             Family::Sans => &self.sans.texts,
+            Family::Fingerprints => &self.fingerprints.texts,
         }
     }
 
@@ -106,6 +122,7 @@ impl Rules {
         self.subjects.texts.is_empty()
             && self.issuers.texts.is_empty()
             && self.sans.texts.is_empty()
+            && self.fingerprints.texts.is_empty()
     }
 
     /// Decides admission. Hash lookups of every family run before any wildcard or regex, so a
@@ -119,6 +136,7 @@ impl Rules {
             subject_utf8: cert.subject_utf8(),
             issuer_utf8: cert.issuer_utf8(),
             sans: cert.sans(),
+            fingerprint: cert.fingerprint(),
         };
         self.check_facts(&facts, verified)
     }
@@ -131,7 +149,9 @@ impl Rules {
         let subject = self.subjects.probe(cert.subject_key);
         let issuer = self.issuers.probe(cert.issuer_key);
         let san = self.sans.probe(cert.sans);
+        let fingerprint = self.fingerprints.probe(cert.fingerprint);
         for (probe, refuse) in [
+            (&fingerprint, Refuse::Fingerprint),
             (&subject, Refuse::Subject),
             (&issuer, Refuse::Issuer),
             (&san, Refuse::San),
@@ -160,6 +180,14 @@ impl Rules {
                 )
                 .ok_or(Refuse::Issuer)?,
             san: self.sans.resolve(san, cert.sans).ok_or(Refuse::San)?,
+            fingerprint: match fingerprint {
+                Probe::Hit(i) => Some(RuleRef::new(
+                    Family::Fingerprints,
+                    i,
+                    &self.fingerprints.texts,
+                )),
+                _ => None,
+            },
         })
     }
 }
@@ -181,6 +209,8 @@ pub struct Facts<'a> {
     pub issuer_utf8: Option<&'a str>,
     /// The DNS, email, URI and IP subjectAltNames, in certificate order.
     pub sans: &'a [San],
+    /// SHA-256 of the leaf's DER, lowercase hex without separators.
+    pub fingerprint: &'a str,
 }
 
 /// The result of a family's hash lookups.
@@ -313,6 +343,82 @@ impl DnRules {
         };
         Some(Some(RuleRef::new(family, index, &self.texts)))
     }
+}
+
+/// `allow_fingerprints`, by normalized fingerprint (64 lowercase hex digits).
+#[derive(Clone, Debug, Default)]
+struct FingerprintRules {
+    texts: Vec<String>,
+    exact: HashMap<String, usize>,
+}
+
+impl FingerprintRules {
+    fn compile(rules: &[String]) -> Result<FingerprintRules, RuleError> {
+        let mut out = FingerprintRules {
+            texts: rules.to_vec(),
+            exact: HashMap::with_capacity_and_hasher(rules.len(), Default::default()),
+        };
+        for (index, rule) in rules.iter().enumerate() {
+            let hex = normalize_fingerprint(rule)
+                .map_err(|kind| RuleError::new(Family::Fingerprints, index, rule, kind))?;
+            out.exact.entry(hex).or_insert(index);
+        }
+        Ok(out)
+    }
+
+    fn probe(&self, fingerprint: &str) -> Probe {
+        if self.texts.is_empty() {
+            return Probe::Empty;
+        }
+        Probe::from_lookup(self.exact.get(fingerprint).copied(), false)
+    }
+}
+
+/// `sha256:AB:CD:..`, `AB:CD:..` or `abcd..` as 64 lowercase hex digits.
+fn normalize_fingerprint(rule: &str) -> Result<String, RuleErrorKind> {
+    let rule = rule.trim();
+    if rule.is_empty() {
+        return Err(RuleErrorKind::Empty);
+    }
+    let body = match rule.split_once(':') {
+        Some((algo, rest)) if algo.eq_ignore_ascii_case("sha256") => rest,
+        Some((algo, _)) if algo.len() > 2 && algo.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            return Err(RuleErrorKind::Fingerprint(format!(
+                "{algo:?} fingerprints are not supported, only SHA-256 (print it with `openssl \
+                 x509 -in client.pem -noout -fingerprint -sha256`)"
+            )))
+        }
+        _ => rule,
+    };
+    let colons = body.contains(':');
+    let mut hex = String::with_capacity(64);
+    for (i, part) in body.split(':').enumerate() {
+        if colons && part.len() != 2 {
+            return Err(RuleErrorKind::Fingerprint(format!(
+                "byte {} is {part:?}: with colons, write two hex digits per byte",
+                i + 1
+            )));
+        }
+        hex.push_str(part);
+    }
+    if let Some(c) = hex.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(RuleErrorKind::Fingerprint(format!(
+            "{c:?} is not a hex digit"
+        )));
+    }
+    if hex.len() != 64 {
+        return Err(RuleErrorKind::Fingerprint(format!(
+            "{} hex digits, but a SHA-256 fingerprint has 64 (32 bytes){}",
+            hex.len(),
+            if hex.len() == 40 {
+                "; this looks like SHA-1: print SHA-256 with `openssl x509 -in client.pem \
+                 -noout -fingerprint -sha256`"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(hex.to_ascii_lowercase())
 }
 
 /// How an exact DN rule in RFC 4514 syntax is spelled, judged from the order of its attribute
@@ -740,12 +846,17 @@ pub struct Admit<'r> {
     pub issuer: Option<RuleRef<'r>>,
     /// The `allow_sans` rule that matched.
     pub san: Option<RuleRef<'r>>,
+    /// The `allow_fingerprints` rule that matched.
+    pub fingerprint: Option<RuleRef<'r>>,
 }
 
 impl Admit<'_> {
     /// True when no family had rules (any verified certificate is admitted).
     pub fn no_rules(&self) -> bool {
-        self.subject.is_none() && self.issuer.is_none() && self.san.is_none()
+        self.subject.is_none()
+            && self.issuer.is_none()
+            && self.san.is_none()
+            && self.fingerprint.is_none()
     }
 }
 
@@ -755,7 +866,8 @@ impl fmt::Display for Admit<'_> {
             return f.write_str("no rules");
         }
         let mut sep = "";
-        for rule in [self.subject, self.issuer, self.san].into_iter().flatten() {
+        let all = [self.fingerprint, self.subject, self.issuer, self.san];
+        for rule in all.into_iter().flatten() {
             write!(f, "{sep}{rule}")?;
             sep = ", ";
         }
@@ -774,6 +886,8 @@ pub enum Refuse {
     Issuer,
     /// `allow_sans` is set and no rule matched any subjectAltName.
     San,
+    /// `allow_fingerprints` is set and the certificate is not one of them.
+    Fingerprint,
 }
 
 impl fmt::Display for Refuse {
@@ -783,6 +897,7 @@ impl fmt::Display for Refuse {
             Refuse::Subject => "subject DN matched no allow_subjects rule",
             Refuse::Issuer => "issuer DN matched no allow_issuers rule",
             Refuse::San => "no subjectAltName matched an allow_sans rule",
+            Refuse::Fingerprint => "certificate fingerprint matched no allow_fingerprints rule",
         })
     }
 }
@@ -844,6 +959,8 @@ pub enum RuleErrorKind {
     Email,
     /// An `ip:` rule whose value is not an IPv4 or IPv6 address.
     Ip(String),
+    /// An `allow_fingerprints` entry that is not a SHA-256 fingerprint (why).
+    Fingerprint(String),
 }
 
 impl RuleError {
@@ -915,6 +1032,7 @@ impl fmt::Display for KindText<'_> {
             RuleErrorKind::Email => {
                 f.write_str("email rules need a local part and a domain (`user@example.com`)")
             }
+            RuleErrorKind::Fingerprint(why) => f.write_str(why),
             RuleErrorKind::Ip(v) => write!(
                 f,
                 "{v:?} is not an IP address (wildcards and CIDR are not supported; use a ~regex)"
@@ -993,6 +1111,85 @@ mod tests {
             Ok(r) => panic!("compiled: {r:?}"),
             Err(e) => e,
         }
+    }
+
+    fn pins(rules: Rules, pins: &[&str]) -> Result<Rules, RuleError> {
+        rules.with_fingerprints(&strings(pins))
+    }
+
+    /// `AB:CD:...`, as `openssl x509 -fingerprint -sha256` prints it.
+    fn openssl_style(hex: &str) -> String {
+        hex.as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    #[test]
+    fn fingerprints_pin_certificates_in_every_spelling() {
+        let cert = typical(&[]);
+        let fp = cert.fingerprint().to_owned();
+        assert_eq!(fp.len(), 64);
+        for spelling in [
+            format!("sha256:{}", openssl_style(&fp)),
+            format!("SHA256:{fp}"),
+            openssl_style(&fp),
+            fp.to_ascii_uppercase(),
+            format!("  {fp} "),
+        ] {
+            let r = pins(rules(&[], &[], &[]), &[&spelling]).unwrap();
+            let admit = r.check(&cert, true).unwrap();
+            assert_eq!(admit.fingerprint.map(|m| m.index), Some(0), "{spelling}");
+            assert!(!admit.no_rules());
+        }
+        let other = "ab".repeat(32);
+        let r = pins(rules(&[], &[], &[]), &[&other]).unwrap();
+        assert_eq!(r.check(&cert, true).unwrap_err(), Refuse::Fingerprint);
+        assert!(!r.is_empty());
+        // Unverified: refused before any rule.
+        let r = pins(rules(&[], &[], &[]), &[&fp]).unwrap();
+        assert_eq!(r.check(&cert, false).unwrap_err(), Refuse::Unverified);
+    }
+
+    #[test]
+    fn fingerprints_are_a_family_like_the_others() {
+        let cert = typical(&[]);
+        let fp = cert.fingerprint().to_owned();
+        // The pin matches but the subject family does not: refused.
+        let r = pins(rules(&["CN=someone else,O=Acme,C=FI"], &[], &[]), &[&fp]).unwrap();
+        assert_eq!(r.check(&cert, true).unwrap_err(), Refuse::Subject);
+        // The subject matches but the pin does not: refused.
+        let r = pins(
+            rules(&["CN=client.1.local,O=Acme,C=FI"], &[], &[]),
+            &[&"00".repeat(32)],
+        )
+        .unwrap();
+        assert_eq!(r.check(&cert, true).unwrap_err(), Refuse::Fingerprint);
+        // Both match: admitted, both rules named.
+        let r = pins(rules(&["CN=client.1.local,O=Acme,C=FI"], &[], &[]), &[&fp]).unwrap();
+        let admit = r.check(&cert, true).unwrap();
+        let shown = admit.to_string();
+        assert!(shown.contains("allow_fingerprints[0]"), "{shown}");
+        assert!(shown.contains("allow_subjects[0]"), "{shown}");
+    }
+
+    #[test]
+    fn fingerprint_rules_that_cannot_pin_are_refused() {
+        let err = |rule: &str, want: &str| {
+            let e = pins(rules(&[], &[], &[]), &[&"ab".repeat(32), rule]).unwrap_err();
+            assert_eq!(e.key(), "client_auth.allow_fingerprints[1]");
+            assert!(e.reason().contains(want), "{rule}: {}", e.reason());
+        };
+        err("", "empty rule");
+        err(
+            &format!("sha1:{}", openssl_style(&"ab".repeat(20))),
+            "\"sha1\" fingerprints are not supported",
+        );
+        err(&"ab".repeat(20), "this looks like SHA-1");
+        err(&"ab".repeat(31), "62 hex digits");
+        err(&format!("{}zz", "ab".repeat(31)), "'z' is not a hex digit");
+        err("sha256:AB:CDE:01", "byte 2 is \"CDE\"");
     }
 
     /// `CN=client.1.local,O=Acme,C=FI` issued by `CN=Intermediate 1,O=Acme,C=FI`.

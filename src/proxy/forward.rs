@@ -51,8 +51,15 @@ pub async fn forward(
 ) -> bool {
     let started = Instant::now();
     let mut upstream_head = Vec::with_capacity(raw.len() + 1024);
-    let mut add: Vec<(&str, &[u8])> = Vec::with_capacity(id.headers.len() + 1);
+    let xfcc = match s.listener.headers.xfcc {
+        crate::config::XfccMode::Forward => http::xfcc::forwarded(head, raw, id.xfcc.as_deref()),
+        _ => None,
+    };
+    let mut add: Vec<(&str, &[u8])> = Vec::with_capacity(id.headers.len() + 2);
     add.extend(id.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+    if let Some(v) = &xfcc {
+        add.push((http::xfcc::HEADER, v));
+    }
     if request_id.generated() {
         add.push((request_id::HEADER, request_id.as_str().as_bytes()));
     }

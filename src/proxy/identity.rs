@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use boring::ssl::SslRef;
 use boring::x509::X509VerifyError;
 
-use crate::config::{Listener, VerifyMode};
-use crate::http::Page;
+use crate::config::{Listener, VerifyMode, XfccMode};
+use crate::http::{xfcc, Page};
 use crate::identity::{ClientCert, Refuse};
 
 /// Why requests on a connection are refused. The client's side, always.
@@ -85,6 +85,9 @@ pub struct Identity {
     pub cert: Option<ClientCert>,
     /// The certificate verified against the listener's CA.
     pub verified: bool,
+    /// This hop's `X-Forwarded-Client-Cert` element, for a verified certificate when
+    /// `headers.xfcc` is not `off`.
+    pub xfcc: Option<String>,
 }
 
 impl Identity {
@@ -101,7 +104,29 @@ impl Identity {
             _ => None,
         };
         let facts = cert.as_deref().map(ClientCert::from_x509);
-        Self::judge(listener, facts, verified, ssl.is_some(), peer)
+        let mut id = Self::judge(listener, facts, verified, ssl.is_some(), peer);
+        if listener.headers.xfcc != XfccMode::Off && id.verified {
+            if let (Some(c), Some(ssl)) = (&id.cert, ssl) {
+                // `By`: the URI SANs of the certificate this handshake served.
+                let by: Vec<String> = ssl
+                    .certificate()
+                    .and_then(|own| own.subject_alt_names())
+                    .map(|names| {
+                        names
+                            .iter()
+                            .filter_map(|n| n.uri().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let element = xfcc::element(&by, c.fingerprint(), c.subject_rfc2253(), c.sans());
+                if listener.headers.xfcc == XfccMode::SanitizeSet {
+                    id.headers
+                        .push((xfcc::HEADER.to_owned(), element.clone().into_bytes()));
+                }
+                id.xfcc = Some(element);
+            }
+        }
+        id
     }
 
     /// The verdict and headers for a client certificate (`facts`) whose verification gave
@@ -191,6 +216,7 @@ impl Identity {
             headers,
             verified: verified_ok,
             cert: facts,
+            xfcc: None,
         }
     }
 }

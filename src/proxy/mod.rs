@@ -1,6 +1,8 @@
 //! One client connection's life: handshake -> authorize -> (read head -> forward -> log)*.
 //!
 //! Phases, in order:
+//! - `proxy_header` (listeners with `proxy_protocol`): only a trusted balancer may connect; its
+//!   PROXY header is read under the handshake timeout and names the client (`Session::peer`).
 //! - `handshake`: TLS with the listener's context; a failed handshake is logged and closed.
 //! - `authorize`: once per connection, when the first request (or the TCP relay) needs it
 //!   (`Identity::establish`): the verify result, the rules' verdict and the identity headers,
@@ -51,7 +53,8 @@ pub struct Session {
     pub client: Conn,
     /// Bytes read from the client and not yet consumed (a pipelined request may wait here).
     pub buf: BytesMut,
-    /// The client's address.
+    /// The client's address: the TCP peer's, or behind a trusted balancer the one its PROXY
+    /// header names.
     pub peer: SocketAddr,
     /// Requests served so far on this connection (for `max_requests_per_connection`).
     pub requests: u64,
@@ -96,19 +99,58 @@ pub async fn serve(
         m.accepted();
     }
     let _open = Open(worker.clone(), index);
+    let accepted = Instant::now();
+    let mut peer = peer;
+    let mut limit = listener.timeouts.handshake;
+    if let Some(p) = &listener.proxy_in {
+        if !p.trusts(peer.ip()) {
+            info!(listener = %listener.name, %peer, "connection refused: the peer is not in trusted_proxies, and this listener takes connections only from them (proxy_protocol)");
+            return;
+        }
+    }
     let _ = stream.set_nodelay(true);
-    let sock = match Socket::new(stream) {
+    let mut sock = match Socket::new(stream) {
         Ok(s) => s,
         Err(e) => {
             debug!(%peer, "cannot set up the connection: {e}");
             return;
         }
     };
+    let mut early = BytesMut::new();
+    if let Some(p) = &listener.proxy_in {
+        match proxy_header(&mut sock, p.version, limit).await {
+            Ok((source, rest)) => {
+                match source {
+                    Some(client) => {
+                        debug!(listener = %listener.name, proxy = %peer, %client, "PROXY header read");
+                        peer = client;
+                    }
+                    None => {
+                        debug!(listener = %listener.name, %peer, "PROXY header without a client address (LOCAL or UNKNOWN): the peer's own stands");
+                    }
+                }
+                early = rest;
+            }
+            // A balancer's TCP check connects and closes: not worth a line at info.
+            Err(None) => {
+                debug!(listener = %listener.name, %peer, "connection closed before a PROXY header");
+                return;
+            }
+            Err(Some(why)) => {
+                info!(listener = %listener.name, %peer, "connection closed: {why}");
+                return;
+            }
+        }
+        // The header and the handshake share the handshake timeout.
+        limit = limit.saturating_sub(accepted.elapsed());
+    }
+    // The handshake's own time, for the metrics and the access log.
     let started = Instant::now();
     let (client, handshake_time) = match &listener.tls {
         None => (Conn::Plain(sock), None),
         Some(ctx) => {
-            match handshake(ctx, sock, &listener, peer, stats, &worker.config.access_log).await {
+            let log = &worker.config.access_log;
+            match handshake(ctx, sock, early.split(), limit, &listener, peer, stats, log).await {
                 Some(tls) => {
                     let took = started.elapsed();
                     if let Some(m) = stats {
@@ -124,7 +166,8 @@ pub async fn serve(
         listener,
         worker,
         client,
-        buf: BytesMut::new(),
+        // On a plain listener, what followed the PROXY header.
+        buf: early,
         peer,
         requests: 0,
         index,
@@ -141,9 +184,12 @@ pub async fn serve(
 /// Runs the TLS handshake under the listener's handshake timeout; a failure is logged once,
 /// with its cause (the alert received or sent, the verification error when a certificate was
 /// presented), and gives `None`.
+#[allow(clippy::too_many_arguments)]
 async fn handshake(
     ctx: &boring::ssl::SslContext,
     sock: Socket,
+    early: BytesMut,
+    limit: std::time::Duration,
     listener: &Listener,
     peer: SocketAddr,
     stats: Option<&crate::metrics::ListenerStats>,
@@ -156,9 +202,8 @@ async fn handshake(
             return None;
         }
     };
-    let limit = listener.timeouts.handshake;
     let started = Instant::now();
-    let result = timeout(limit, TlsStream::accept(ssl, sock)).await;
+    let result = timeout(limit, TlsStream::accept_after(ssl, sock, early)).await;
     if let (Some(m), Err(_)) = (stats, &result) {
         m.handshake_failed(None);
     }
@@ -187,6 +232,53 @@ async fn handshake(
             let cause = format!("timed out after {limit:?}");
             log_refused_handshake(listener, peer, "-", &cause, limit, log);
             None
+        }
+    }
+}
+
+/// Reads the PROXY protocol header a trusted balancer opens the connection with, within
+/// `limit`.
+///
+/// # Return
+/// The client's address it carries (`None` for a balancer's own health check) and the bytes
+/// read past it, which belong to the client (its TLS handshake).
+///
+/// # Errors
+/// Why the connection is closed: a malformed or missing header, the wrong version, a timeout
+/// or the peer closing mid-header; `None` when the peer closed without sending a byte. Reads
+/// are bounded: `parse` refuses as soon as a v1 line passes 107 bytes or a v2 length passes its
+/// cap.
+async fn proxy_header(
+    sock: &mut Socket,
+    version: proxy_protocol::Version,
+    limit: std::time::Duration,
+) -> Result<(Option<SocketAddr>, BytesMut), Option<String>> {
+    let deadline = monoio::time::Instant::now() + limit;
+    let mut buf = BytesMut::new();
+    loop {
+        match proxy_protocol::parse(&buf, version) {
+            Ok(Some(header)) => {
+                let _ = buf.split_to(header.len);
+                return Ok((header.source, buf));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Some(e.to_string())),
+        }
+        match monoio::time::timeout_at(deadline, sock.read_into(&mut buf)).await {
+            Err(_) => {
+                return Err(Some(format!(
+                    "no complete PROXY {} header within the handshake timeout ({limit:?})",
+                    version.as_str()
+                )))
+            }
+            Ok(Err(e)) => return Err(Some(format!("reading the PROXY header failed: {e}"))),
+            Ok(Ok(0)) if buf.is_empty() => return Err(None),
+            Ok(Ok(0)) => {
+                return Err(Some(
+                    "the peer closed in the middle of the PROXY header".to_owned(),
+                ))
+            }
+            Ok(Ok(_)) => {}
         }
     }
 }

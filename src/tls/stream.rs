@@ -255,9 +255,20 @@ pub struct TlsStream {
 impl TlsStream {
     /// Runs the server side of the handshake.
     pub async fn accept(ssl: Ssl, sock: Socket) -> Result<Self, HandshakeError> {
+        Self::accept_after(ssl, sock, BytesMut::new()).await
+    }
+
+    /// Runs the server side of the handshake on a connection whose first bytes, `early`, were
+    /// already read (what followed a PROXY protocol header).
+    pub async fn accept_after(
+        ssl: Ssl,
+        sock: Socket,
+        early: BytesMut,
+    ) -> Result<Self, HandshakeError> {
         // SAFETY: a plain setter on the SSL object this call owns.
         unsafe { boring_sys::SSL_set_accept_state(ssl.as_ptr()) };
         let mut stream = Self::new(ssl, sock)?;
+        stream.tls.get_mut().incoming = early;
         stream.handshake().await?;
         stream.queue_tickets()?;
         Ok(stream)

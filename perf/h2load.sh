@@ -216,15 +216,17 @@ def fmt(x, star=False):
 print("Medians of the rounds, over the clean runs (at most 10% of either CPU spent outside the "
       "measured processes); * marks a median of disturbed runs only.")
 print()
-print("| server | requests/s | server CPU per request (µs) | p99 (µs) | p50 (µs) | errors |")
-print("|---|---|---|---|---|---|")
+print("| server | requests/s | server CPU per request (µs) | p99 (µs) | p50 (µs) | errors | "
+      "CPU 0 busy % | CPU 0 other % | CPU 1 busy % | CPU 1 other % |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 m = {}
 for s in servers:
     row = {k: med(s, k) for k in ("ops_per_s", "cpu_us_per_op", "p99_us", "error_count")}
     lat = [r["latency_us"]["p50"] for r in recs if r.get("server") == s and (r.get("latency_us") or {}).get("p50")]
     m[s] = row
     print("| " + " | ".join([s, fmt(*row["ops_per_s"]), fmt(*row["cpu_us_per_op"]), fmt(*row["p99_us"]),
-                             fmt(statistics.median(lat) if lat else None), fmt(row["error_count"][0])]) + " |")
+                             fmt(statistics.median(lat) if lat else None), fmt(row["error_count"][0])]
+                     + [fmt(med(s, k)[0]) for k in ("cpu0_busy_pct", "other_cpu0_pct", "cpu1_busy_pct", "other_cpu1_pct")]) + " |")
 c, n = m.get("certgate"), m.get("nginx")
 if c and n:
     def ratio(k):

@@ -8,6 +8,7 @@
 #   SERVER_CPU    CPU of the server under test (default 0)
 #   LOAD_CPU      CPU of the load generator and the shared upstream (default 1)
 #   PERF_OUT      output directory           (default: perf/out, gitignored)
+#   NGINX_LISTEN_OPTS  extra nginx `listen` parameters, e.g. " http2" (default none)
 # shellcheck shell=bash
 
 PERF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -358,7 +359,8 @@ EOF
       [[ $verify == required ]] && v=on || v=optional
       mkdir -p "$RUN/nginx-tmp"
       render "$PERF_DIR/peers/nginx.conf" "$RUN/$tag.conf" RUN="$RUN" PKI="$PKI" \
-        LISTEN="127.0.0.1:$port" UPSTREAM="127.0.0.1:$UPSTREAM_PORT" VERIFY="$v"
+        LISTEN="127.0.0.1:$port" UPSTREAM="127.0.0.1:$UPSTREAM_PORT" VERIFY="$v" \
+        LISTEN_OPTS="${NGINX_LISTEN_OPTS:-}"
       # Each instance its own pid file and error log.
       sed -i -e "s#$RUN/nginx.pid#$RUN/$tag.pid#; s#$RUN/nginx-error.log#$RUN/$tag-error.log#" "$RUN/$tag.conf"
       spawn "$tag" "$SERVER_CPU" nginx -p "$RUN" -e "$RUN/$tag-error.log" -c "$RUN/$tag.conf"

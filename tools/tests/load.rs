@@ -1,7 +1,8 @@
 //! `certgate-load` against the real `certgate` binary: every mode completes exactly `--count`
 //! operations without errors, resumption actually resumes (TLS 1.3 tickets and TLS 1.2), the
 //! open loop keeps its rate, and failures land in the right error kind (400 pages without a
-//! client certificate, TLS alerts, timeouts, refused connections).
+//! client certificate, TLS alerts, timeouts, refused connections). `--protocol h2` runs
+//! against nginx speaking HTTP/2 (skipped, with a message, where nginx is missing).
 //!
 //! Every process is a child killed and reaped on drop or after a bound ([`Gate`],
 //! [`run_bounded`]); everything is on loopback with fresh ports.
@@ -10,8 +11,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -33,13 +34,20 @@ const ERROR_KINDS: [&str; 7] = [
 /// Runs `certgate-load --json` against `addr`, trusting `ca` for the server, with `args`;
 /// returns the one JSON object it printed and its stderr.
 fn run_load(addr: SocketAddr, ca: &Path, args: &[&str]) -> (Value, String) {
+    run_load_to(&addr.to_string(), ca, args)
+}
+
+/// [`run_load`] with `--connect target` as given (`http://...` for h2c).
+fn run_load_to(target: &str, ca: &Path, args: &[&str]) -> (Value, String) {
     let out = run_bounded(
         Command::new(env!("CARGO_BIN_EXE_certgate-load"))
             .arg("--connect")
-            .arg(addr.to_string())
+            .arg(target)
             .arg("--ca")
             .arg(ca)
             .args(["--duration", "20s", "--timeout", "5s", "--json"])
+            // The generator runs on the driver under test too (CERTGATE_TEST_IO).
+            .args(["--io", &io_driver()])
             .args(args),
         RUN_LIMIT,
     );
@@ -454,4 +462,319 @@ fn setup_errors_exit_2() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", out.all());
     assert!(out.stderr.contains("does not match"), "{}", out.all());
+}
+
+// ---------------------------------------------------------------------------------------------
+// --protocol h2, against nginx
+// ---------------------------------------------------------------------------------------------
+
+/// nginx speaking HTTP/2 on loopback, one worker, with the test PKI's server certificate:
+/// - `tls`: `listen ... ssl http2`, `ssl_verify_client optional`; `/` answers 200 only to an
+///   HTTP/2 request that presented a verified client certificate (426 to HTTP/1.x, 403 without
+///   a certificate); `/slow/<ms>` goes to the echo upstream, which waits that long;
+/// - `h2c`: `listen ... http2` without TLS (prior knowledge), GOAWAY after 100 requests per
+///   connection (`keepalive_requests`), `/` answers 200 to HTTP/2 requests;
+/// - `h1`: `listen ... ssl` without http2: TLS that never selects ALPN h2.
+struct Nginx {
+    env: Env,
+    tls: SocketAddr,
+    h2c: SocketAddr,
+    h1: SocketAddr,
+    echo: EchoServer,
+    _proc: ProcGuard,
+}
+
+impl Nginx {
+    /// `None` (and a message) where nginx is not installed.
+    fn start() -> Option<Nginx> {
+        let nginx = Path::new("/usr/sbin/nginx");
+        if !nginx.exists() {
+            eprintln!(
+                "SKIPPED: no {} (apt-get install nginx-light)",
+                nginx.display()
+            );
+            return None;
+        }
+        let env = Env::new();
+        let echo = echo::spawn("127.0.0.1:0".parse().unwrap()).expect("spawn echo");
+        let [tls, h2c, h1] = [free_port(), free_port(), free_port()];
+        let dir = env.path("nginx");
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let pki = &env.pki;
+        let (cert, key, cas) = (
+            pki.server.cert.display(),
+            pki.server.key.display(),
+            pki.client_ca_bundle.display(),
+        );
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d};
+    proxy_temp_path {d};
+    fastcgi_temp_path {d};
+    uwsgi_temp_path {d};
+    scgi_temp_path {d};
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    server {{
+        listen 127.0.0.1:{tls} ssl http2;
+        ssl_verify_client optional;
+        ssl_client_certificate {cas};
+        ssl_verify_depth 2;
+        location / {{
+            if ($server_protocol != "HTTP/2.0") {{ return 426; }}
+            if ($ssl_client_verify != SUCCESS) {{ return 403; }}
+            return 200 "ok\n";
+        }}
+        location /slow/ {{
+            proxy_pass http://{echo};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{h2c} http2;
+        keepalive_requests 100;
+        location / {{
+            if ($server_protocol != "HTTP/2.0") {{ return 426; }}
+            return 200 "h2c\n";
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{h1} ssl;
+        location / {{ return 200 "h1\n"; }}
+    }}
+}}
+"#,
+            echo = echo.addr(),
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let log = dir.join("error.log");
+        let child = Command::new(nginx)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let proc = ProcGuard::new(child);
+        for port in [tls, h2c, h1] {
+            wait_port(port, &log);
+        }
+        let at = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Some(Nginx {
+            tls: at(tls),
+            h2c: at(h2c),
+            h1: at(h1),
+            echo,
+            env,
+            _proc: proc,
+        })
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.env.pki.server_ca.clone()
+    }
+
+    /// `certgate-load --protocol h2 --mode keepalive` at the TLS listener, with client1's
+    /// certificate.
+    fn load(&self, args: &[&str]) -> (Value, String) {
+        let c = &self.env.pki.client1;
+        let mut all = vec![
+            "--protocol",
+            "h2",
+            "--mode",
+            "keepalive",
+            "--cert",
+            c.cert.to_str().unwrap(),
+            "--key",
+            c.key.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        run_load(self.tls, &self.ca(), &all)
+    }
+}
+
+#[test]
+fn h2_streams_with_a_client_certificate() {
+    let Some(nginx) = Nginx::start() else { return };
+    let (v, _) = nginx.load(&[
+        "--count",
+        "2000",
+        "--connections",
+        "4",
+        "--streams",
+        "10",
+        "--threads",
+        "2",
+    ]);
+    // nginx answered 200 to each: HTTP/2, and the client certificate verified.
+    assert_clean(&v, 2000);
+    assert_eq!(v["protocol"], "h2", "{v}");
+    assert_eq!(v["streams"], 10, "{v}");
+    assert_eq!(v["connections"], 4, "{v}");
+    // The four connections were opened before the measurement and carried every request.
+    assert_eq!(v["handshakes"], 0, "{v}");
+}
+
+#[test]
+fn h2_without_a_certificate_is_refused_per_request() {
+    let Some(nginx) = Nginx::start() else { return };
+    let (v, err) = run_load(
+        nginx.tls,
+        &nginx.ca(),
+        &[
+            "--protocol",
+            "h2",
+            "--mode",
+            "keepalive",
+            "--count",
+            "50",
+            "--connections",
+            "2",
+            "--streams",
+            "5",
+        ],
+    );
+    assert_eq!(v["ops"], 50, "{v}");
+    assert_eq!(v["errors"]["http_status_non_2xx"], 50, "{v}");
+    assert!(err.contains("HTTP status 403"), "{err}");
+    assert!(v["latency_us"].is_null(), "{v}");
+}
+
+#[test]
+fn h2_streams_run_concurrently() {
+    let Some(nginx) = Nginx::start() else { return };
+    // 40 requests that each take 200 ms upstream, 20 in flight (2 connections x 10 streams):
+    // two waves, about 0.4 s. One stream at a time per connection would take 4 s.
+    let (v, _) = nginx.load(&[
+        "--count",
+        "40",
+        "--connections",
+        "2",
+        "--streams",
+        "10",
+        "--path",
+        "/slow/200",
+    ]);
+    assert_clean(&v, 40);
+    let secs = v["duration_s"].as_f64().unwrap();
+    assert!(secs < 2.0, "{v}");
+    assert!(nginx.echo.requests() >= 40, "{}", nginx.echo.requests());
+}
+
+#[test]
+fn h2c_prior_knowledge_reconnects_after_goaway() {
+    let Some(nginx) = Nginx::start() else { return };
+    // nginx ends each connection with GOAWAY after 100 requests: 1000 requests on 2
+    // connections need at least 8 new ones, and no request fails for it.
+    let (v, _) = run_load_to(
+        &format!("http://{}", nginx.h2c),
+        &nginx.ca(),
+        &[
+            "--protocol",
+            "h2",
+            "--mode",
+            "keepalive",
+            "--count",
+            "1000",
+            "--connections",
+            "2",
+            "--streams",
+            "4",
+        ],
+    );
+    assert_clean(&v, 1000);
+    assert!(v["handshakes"].as_u64().unwrap() >= 8, "{v}");
+}
+
+#[test]
+fn h2_needs_alpn_h2() {
+    let Some(nginx) = Nginx::start() else { return };
+    let (v, err) = run_load(
+        nginx.h1,
+        &nginx.ca(),
+        &[
+            "--protocol",
+            "h2",
+            "--mode",
+            "keepalive",
+            "--count",
+            "6",
+            "--connections",
+            "2",
+            "--streams",
+            "3",
+        ],
+    );
+    assert_eq!(v["ops"], 6, "{v}");
+    assert_eq!(v["errors"]["protocol"], 6, "{v}");
+    assert!(err.contains("did not select ALPN h2"), "{err}");
+}
+
+#[test]
+fn h2_setup_errors_exit_2() {
+    let env = Env::new();
+    for (args, says) in [
+        (
+            &[
+                "--connect",
+                "127.0.0.1:9",
+                "--protocol",
+                "h2",
+                "--mode",
+                "full",
+            ][..],
+            "--mode keepalive",
+        ),
+        (
+            &[
+                "--connect",
+                "127.0.0.1:9",
+                "--mode",
+                "keepalive",
+                "--streams",
+                "4",
+            ][..],
+            "--streams",
+        ),
+        (
+            &["--connect", "http://127.0.0.1:9", "--mode", "keepalive"][..],
+            "h2c",
+        ),
+        (
+            &[
+                "--connect",
+                "127.0.0.1:9",
+                "--protocol",
+                "h2",
+                "--mode",
+                "keepalive",
+                "--streams",
+                "0",
+            ][..],
+            "--streams",
+        ),
+    ] {
+        let out = run_bounded(
+            Command::new(env!("CARGO_BIN_EXE_certgate-load"))
+                .args(args)
+                .arg("--ca")
+                .arg(&env.pki.server_ca),
+            RUN_LIMIT,
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.all());
+        assert!(out.stderr.contains(says), "{args:?}: {}", out.all());
+    }
 }

@@ -33,6 +33,25 @@ impl Mode {
     }
 }
 
+/// The HTTP version requests are sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// HTTP/1.1, one request at a time per connection.
+    H1,
+    /// HTTP/2 (ALPN h2 over TLS; prior knowledge, h2c, for `http://` targets), `--streams`
+    /// requests at a time per connection.
+    H2,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::H1 => "h1",
+            Protocol::H2 => "h2",
+        }
+    }
+}
+
 /// The TLS version to pin, if any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TlsVersion {
@@ -57,16 +76,17 @@ pub enum Io {
 // A repeated flag overrides the earlier one, so scripts can append to a base command line.
 #[command(name = "certgate-load", version, args_override_self = true)]
 pub struct Args {
-    /// Server address, HOST:PORT (the first resolved address is used).
+    /// Server address, HOST:PORT or https://HOST:PORT (TLS), or http://HOST:PORT (plain TCP,
+    /// --protocol h2 only: h2c with prior knowledge). The first resolved address is used.
     #[arg(long, value_name = "HOST:PORT")]
     pub connect: String,
     /// SNI and the name the server certificate is verified against (an IP address: no SNI,
     /// verified against the certificate's IP SANs).
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     pub server_name: String,
-    /// PEM file of the CA(s) that issued the server certificate.
+    /// PEM file of the CA(s) that issued the server certificate (required for TLS targets).
     #[arg(long, value_name = "PEM")]
-    pub ca: PathBuf,
+    pub ca: Option<PathBuf>,
     /// PEM client certificate chain (leaf first) to present.
     #[arg(long, value_name = "PEM", requires = "key")]
     pub cert: Option<PathBuf>,
@@ -77,6 +97,12 @@ pub struct Args {
     /// the previous session; keepalive: requests on persistent connections.
     #[arg(long, value_enum)]
     pub mode: Mode,
+    /// HTTP version: h1 (HTTP/1.1) or h2 (HTTP/2, --mode keepalive only).
+    #[arg(long, value_enum, default_value = "h1")]
+    pub protocol: Protocol,
+    /// --protocol h2: concurrent streams (requests in flight) on each connection.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub streams: usize,
     /// Concurrent connection slots (spread over --threads).
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub connections: usize,
@@ -130,11 +156,16 @@ pub struct Args {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub addr: SocketAddr,
+    /// TLS (false: plain TCP, h2c).
+    pub tls: bool,
     pub server_name: String,
-    pub ca: PathBuf,
+    pub ca: Option<PathBuf>,
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub tls_version: Option<TlsVersion>,
     pub mode: Mode,
+    pub protocol: Protocol,
+    /// Concurrent requests per connection (1 for HTTP/1.1).
+    pub streams: usize,
     pub handshake_only: bool,
     pub connections: usize,
     pub threads: usize,
@@ -145,14 +176,27 @@ pub struct Plan {
     pub timeout: Duration,
     pub pin: Vec<usize>,
     pub io: Io,
-    /// The request every operation sends, built once.
+    /// The request every operation sends, built once (HTTP/1.1 bytes).
     pub request: Vec<u8>,
+    /// The same request for `--protocol h2`.
+    pub h2_request: http::Request<()>,
 }
 
 impl Plan {
     pub fn from_args(a: &Args) -> Result<Plan, String> {
-        let addr = a
-            .connect
+        let (tls, hostport) = match a.connect.split_once("://") {
+            None => (true, a.connect.as_str()),
+            Some(("https", rest)) => (true, rest),
+            Some(("http", rest)) => (false, rest),
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "--connect {:?}: unknown scheme {scheme:?} (use HOST:PORT, https://HOST:PORT or http://HOST:PORT)",
+                    a.connect
+                ))
+            }
+        };
+        let hostport = hostport.strip_suffix('/').unwrap_or(hostport);
+        let addr = hostport
             .to_socket_addrs()
             .map_err(|e| format!("--connect {:?}: {e}", a.connect))?
             .next()
@@ -176,6 +220,40 @@ impl Plan {
             if !(r.is_finite() && r > 0.0) {
                 return Err(format!("--rate {r}: must be a positive number"));
             }
+        }
+        if a.streams == 0 {
+            return Err("--streams must be at least 1".into());
+        }
+        match a.protocol {
+            Protocol::H1 if a.streams > 1 => {
+                return Err("--streams applies to --protocol h2 (HTTP/1.1 sends one request at a time)".into())
+            }
+            Protocol::H1 if !tls => {
+                return Err(format!(
+                    "--connect {:?}: plain http:// targets take --protocol h2 (h2c); HTTP/1.1 load is over TLS only",
+                    a.connect
+                ))
+            }
+            Protocol::H2 if a.mode != Mode::Keepalive => {
+                return Err(
+                    "--protocol h2 sends requests on persistent connections: use --mode keepalive"
+                        .into(),
+                )
+            }
+            _ => {}
+        }
+        if tls && a.ca.is_none() {
+            return Err(
+                "--ca is required for a TLS target: the PEM file of the CA that issued \
+                        the server certificate"
+                    .into(),
+            );
+        }
+        if !tls && a.cert.is_some() {
+            return Err(format!(
+                "--cert needs a TLS target; --connect {:?} is plain http://",
+                a.connect
+            ));
         }
         if a.handshake_only && a.mode == Mode::Keepalive {
             return Err("--handshake-only applies to --mode full and resume".into());
@@ -210,13 +288,25 @@ impl Plan {
             request.push_str("Connection: close\r\n");
         }
         request.push_str("\r\n");
+        let scheme = if tls { "https" } else { "http" };
+        let h2_request = http::Request::get(format!("{scheme}://{host}{}", a.path))
+            .header(
+                http::header::USER_AGENT,
+                concat!("certgate-load/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(http::header::ACCEPT, "*/*")
+            .body(())
+            .map_err(|e| format!("--host {host:?} with --path {:?}: {e}", a.path))?;
         Ok(Plan {
             addr,
+            tls,
             server_name: a.server_name.clone(),
             ca: a.ca.clone(),
             client_cert: a.cert.clone().zip(a.key.clone()),
             tls_version: a.tls_version,
             mode: a.mode,
+            protocol: a.protocol,
+            streams: a.streams,
             handshake_only: a.handshake_only,
             connections: a.connections,
             // A thread without a slot would only cost a runtime.
@@ -229,6 +319,7 @@ impl Plan {
             pin: a.pin.clone(),
             io: a.io,
             request: request.into_bytes(),
+            h2_request,
         })
     }
 
@@ -363,6 +454,77 @@ mod tests {
             "c.pem"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn h2_plans() {
+        let p = Plan::from_args(&args(&[
+            "--protocol",
+            "h2",
+            "--mode",
+            "keepalive",
+            "--streams",
+            "10",
+            "--path",
+            "/x?y=1",
+        ]))
+        .unwrap();
+        assert_eq!((p.protocol, p.streams, p.tls), (Protocol::H2, 10, true));
+        assert_eq!(p.h2_request.uri(), "https://localhost:8443/x?y=1");
+        assert_eq!(p.h2_request.method(), http::Method::GET);
+        // h2c: http:// and no CA needed.
+        let a = Args::try_parse_from([
+            "certgate-load",
+            "--connect",
+            "http://127.0.0.1:8080/",
+            "--mode",
+            "keepalive",
+            "--protocol",
+            "h2",
+            "--host",
+            "app.test",
+        ])
+        .unwrap();
+        let p = Plan::from_args(&a).unwrap();
+        assert!(!p.tls);
+        assert_eq!(p.addr.port(), 8080);
+        assert_eq!(p.h2_request.uri(), "http://app.test/");
+    }
+
+    #[test]
+    fn h2_refusals_say_what_to_do() {
+        let err = |extra: &[&str]| Plan::from_args(&args(extra)).unwrap_err();
+        assert!(err(&["--protocol", "h2"]).contains("--mode keepalive"));
+        assert!(err(&["--streams", "2"]).contains("--protocol h2"));
+        assert!(err(&["--protocol", "h2", "--streams", "0"]).contains("--streams"));
+        assert!(err(&["--connect", "http://127.0.0.1:80"]).contains("--protocol h2"));
+        assert!(err(&["--connect", "ftp://127.0.0.1:21"]).contains("unknown scheme"));
+        let no_ca = Args::try_parse_from([
+            "certgate-load",
+            "--connect",
+            "127.0.0.1:8443",
+            "--mode",
+            "keepalive",
+        ])
+        .unwrap();
+        assert!(Plan::from_args(&no_ca)
+            .unwrap_err()
+            .contains("--ca is required"));
+        let plain_cert = args(&[
+            "--connect",
+            "http://127.0.0.1:80",
+            "--protocol",
+            "h2",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+        ]);
+        let mut plain_cert = plain_cert;
+        plain_cert.mode = Mode::Keepalive;
+        assert!(Plan::from_args(&plain_cert)
+            .unwrap_err()
+            .contains("--cert needs a TLS target"));
     }
 
     #[test]

@@ -29,10 +29,12 @@ use boring::ssl::{
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use super::args::{Mode, Plan, TlsVersion};
+use super::args::{Mode, Plan, Protocol, TlsVersion};
+use super::h2::{self as h2load, H2Conn};
 use super::http::{self, ReadError, Response};
 use super::report::{ErrorDetail, ErrorKind, Outcome, Stats};
 use super::verify::VerifiedLeaves;
+use certgate::conn::Conn;
 use certgate::io::Socket;
 use certgate::tls::{HandshakeError, TlsStream};
 
@@ -54,8 +56,17 @@ impl Client {
         let tls_err = |what: String| move |e: ErrorStack| format!("{what}: {e}");
         let mut b = SslConnector::builder(SslMethod::tls())
             .map_err(tls_err("creating the TLS context".into()))?;
-        b.set_ca_file(&plan.ca)
-            .map_err(tls_err(format!("--ca {}", plan.ca.display())))?;
+        if let Some(ca) = &plan.ca {
+            b.set_ca_file(ca)
+                .map_err(tls_err(format!("--ca {}", ca.display())))?;
+        }
+        if plan.protocol == Protocol::H2 {
+            // http/1.1 too, as h2load and browsers do: a server that speaks only HTTP/1.1 then
+            // completes the handshake (instead of a no_application_protocol alert), and the
+            // run reports plainly that it did not select h2.
+            b.set_alpn_protos(b"\x02h2\x08http/1.1")
+                .map_err(tls_err("setting ALPN h2".into()))?;
+        }
         if let Some((cert, key)) = &plan.client_cert {
             b.set_certificate_chain_file(cert)
                 .map_err(tls_err(format!("--cert {}", cert.display())))?;
@@ -158,6 +169,34 @@ impl Client {
             out.resumed += 1;
         }
         Ok(tls)
+    }
+
+    /// A connection for HTTP/2: TLS that negotiated ALPN h2, or plain TCP (h2c) for an
+    /// `http://` target.
+    pub(super) async fn connect_h2(
+        &self,
+        out: &mut Outcome,
+    ) -> Result<Conn, (ErrorKind, ErrorDetail)> {
+        if !self.plan.tls {
+            let tcp = TcpStream::connect_addr(self.plan.addr)
+                .await
+                .map_err(|e| (ErrorKind::Connect, ErrorDetail::Io(e)))?;
+            let _ = tcp.set_nodelay(true);
+            let sock = Socket::new(tcp).map_err(|e| (ErrorKind::Connect, ErrorDetail::Io(e)))?;
+            out.handshakes += 1;
+            return Ok(Conn::Plain(sock));
+        }
+        let mut tls = self.connect(None, None, out).await?;
+        if tls.ssl().selected_alpn_protocol() != Some(b"h2") {
+            let _ = tls.shutdown_write().await;
+            return Err((
+                ErrorKind::Protocol,
+                ErrorDetail::Static(
+                    "the server did not select ALPN h2: it does not speak HTTP/2 over TLS",
+                ),
+            ));
+        }
+        Ok(Conn::Tls(Box::new(tls)))
     }
 
     /// `full` and `resume`: a connection of its own, one request (none if `handshake_only`),
@@ -352,7 +391,7 @@ fn handshake_kind(e: &HandshakeError) -> ErrorKind {
 /// After the handshake, TLS failures reach us as `InvalidData` errors carrying BoringSSL's
 /// reason (a TLS 1.3 server judges the client certificate after the client's handshake ended,
 /// so its refusal arrives here).
-fn io_kind(e: &io::Error) -> ErrorKind {
+pub(super) fn io_kind(e: &io::Error) -> ErrorKind {
     let alert = e.kind() == io::ErrorKind::InvalidData
         && e.get_ref()
             .is_some_and(|inner| inner.to_string().contains("ALERT"));
@@ -370,6 +409,8 @@ pub struct Slot {
     session: Option<SslSession>,
     sink: SessionSink,
     conn: Option<TlsStream>,
+    /// `--protocol h2`: the connection this slot shares with the other streams on it.
+    h2: Option<Rc<H2Conn>>,
     /// Response bytes; kept across operations so its capacity is reused.
     buf: BytesMut,
 }
@@ -414,8 +455,31 @@ pub struct Thread {
 }
 
 impl Thread {
-    /// Connects or primes `n` slots concurrently (see [`Client::prime`]).
+    /// Connects or primes `n` connection slots concurrently (see [`Client::prime`]); with
+    /// `--protocol h2`, each is `--streams` slots sharing one connection.
     pub async fn prime(client: &Arc<Client>, n: usize) -> Vec<Slot> {
+        if client.plan.protocol == Protocol::H2 {
+            let conns: Vec<Rc<H2Conn>> = (0..n).map(|_| Rc::default()).collect();
+            let tasks: Vec<_> = conns
+                .iter()
+                .map(|conn| {
+                    let (client, conn) = (client.clone(), conn.clone());
+                    monoio::spawn(async move { h2load::prime(&client, &conn).await })
+                })
+                .collect();
+            for t in tasks {
+                t.await;
+            }
+            return conns
+                .iter()
+                .flat_map(|conn| {
+                    (0..client.plan.streams).map(|_| Slot {
+                        h2: Some(conn.clone()),
+                        ..Slot::default()
+                    })
+                })
+                .collect();
+        }
         let tasks: Vec<_> = (0..n)
             .map(|_| {
                 let client = client.clone();
@@ -435,6 +499,12 @@ impl Thread {
 
     /// Runs every slot until the deadline or the end of `--count`.
     pub async fn run(self: Rc<Self>, slots: Vec<Slot>) {
+        let mut h2_conns: Vec<Rc<H2Conn>> = Vec::new();
+        for conn in slots.iter().filter_map(|s| s.h2.as_ref()) {
+            if !h2_conns.last().is_some_and(|c| Rc::ptr_eq(c, conn)) {
+                h2_conns.push(conn.clone());
+            }
+        }
         let tasks: Vec<_> = slots
             .into_iter()
             .map(|slot| monoio::spawn(self.clone().slot_loop(slot)))
@@ -443,6 +513,9 @@ impl Thread {
             t.await;
         }
         self.finished.set(Some(Instant::now()));
+        for conn in h2_conns {
+            conn.close().await;
+        }
     }
 
     async fn slot_loop(self: Rc<Self>, mut slot: Slot) {
@@ -479,7 +552,10 @@ impl Thread {
                             .connection_op(&mut slot, handshake_only, &mut outcome)
                             .await
                     }
-                    Mode::Keepalive => client.request_op(&mut slot, &mut outcome).await,
+                    Mode::Keepalive => match &slot.h2 {
+                        Some(conn) => h2load::request(client, conn, &mut outcome).await,
+                        None => client.request_op(&mut slot, &mut outcome).await,
+                    },
                 }
             };
             let result = monoio::time::timeout_at(monoio::time::Instant::from_std(limit), op).await;
@@ -491,6 +567,9 @@ impl Thread {
                 Err(_) => {
                     // Whatever state the connection is in, it is not reusable.
                     slot.conn = None;
+                    if let Some(conn) = &slot.h2 {
+                        conn.abandon();
+                    }
                     outcome = Outcome {
                         error: Some((
                             ErrorKind::Timeout,

@@ -3,7 +3,9 @@
 //! wrk and h2load cannot present client certificates, and curl loops or `openssl s_time`
 //! saturate long before a fast server does, so certgate ships its own. It measures the three
 //! costs that matter for a mutual-TLS edge: full handshakes (`--mode full`), resumed handshakes
-//! (`--mode resume`) and requests on persistent connections (`--mode keepalive`).
+//! (`--mode resume`) and requests on persistent connections (`--mode keepalive`), over HTTP/1.1
+//! or, with `--protocol h2`, over HTTP/2 with `--streams` requests in flight per connection
+//! (`h2`; h2load cannot present a client certificate either).
 //!
 //! Design, in the order a run goes:
 //! - [`args`]: the command line (a contract with the perf scripts), validated into a [`Plan`];
@@ -28,6 +30,7 @@
 
 pub mod args;
 mod client;
+mod h2;
 pub mod http;
 pub mod report;
 mod verify;
@@ -37,7 +40,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use self::args::{Args, Mode, Plan};
+pub use self::args::{Args, Mode, Plan, Protocol};
 pub use self::report::{ErrorKind, Report, Stats};
 
 use self::args::Io;
@@ -129,7 +132,9 @@ pub fn run(plan: Plan) -> Result<Report, String> {
     Ok(Report {
         mode: plan.mode.as_str(),
         handshake_only: plan.handshake_only,
+        protocol: plan.protocol.as_str(),
         connections: plan.connections,
+        streams: plan.streams,
         threads: plan.threads,
         rate: plan.rate,
         elapsed: end.saturating_duration_since(t0),

@@ -26,7 +26,7 @@ pub enum ErrorKind {
     Timeout,
     /// Reading or writing failed after the handshake, or the peer closed mid-response.
     Io,
-    /// The response was not valid HTTP/1.x.
+    /// The response was not valid HTTP (HTTP/2: a protocol error, or no ALPN h2).
     Protocol,
 }
 
@@ -77,6 +77,7 @@ pub enum ErrorDetail {
     Io(std::io::Error),
     Handshake(certgate::tls::HandshakeError),
     Read(super::http::ReadError),
+    H2(h2::Error),
 }
 
 impl std::fmt::Display for ErrorDetail {
@@ -87,6 +88,7 @@ impl std::fmt::Display for ErrorDetail {
             ErrorDetail::Io(e) => e.fmt(f),
             ErrorDetail::Handshake(e) => e.fmt(f),
             ErrorDetail::Read(e) => e.fmt(f),
+            ErrorDetail::H2(e) => write!(f, "HTTP/2: {e}"),
         }
     }
 }
@@ -169,7 +171,11 @@ impl Stats {
 pub struct Report {
     pub mode: &'static str,
     pub handshake_only: bool,
+    /// `h1` or `h2`.
+    pub protocol: &'static str,
     pub connections: usize,
+    /// Concurrent requests per connection (HTTP/2 streams; 1 for HTTP/1.1).
+    pub streams: usize,
     pub threads: usize,
     pub rate: Option<f64>,
     /// The measured time: from the end of the warm-up to the last completion (`--count`) or
@@ -241,7 +247,9 @@ impl Report {
         json!({
             "mode": self.mode,
             "handshake_only": self.handshake_only,
+            "protocol": self.protocol,
             "connections": self.connections,
+            "streams": self.streams,
             "threads": self.threads,
             "rate": self.rate,
             "duration_s": self.elapsed.as_secs_f64(),
@@ -263,9 +271,13 @@ impl Report {
             Some(r) => format!("open loop at {r}/s"),
             None => "closed loop".into(),
         };
+        let streams = match self.protocol {
+            "h2" => format!(" over HTTP/2, {} streams each,", self.streams),
+            _ => String::new(),
+        };
         let _ = writeln!(
             o,
-            "mode {}{}, {} connections on {} thread(s), {}, {:.2} s measured",
+            "mode {}{}, {} connections{streams} on {} thread(s), {}, {:.2} s measured",
             self.mode,
             if self.handshake_only {
                 " (handshake only)"
@@ -326,7 +338,9 @@ mod tests {
         Report {
             mode: "resume",
             handshake_only: false,
+            protocol: "h1",
             connections: 4,
+            streams: 1,
             threads: 2,
             rate: None,
             elapsed: Duration::from_secs(2),

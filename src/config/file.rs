@@ -152,6 +152,11 @@ pub struct ListenerFile {
     /// `[listener.headers]`: names of the identity headers sent upstream.
     #[serde(default)]
     pub headers: HeadersFile,
+    /// `protocols`: `h2` and/or `http/1.1`, in ALPN preference order (default both, h2 first).
+    pub protocols: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[listener.http2]`: HTTP/2 limits.
+    #[serde(default)]
+    pub http2: super::http2::Http2File,
 }
 
 /// `listener.mode`: what happens after the handshake and the rules.

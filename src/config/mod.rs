@@ -7,6 +7,7 @@
 mod duration;
 pub mod file;
 mod headers;
+mod http2;
 mod pem;
 mod servers;
 mod tree;
@@ -22,6 +23,7 @@ use toml::Spanned;
 
 use self::file::{ConfigFile, ListenerFile, UpstreamFile};
 pub use self::file::{IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, VerifyMode};
+pub use self::http2::{Http2, Http2File, Protocols};
 pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
 use crate::http::StripSet;
 use crate::identity::rules::Family;
@@ -166,6 +168,10 @@ pub struct Listener {
     /// Request headers removed before forwarding: every identity header name (default or
     /// configured) and `headers.strip`.
     pub strip: StripSet,
+    /// The protocols spoken (`protocols`): ALPN on TLS, the h2 preface on plain TCP.
+    pub protocols: Protocols,
+    /// `[listener.http2]`.
+    pub http2: Http2,
 }
 
 impl fmt::Debug for Listener {
@@ -821,6 +827,7 @@ impl Cx<'_> {
                 )
             })?;
         let client_auth = self.client_auth(i, l.client_auth.as_ref())?;
+        let protocols = self.protocols(i, l.protocols.as_ref())?;
         let (tls, tickets, crls) = match &l.tls {
             None if client_auth.mode != VerifyMode::Off => {
                 return Err(self.err::<String>(
@@ -839,13 +846,14 @@ impl Cx<'_> {
             None => (None, None, None),
             Some(t) => {
                 let (ctx, tickets, crls) =
-                    self.server_tls(i, t, l.client_auth.as_ref(), &client_auth)?;
+                    self.server_tls(i, t, l.client_auth.as_ref(), &client_auth, protocols)?;
                 (Some(ctx), tickets, crls)
             }
         };
         let timeouts = self.timeouts(i, &l.timeouts)?;
         let limits = self.limits(i, &l.limits, &timeouts)?;
         let (headers, strip) = self.headers(i, &l.headers)?;
+        let http2 = self.http2(i, &l.http2, limits.max_header_bytes)?;
         if l.mode == ListenerMode::Http && upstreams[upstream].proxy_protocol {
             return Err(self.err(
                 Some(&l.upstream),
@@ -871,6 +879,8 @@ impl Cx<'_> {
             limits,
             headers,
             strip,
+            protocols,
+            http2,
         })
     }
 
@@ -927,6 +937,7 @@ impl Cx<'_> {
         t: &file::TlsFile,
         auth_file: Option<&file::ClientAuthFile>,
         auth: &ClientAuth,
+        protocols: Protocols,
     ) -> Result<ServerTls, ConfigError> {
         let key = |k: &str| format!("listener[{i}].{k}");
         let (_, cert_pem) = self.read(&t.certificate, &key("tls.certificate"))?;
@@ -955,23 +966,24 @@ impl Cx<'_> {
         };
         let crls = self.crl_settings(i, auth_file, auth.mode)?;
         let (ctx, crls) =
-            crate::tls::server_context_with_crls(&settings, crls.as_ref()).map_err(|e| {
-                if let crate::tls::Part::Crl(n) = e.part {
-                    let at = auth_file.and_then(|a| a.crl.get(n));
-                    return self.err(at, &key("client_auth.crl"), &e.reason);
-                }
-                let (at, k) = match e.part {
-                    crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
-                        (&t.certificate, "tls.certificate")
+            crate::tls::server_context_with_crls(&settings, crls.as_ref(), protocols.alpn())
+                .map_err(|e| {
+                    if let crate::tls::Part::Crl(n) = e.part {
+                        let at = auth_file.and_then(|a| a.crl.get(n));
+                        return self.err(at, &key("client_auth.crl"), &e.reason);
                     }
-                    crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key"),
-                    crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
-                        Some(ca) => (ca, "client_auth.ca"),
-                        None => (&t.certificate, "tls"),
-                    },
-                };
-                self.err(Some(at), &key(k), &pem::explain(&e.reason))
-            })?;
+                    let (at, k) = match e.part {
+                        crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
+                            (&t.certificate, "tls.certificate")
+                        }
+                        crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key"),
+                        crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
+                            Some(ca) => (ca, "client_auth.ca"),
+                            None => (&t.certificate, "tls"),
+                        },
+                    };
+                    self.err(Some(at), &key(k), &pem::explain(&e.reason))
+                })?;
         if let Some(set) = &crls {
             for line in set.describe().iter().filter(|l| l.contains("STALE")) {
                 self.warn(&key("client_auth.crl"), line);

@@ -307,6 +307,8 @@ pub struct Config {
     pub client_auth_extra: Vec<String>,
     /// Lines appended at the end of the file (top-level tables such as `[admin]` or `[log]`).
     pub file_extra: Vec<String>,
+    /// Extra `key = value` lines for `[[listener]]` itself (`protocols = [...]`).
+    pub listener_extra: Vec<String>,
 }
 
 impl Default for Config {
@@ -327,6 +329,7 @@ impl Default for Config {
             runtime_extra: vec![],
             client_auth_extra: vec![],
             file_extra: vec![],
+            listener_extra: vec![],
         }
     }
 }
@@ -394,6 +397,12 @@ impl Config {
         self
     }
 
+    /// A line in `[[listener]]` itself, before its tables (`protocols = ["h2"]`).
+    pub fn listener_extra(mut self, line: &str) -> Self {
+        self.listener_extra.push(line.into());
+        self
+    }
+
     /// A line appended at the end of the file (`[admin]`, `listen = "..."`).
     pub fn file_extra(mut self, line: &str) -> Self {
         self.file_extra.push(line.into());
@@ -417,9 +426,13 @@ impl Config {
         writeln!(t).unwrap();
         writeln!(
             t,
-            "[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"app\"\n"
+            "[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"app\""
         )
         .unwrap();
+        for line in &self.listener_extra {
+            writeln!(t, "{line}").unwrap();
+        }
+        writeln!(t).unwrap();
         writeln!(
             t,
             "[listener.tls]\ncertificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\""

@@ -106,7 +106,7 @@ fn block(fields: &[(&[u8], &[u8])]) -> Vec<u8> {
 }
 
 /// How the server answered stream 1.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Answer {
     /// RST_STREAM with this code.
     Reset(u32),
@@ -492,6 +492,9 @@ fn http2_limits_are_checked() {
     assert!(out.status.success(), "{}", out.all());
 }
 
+/// A desync case: what it is, its frames, the answers that refuse it.
+type Case = (&'static str, Vec<Vec<u8>>, Vec<Answer>);
+
 /// Each member of the h2 -> h1 desync class, hand-framed: the stream is refused and nothing
 /// reaches the upstream.
 #[test]
@@ -505,14 +508,14 @@ fn desync_vectors_never_reach_the_upstream() {
         f
     };
     let reset = Answer::Reset(PROTOCOL_ERROR);
-    let cases: Vec<(&str, Vec<Vec<u8>>, Vec<Answer>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "content-length above the DATA",
             vec![
                 headers_frame(&with(&[(b"content-length", b"10")]), false),
                 frame(DATA, END_STREAM, 1, b"abc"),
             ],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "content-length below the DATA",
@@ -520,7 +523,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 headers_frame(&with(&[(b"content-length", b"2")]), false),
                 frame(DATA, END_STREAM, 1, b"abcdef"),
             ],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "transfer-encoding",
@@ -528,7 +531,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 &with(&[(b"transfer-encoding", b"chunked")]),
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "connection",
@@ -536,12 +539,12 @@ fn desync_vectors_never_reach_the_upstream() {
                 &with(&[(b"connection", b"keep-alive")]),
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "keep-alive",
             vec![headers_frame(&with(&[(b"keep-alive", b"timeout=5")]), true)],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "proxy-connection",
@@ -549,17 +552,17 @@ fn desync_vectors_never_reach_the_upstream() {
                 &with(&[(b"proxy-connection", b"close")]),
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "upgrade",
             vec![headers_frame(&with(&[(b"upgrade", b"websocket")]), true)],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "te: gzip",
             vec![headers_frame(&with(&[(b"te", b"gzip")]), true)],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "CR LF in a value",
@@ -570,7 +573,7 @@ fn desync_vectors_never_reach_the_upstream() {
             vec![
                 Answer::GoAway(PROTOCOL_ERROR),
                 Answer::GoAway(9),
-                reset.clone_answer(),
+                reset.clone(),
             ],
         ),
         (
@@ -579,7 +582,7 @@ fn desync_vectors_never_reach_the_upstream() {
             vec![
                 Answer::GoAway(PROTOCOL_ERROR),
                 Answer::GoAway(9),
-                reset.clone_answer(),
+                reset.clone(),
             ],
         ),
         (
@@ -588,13 +591,13 @@ fn desync_vectors_never_reach_the_upstream() {
             vec![
                 Answer::GoAway(PROTOCOL_ERROR),
                 Answer::GoAway(9),
-                reset.clone_answer(),
+                reset.clone(),
             ],
         ),
         (
             "space around a value",
             vec![headers_frame(&with(&[(b"x-a", b" padded")]), true)],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             ":path without a slash",
@@ -607,7 +610,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "empty :path",
@@ -620,7 +623,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             ":path with a space",
@@ -633,7 +636,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![reset.clone_answer(), Answer::GoAway(PROTOCOL_ERROR)],
+            vec![reset.clone(), Answer::GoAway(PROTOCOL_ERROR)],
         ),
         (
             ":authority with userinfo",
@@ -646,7 +649,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             ":authority with a space",
@@ -659,7 +662,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "missing :method",
@@ -671,7 +674,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "missing :scheme",
@@ -683,7 +686,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "missing :path",
@@ -695,7 +698,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![reset.clone_answer()],
+            vec![reset.clone()],
         ),
         (
             "host differs from :authority",
@@ -711,7 +714,7 @@ fn desync_vectors_never_reach_the_upstream() {
                 ],
                 true,
             )],
-            vec![Answer::Status(501), reset.clone_answer()],
+            vec![Answer::Status(501), reset.clone()],
         ),
     ];
     for (what, frames, allowed) in cases {
@@ -735,21 +738,6 @@ fn desync_vectors_never_reach_the_upstream() {
     );
     assert_eq!(got, Answer::Status(200));
     assert_eq!(gate.echo().requests(), 2);
-}
-
-trait CloneAnswer {
-    fn clone_answer(&self) -> Answer;
-}
-
-impl CloneAnswer for Answer {
-    fn clone_answer(&self) -> Answer {
-        match self {
-            Answer::Reset(c) => Answer::Reset(*c),
-            Answer::GoAway(c) => Answer::GoAway(*c),
-            Answer::Status(s) => Answer::Status(*s),
-            Answer::Nothing => Answer::Nothing,
-        }
-    }
 }
 
 #[test]

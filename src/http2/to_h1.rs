@@ -636,10 +636,10 @@ fn response_fields(resp: &ResponseHead, raw: &[u8]) -> HeaderMap {
         match n.as_str() {
             "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
             | "te" | "trailer" => continue,
-            other if nominated.iter().any(|t| t == other.as_bytes()) => {
-                if other != "content-length" {
-                    continue;
-                }
+            other
+                if other != "content-length" && nominated.iter().any(|t| t == other.as_bytes()) =>
+            {
+                continue
             }
             _ => {}
         }

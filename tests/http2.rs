@@ -63,6 +63,7 @@ const DATA: u8 = 0;
 const HEADERS: u8 = 1;
 const RST_STREAM: u8 = 3;
 const SETTINGS: u8 = 4;
+const PING: u8 = 6;
 const GOAWAY: u8 = 7;
 const END_STREAM: u8 = 1;
 const END_HEADERS: u8 = 4;
@@ -127,9 +128,14 @@ fn raw_h2(addr: SocketAddr, frames: &[Vec<u8>]) -> Answer {
         .unwrap_or(Answer::Nothing)
 }
 
-/// As [`raw_h2`]; with `to_goaway`, goes on reading past stream 1's answer until a GOAWAY or
-/// the end, and returns every answer seen, in order, each with when it came.
-fn raw_h2_events(addr: SocketAddr, frames: &[Vec<u8>], to_goaway: bool) -> Vec<Answer> {
+/// As [`raw_h2`]; with `to_end`, goes on reading (answering PINGs) until the server closes the
+/// connection, and returns every answer seen, in order, ending with `Nothing`.
+fn raw_h2_events(addr: SocketAddr, frames: &[Vec<u8>], to_end: bool) -> Vec<Answer> {
+    raw_h2_session(addr, frames, to_end, true)
+}
+
+/// As [`raw_h2_events`]; `pings`: whether PINGs are answered.
+fn raw_h2_session(addr: SocketAddr, frames: &[Vec<u8>], to_end: bool, pings: bool) -> Vec<Answer> {
     let mut events = Vec::new();
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -158,14 +164,19 @@ fn raw_h2_events(addr: SocketAddr, frames: &[Vec<u8>], to_goaway: bool) -> Vec<A
                     let _ = s.write_all(&frame(SETTINGS, 1, 0, &[]));
                 }
                 RST_STREAM if stream == 1 => events.push(Answer::Reset(code(&payload, 0))),
+                PING if flags & 1 == 0 && pings => {
+                    let _ = s.write_all(&frame(PING, 1, 0, &payload));
+                }
                 GOAWAY => {
                     events.push(Answer::GoAway(code(&payload, 4)));
-                    return events;
+                    if !to_end {
+                        return events;
+                    }
                 }
                 HEADERS if stream == 1 => events.push(Answer::Status(status_of(&payload))),
                 _ => {}
             }
-            if !to_goaway && !events.is_empty() {
+            if !to_end && !events.is_empty() {
                 return events;
             }
         }
@@ -841,6 +852,12 @@ fn idle_connection_is_closed() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(4),
         "{took:?}"
     );
+    // A client that never answers the GOAWAY's PING is closed all the same.
+    let started = Instant::now();
+    let got = raw_h2_session(plain, &[], true, false);
+    assert_eq!(got, [Answer::GoAway(0), Answer::Nothing], "{}", gate.log());
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(4500), "{took:?}");
     // After a stream: keepalive_idle from its end.
     let started = Instant::now();
     let auth = plain.to_string();
@@ -849,9 +866,15 @@ fn idle_connection_is_closed() {
         &[headers_frame(&get_fields(auth.as_bytes()), true)],
         true,
     );
+    // GOAWAY (last stream id unknown), the PING answered, GOAWAY (last stream 1), close.
     assert_eq!(
         got,
-        [Answer::Status(200), Answer::GoAway(0)],
+        [
+            Answer::Status(200),
+            Answer::GoAway(0),
+            Answer::GoAway(0),
+            Answer::Nothing
+        ],
         "{}",
         gate.log()
     );
@@ -860,4 +883,44 @@ fn idle_connection_is_closed() {
         took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
         "{took:?}"
     );
+}
+
+#[test]
+fn drain_sends_goaway_and_finishes_streams_in_flight() {
+    let (mut gate, plain) = with_plain(Config::new(), &[]);
+    let auth = plain.to_string();
+    let mut fields = get_fields(auth.as_bytes());
+    fields[3].1 = b"/slow/1500".to_vec();
+    let client = std::thread::spawn(move || {
+        let started = Instant::now();
+        let events = raw_h2_events(plain, &[headers_frame(&fields, true)], true);
+        (events, started.elapsed())
+    });
+    // Let the stream reach the upstream, then drain.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gate.echo().connections() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on the pid of the gate's own child process.
+    unsafe {
+        libc::kill(gate.pid() as libc::pid_t, libc::SIGTERM);
+    }
+    let (events, took) = client.join().unwrap();
+    // GOAWAY first, then the stream's answer, then the close.
+    assert_eq!(
+        events.first(),
+        Some(&Answer::GoAway(0)),
+        "{events:?}\n{}",
+        gate.log()
+    );
+    assert!(
+        events.contains(&Answer::Status(200)),
+        "{events:?}\n{}",
+        gate.log()
+    );
+    assert_eq!(events.last(), Some(&Answer::Nothing), "{events:?}");
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    let (status, in_time) = gate.terminate(Duration::from_secs(10)).unwrap();
+    assert!(in_time && status.success(), "{status:?}");
 }

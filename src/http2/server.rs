@@ -46,6 +46,10 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 20;
 /// Streams certgate may reset for the client's protocol errors before closing the connection.
 const MAX_LOCAL_ERROR_RESETS: usize = 256;
 
+/// After a GOAWAY, how long a connection without streams waits for the client to acknowledge
+/// it (the PING that follows) before it is closed anyway.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// What every stream of one connection shares.
 pub struct Shared {
     /// The listener the connection came in on.
@@ -161,7 +165,10 @@ pub async fn serve(s: Session, buffered: BytesMut) {
         }
     };
     let drain = c.worker.drain.clone();
-    let mut closing = false;
+    // Since when a GOAWAY went out (drain or idle): the streams in flight finish, then the
+    // connection closes; a client that never acknowledges the GOAWAY's PING is dropped after
+    // `CLOSE_GRACE` without streams.
+    let mut closing: Option<Instant> = None;
     loop {
         // No stream for too long: before the first, `request_head`; after, `keepalive_idle`.
         let idle_limit = if c.used.get() {
@@ -169,10 +176,12 @@ pub async fn serve(s: Session, buffered: BytesMut) {
         } else {
             t.request_head
         };
-        let check = if c.active.get() == 0 {
-            c.idle_since.get() + idle_limit
-        } else {
-            Instant::now() + idle_limit.max(Duration::from_secs(1))
+        let now = Instant::now();
+        let check = match closing {
+            Some(at) if c.active.get() == 0 => (at + CLOSE_GRACE).max(now),
+            Some(_) => now + Duration::from_secs(1),
+            None if c.active.get() == 0 => c.idle_since.get() + idle_limit,
+            None => now + idle_limit.max(Duration::from_secs(1)),
         };
         monoio::select! {
             r = conn.accept() => match r {
@@ -189,16 +198,24 @@ pub async fn serve(s: Session, buffered: BytesMut) {
                 }
                 None => break,
             },
-            _ = drain.fired(), if !closing => {
+            _ = drain.fired(), if closing.is_none() => {
                 conn.graceful_shutdown();
-                closing = true;
+                closing = Some(Instant::now());
             }
-            _ = monoio::time::sleep_until(check.into()), if !closing => {
-                if c.active.get() == 0 && c.idle_since.get().elapsed() >= idle_limit {
-                    conn.graceful_shutdown();
-                    closing = true;
+            _ = monoio::time::sleep_until(check.into()) => match closing {
+                Some(at) => {
+                    if c.active.get() == 0 && at.elapsed() >= CLOSE_GRACE {
+                        debug!(peer = %c.peer, "HTTP/2 GOAWAY not acknowledged; closing");
+                        break;
+                    }
                 }
-            }
+                None => {
+                    if c.active.get() == 0 && c.idle_since.get().elapsed() >= idle_limit {
+                        conn.graceful_shutdown();
+                        closing = Some(Instant::now());
+                    }
+                }
+            },
         }
     }
 }

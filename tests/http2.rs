@@ -924,3 +924,33 @@ fn drain_sends_goaway_and_finishes_streams_in_flight() {
     let (status, in_time) = gate.terminate(Duration::from_secs(10)).unwrap();
     assert!(in_time && status.success(), "{status:?}");
 }
+
+#[test]
+fn client_reset_frees_the_upstream_at_once() {
+    let (gate, plain) = with_plain(Config::new(), &[]);
+    let auth = plain.to_string();
+    let mut fields = get_fields(auth.as_bytes());
+    fields[3].1 = b"/slow/4000".to_vec();
+    let mut s = TcpStream::connect(plain).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out.extend(headers_frame(&fields, true));
+    s.write_all(&out).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gate.echo().connections() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let cancel = 8u32.to_be_bytes();
+    s.write_all(&frame(RST_STREAM, 0, 1, &cancel)).unwrap();
+    // The stream's access line comes at once, not when the upstream would have answered.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while !gate.log().contains("client reset the stream") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        gate.log().contains("client reset the stream"),
+        "{}",
+        gate.log()
+    );
+}

@@ -130,7 +130,7 @@ pub async fn forward(
         chunked,
         idempotent: is_idempotent(&parts.method),
     };
-    match attempt_upstreams(c, &pool, &sending, &mut body, &mut out).await {
+    match attempt_upstreams(c, &pool, &sending, &mut body, &mut respond, &mut out).await {
         Ok((mut up, resp, raw, buf, attempts)) => {
             out.attempts = Some(attempts);
             out.upstream = Some((up.addr, started.elapsed()));
@@ -194,6 +194,7 @@ async fn attempt_upstreams(
     pool: &Pool,
     s: &Sending,
     body: &mut RecvStream,
+    respond: &mut SendResponse<Bytes>,
     out: &mut Outcome,
 ) -> Result<Answered, (Error, usize)> {
     let t = c.listener.timeouts;
@@ -242,7 +243,7 @@ async fn attempt_upstreams(
             }
             Ok(mut up) => {
                 attempt.reused = up.reused;
-                match exchange(c, &mut up, s, body, &mut attempt, out).await {
+                match exchange(c, &mut up, s, body, respond, &mut attempt, out).await {
                     Ok((resp, raw, buf)) => {
                         pool.succeeded(server);
                         return Ok((up, resp, raw, buf, attempts));
@@ -284,6 +285,7 @@ async fn exchange(
     up: &mut UpstreamConn,
     s: &Sending,
     body: &mut RecvStream,
+    respond: &mut SendResponse<Bytes>,
     attempt: &mut Attempt,
     out: &mut Outcome,
 ) -> Result<(ResponseHead, Bytes, BytesMut), Kind> {
@@ -332,7 +334,19 @@ async fn exchange(
                 Err(e) => return Err(Kind::InvalidResponse(e)),
             }
         }
-        match timeout(t.upstream_read, up.conn.read_into(&mut buf)).await {
+        // A client that resets the stream meanwhile (a cancelled call) frees the upstream
+        // connection now, not when the answer comes.
+        let read = monoio::select! {
+            r = timeout(t.upstream_read, up.conn.read_into(&mut buf)) => r,
+            r = poll_fn(|cx| respond.poll_reset(cx)) => {
+                let why = match r {
+                    Ok(reason) => format!("client reset the stream ({reason:?})"),
+                    Err(e) => format!("client stream failed: {e}"),
+                };
+                return Err(Kind::ClientWrite(io::Error::new(io::ErrorKind::ConnectionReset, why)));
+            }
+        };
+        match read {
             Err(_) => return Err(Kind::ResponseTimeout),
             Ok(Err(e)) => return Err(Kind::ReadResponse(e)),
             Ok(Ok(0)) => {

@@ -954,3 +954,33 @@ fn client_reset_frees_the_upstream_at_once() {
         gate.log()
     );
 }
+
+#[test]
+fn expect_continue_and_head_are_answered() {
+    let gate = Gate::start(Config::new());
+    let pki = gate.pki().clone();
+    // curl waits for 100 Continue up to --expect100-timeout: certgate answers it at once.
+    let started = Instant::now();
+    let out = h2(&gate, "/expect")
+        .cert(&pki.client1)
+        .header("Expect: 100-continue")
+        .body(&[b'x'; 1000])
+        .arg("--expect100-timeout")
+        .arg("6")
+        .run();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let seen = out.seen();
+    assert_eq!(seen.u64("body_len"), 1000);
+    assert!(seen.get("expect").is_none(), "{seen}");
+    // HEAD: the upstream's length, no body; the pooled connection serves the next request.
+    let out = h2(&gate, "/bytes/100").cert(&pki.client1).arg("-I").run();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert!(out.head.contains("content-length: 100"), "{}", out.head);
+    let out = h2(&gate, "/after-head").cert(&pki.client1).run();
+    assert_eq!(out.seen().str("path"), "/after-head");
+}

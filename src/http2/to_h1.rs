@@ -129,7 +129,15 @@ pub async fn forward(
         ended,
         chunked,
         idempotent: is_idempotent(&parts.method),
+        head_only,
     };
+    // A client waiting for 100 Continue gets it from certgate, which reads the body anyway;
+    // the upstream never sees the expectation (it would wait for a 100 of its own to be read).
+    if !ended && expects_continue(&parts.headers) {
+        let mut interim = Response::new(());
+        *interim.status_mut() = http::StatusCode::CONTINUE;
+        let _ = respond.send_informational(interim);
+    }
     match attempt_upstreams(c, &pool, &sending, &mut body, &mut respond, &mut out).await {
         Ok((mut up, resp, raw, buf, attempts)) => {
             out.attempts = Some(attempts);
@@ -183,6 +191,8 @@ struct Sending {
     /// The body goes chunked.
     chunked: bool,
     idempotent: bool,
+    /// A HEAD request: no response body, whatever the head says.
+    head_only: bool,
 }
 
 type Answered = (UpstreamConn, ResponseHead, Bytes, BytesMut, usize);
@@ -316,7 +326,7 @@ async fn exchange(
     };
     loop {
         if !buf.is_empty() {
-            match h1::parse_response(&buf, false, &limits) {
+            match h1::parse_response(&buf, s.head_only, &limits) {
                 Ok(Some(head)) => {
                     attempt.answered = true;
                     let raw = buf.split_to(head.head_len).freeze();
@@ -577,7 +587,7 @@ fn request_head(parts: &http::request::Parts, length: Option<u64>, chunked: bool
     for (name, value) in &parts.headers {
         match name.as_str() {
             "host" | "content-length" | "te" | "transfer-encoding" | "connection"
-            | "keep-alive" | "proxy-connection" | "upgrade" => {}
+            | "keep-alive" | "proxy-connection" | "upgrade" | "expect" => {}
             "cookie" => cookies.push(value.as_bytes()),
             n => push_field(&mut out, n.as_bytes(), value.as_bytes()),
         }
@@ -662,6 +672,14 @@ fn response_fields(resp: &ResponseHead, raw: &[u8]) -> HeaderMap {
         }
     }
     map
+}
+
+/// The client sent `expect: 100-continue`.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Methods whose empty body is still announced (`content-length: 0`), as HTTP/1.1 clients do.

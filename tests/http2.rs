@@ -984,3 +984,27 @@ fn expect_continue_and_head_are_answered() {
     let out = h2(&gate, "/after-head").cert(&pki.client1).run();
     assert_eq!(out.seen().str("path"), "/after-head");
 }
+
+#[test]
+fn max_requests_per_connection_ends_with_goaway() {
+    let (gate, plain) = with_plain(
+        Config::new(),
+        &["[listener.limits]\nmax_requests_per_connection = 1"],
+    );
+    let auth = plain.to_string();
+    let started = Instant::now();
+    let got = raw_h2_events(
+        plain,
+        &[headers_frame(&get_fields(auth.as_bytes()), true)],
+        true,
+    );
+    // The GOAWAY goes as the stream is accepted; the stream is still answered.
+    assert!(got.contains(&Answer::Status(200)), "{got:?}");
+    assert!(got.contains(&Answer::GoAway(0)), "{got:?}");
+    assert_eq!(got.last(), Some(&Answer::Nothing), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -169,6 +169,10 @@ pub async fn serve(s: Session, buffered: BytesMut) {
     // connection closes; a client that never acknowledges the GOAWAY's PING is dropped after
     // `CLOSE_GRACE` without streams.
     let mut closing: Option<Instant> = None;
+    // Streams accepted, for `limits.max_requests_per_connection` (nginx's `keepalive_requests`,
+    // which applies to HTTP/2 streams too): the last one accepted is followed by a GOAWAY.
+    let mut served = 0u64;
+    let limit = c.listener.limits.max_requests_per_connection;
     loop {
         // No stream for too long: before the first, `request_head`; after, `keepalive_idle`.
         let idle_limit = if c.used.get() {
@@ -186,6 +190,11 @@ pub async fn serve(s: Session, buffered: BytesMut) {
         monoio::select! {
             r = conn.accept() => match r {
                 Some(Ok((req, respond))) => {
+                    served += 1;
+                    if limit > 0 && served >= limit && closing.is_none() {
+                        conn.graceful_shutdown();
+                        closing = Some(Instant::now());
+                    }
                     let active = Active::new(c.clone());
                     monoio::spawn(async move {
                         stream(&active.0, req, respond).await;

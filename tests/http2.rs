@@ -1008,3 +1008,27 @@ fn max_requests_per_connection_ends_with_goaway() {
         started.elapsed()
     );
 }
+
+#[test]
+fn zero_window_client_is_reset_after_body_idle() {
+    let (gate, plain) = with_plain(Config::new(), &["[listener.timeouts]\nbody_idle = \"1s\""]);
+    let auth = plain.to_string();
+    let mut fields = get_fields(auth.as_bytes());
+    fields[3].1 = b"/bytes/1000000".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: the client never lets a DATA byte through.
+    let zero_window = frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]);
+    let got = raw_h2_session(
+        plain,
+        &[zero_window, headers_frame(&fields, true)],
+        true,
+        true,
+    );
+    assert_eq!(got[0], Answer::Status(200), "{got:?}");
+    assert!(got.contains(&Answer::Reset(2)), "{got:?}\n{}", gate.log());
+    // (Without the body_idle bound the stream would wait for a window forever.)
+    assert!(
+        gate.log().contains("client idle too long"),
+        "{}",
+        gate.log()
+    );
+}

@@ -987,7 +987,7 @@ fn expect_continue_and_head_are_answered() {
 
 #[test]
 fn max_requests_per_connection_ends_with_goaway() {
-    let (gate, plain) = with_plain(
+    let (_gate, plain) = with_plain(
         Config::new(),
         &["[listener.limits]\nmax_requests_per_connection = 1"],
     );

@@ -1045,3 +1045,19 @@ fn zero_window_client_is_reset_after_body_idle() {
         gate.log()
     );
 }
+
+#[test]
+fn grpc_calls_see_upstream_failures_as_grpc_statuses() {
+    let gate = Gate::start(Config::new().upstream(&[dead_addr()]));
+    let pki = gate.pki().clone();
+    let out = h2(&gate, "/pkg.Svc/Call")
+        .cert(&pki.client1)
+        .header("content-type: application/grpc")
+        .run();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert!(out.head.contains("grpc-status: 14"), "{}", out.head);
+    // Not a gRPC call: the 502 page.
+    let out = h2(&gate, "/page").cert(&pki.client1).run();
+    assert_eq!(out.status, 502, "{out:?}");
+    assert!(out.text().contains("502 Bad Gateway"), "{}", out.text());
+}

@@ -115,7 +115,6 @@ pub async fn forward(
         None if ended && (!first.is_empty() || expects_body(&parts.method)) => {
             Some(first.len() as u64)
         }
-        None if ended => None,
         None => None,
     };
     let chunked = !ended && length.is_none();
@@ -739,9 +738,14 @@ impl ChunkDecoder {
                     if digits > h1::MAX_CHUNK_SIZE_DIGITS as usize {
                         return Err(E::SizeTooLong);
                     }
+                    // Only BWS (spaces, tabs) may come between the size and an extension.
                     let rest = &line[digits..];
-                    let rest = rest.trim_ascii_start();
-                    if !(rest.is_empty() || rest[0] == b';') {
+                    let ws = rest
+                        .iter()
+                        .take_while(|&&b| b == b' ' || b == b'\t')
+                        .count();
+                    let rest = &rest[ws..];
+                    if !(rest.is_empty() || rest[0] == b';') || rest.contains(&b'\r') {
                         return Err(E::InvalidSize);
                     }
                     let size = std::str::from_utf8(&line[..digits])
@@ -812,9 +816,10 @@ impl ChunkDecoder {
 /// The position of the CRLF ending the line at the start of `buf`; `None` when more is needed.
 fn find_crlf(buf: &[u8], limit: usize) -> Result<Option<usize>, h1::ChunkError> {
     match buf.iter().position(|&b| b == b'\n') {
-        Some(i) if i > 0 && buf[i - 1] == b'\r' && i - 1 <= limit => Ok(Some(i - 1)),
-        Some(i) if i - 1 > limit || i == 0 => Err(h1::ChunkError::LineTooLong),
-        Some(_) => Err(h1::ChunkError::BadLineEnding),
+        Some(0) => Err(h1::ChunkError::BadLineEnding),
+        Some(i) if buf[i - 1] != b'\r' => Err(h1::ChunkError::BadLineEnding),
+        Some(i) if i - 1 > limit => Err(h1::ChunkError::LineTooLong),
+        Some(i) => Ok(Some(i - 1)),
         None if buf.len() > limit + 1 => Err(h1::ChunkError::LineTooLong),
         None => Ok(None),
     }
@@ -857,6 +862,9 @@ mod tests {
             b"5\r\nhelloXX",
             b"5\nhello\r\n",
             b"11111111111111111\r\n",
+            b"\n",
+            b"5\r;a\r\nhello\r\n",
+            b"5\r\nhello\r\n0\r\nbad trailer\r\n\r\n",
         ] {
             assert!(decode_all(bad, bad.len()).is_err(), "{bad:?}");
         }

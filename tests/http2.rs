@@ -1061,3 +1061,83 @@ fn grpc_calls_see_upstream_failures_as_grpc_statuses() {
     assert_eq!(out.status, 502, "{out:?}");
     assert!(out.text().contains("502 Bad Gateway"), "{}", out.text());
 }
+
+/// Sends `frames` on a plain h2c connection and returns stream 1's status and body.
+fn raw_h2_response(addr: SocketAddr, frames: &[Vec<u8>]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    for f in frames {
+        out.extend_from_slice(f);
+    }
+    s.write_all(&out).expect("write");
+    let (mut buf, mut status, mut body) = (Vec::new(), 0, Vec::new());
+    loop {
+        while buf.len() >= 9 {
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (kind, flags) = (buf[3], buf[4]);
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            let payload: Vec<u8> = buf[9..9 + len].to_vec();
+            buf.drain(..9 + len);
+            match kind {
+                SETTINGS if flags & 1 == 0 => {
+                    let _ = s.write_all(&frame(SETTINGS, 1, 0, &[]));
+                }
+                HEADERS if stream == 1 => {
+                    status = status_of(&payload);
+                    if flags & END_STREAM != 0 {
+                        return (status, body);
+                    }
+                }
+                DATA if stream == 1 => {
+                    body.extend_from_slice(&payload);
+                    if flags & END_STREAM != 0 {
+                        return (status, body);
+                    }
+                }
+                RST_STREAM | GOAWAY => panic!("stream refused: frame {kind}, {payload:?}"),
+                _ => {}
+            }
+        }
+        let mut chunk = [0u8; 16384];
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => panic!("connection ended before the response did"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[test]
+fn request_trailers_become_chunked_trailers() {
+    let (gate, plain) = with_plain(Config::new(), &[]);
+    let auth = plain.to_string();
+    let mut fields = get_fields(auth.as_bytes());
+    fields[0].1 = b"POST".to_vec();
+    fields.push((b"te", b"trailers".to_vec()));
+    let trailers = block(&[(b"x-checksum", b"abc"), (b"grpc-timeout", b"1S")]);
+    let (status, body) = raw_h2_response(
+        plain,
+        &[
+            headers_frame(&fields, false),
+            frame(DATA, 0, 1, b"hello "),
+            frame(DATA, 0, 1, b"world"),
+            frame(HEADERS, END_HEADERS | END_STREAM, 1, &trailers),
+        ],
+    );
+    assert_eq!(status, 200);
+    let seen = Seen::parse(&body).unwrap();
+    assert_eq!(seen.str("framing"), "chunked");
+    assert_eq!(seen.str("body"), "hello world");
+    let trailers = seen.0["trailers"].to_string();
+    assert!(
+        trailers.contains("x-checksum") && trailers.contains("abc"),
+        "{seen}"
+    );
+    assert!(seen.get("te").is_none(), "{seen}");
+    drop(gate);
+}

@@ -1141,3 +1141,13 @@ fn request_trailers_become_chunked_trailers() {
     assert!(seen.get("te").is_none(), "{seen}");
     drop(gate);
 }
+
+#[test]
+fn tcp_mode_listener_negotiates_no_alpn() {
+    let gate = Gate::start(Config::new().listener_extra("mode = \"tcp\""));
+    let pki = gate.pki().clone();
+    // curl offers h2 but gets no ALPN answer, so the relayed bytes are HTTP/1.1 the echo reads.
+    let out = h2(&gate, "/relayed").cert(&pki.client1).run();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert!(out.head.starts_with("HTTP/1.1 200"), "{}", out.head);
+}

@@ -828,6 +828,11 @@ impl Cx<'_> {
             })?;
         let client_auth = self.client_auth(i, l.client_auth.as_ref())?;
         let protocols = self.protocols(i, l.protocols.as_ref())?;
+        // A TCP relay negotiates no application protocol: the bytes are the upstream's to read.
+        let alpn: &'static [u8] = match l.mode {
+            ListenerMode::Http => protocols.alpn(),
+            ListenerMode::Tcp => b"",
+        };
         let (tls, tickets, crls) = match &l.tls {
             None if client_auth.mode != VerifyMode::Off => {
                 return Err(self.err::<String>(
@@ -846,7 +851,7 @@ impl Cx<'_> {
             None => (None, None, None),
             Some(t) => {
                 let (ctx, tickets, crls) =
-                    self.server_tls(i, t, l.client_auth.as_ref(), &client_auth, protocols)?;
+                    self.server_tls(i, t, l.client_auth.as_ref(), &client_auth, alpn)?;
                 (Some(ctx), tickets, crls)
             }
         };
@@ -937,7 +942,7 @@ impl Cx<'_> {
         t: &file::TlsFile,
         auth_file: Option<&file::ClientAuthFile>,
         auth: &ClientAuth,
-        protocols: Protocols,
+        alpn: &'static [u8],
     ) -> Result<ServerTls, ConfigError> {
         let key = |k: &str| format!("listener[{i}].{k}");
         let (_, cert_pem) = self.read(&t.certificate, &key("tls.certificate"))?;
@@ -965,25 +970,24 @@ impl Cx<'_> {
             verify_cache,
         };
         let crls = self.crl_settings(i, auth_file, auth.mode)?;
-        let (ctx, crls) =
-            crate::tls::server_context_with_crls(&settings, crls.as_ref(), protocols.alpn())
-                .map_err(|e| {
-                    if let crate::tls::Part::Crl(n) = e.part {
-                        let at = auth_file.and_then(|a| a.crl.get(n));
-                        return self.err(at, &key("client_auth.crl"), &e.reason);
+        let (ctx, crls) = crate::tls::server_context_with_crls(&settings, crls.as_ref(), alpn)
+            .map_err(|e| {
+                if let crate::tls::Part::Crl(n) = e.part {
+                    let at = auth_file.and_then(|a| a.crl.get(n));
+                    return self.err(at, &key("client_auth.crl"), &e.reason);
+                }
+                let (at, k) = match e.part {
+                    crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
+                        (&t.certificate, "tls.certificate")
                     }
-                    let (at, k) = match e.part {
-                        crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
-                            (&t.certificate, "tls.certificate")
-                        }
-                        crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key"),
-                        crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
-                            Some(ca) => (ca, "client_auth.ca"),
-                            None => (&t.certificate, "tls"),
-                        },
-                    };
-                    self.err(Some(at), &key(k), &pem::explain(&e.reason))
-                })?;
+                    crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key"),
+                    crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
+                        Some(ca) => (ca, "client_auth.ca"),
+                        None => (&t.certificate, "tls"),
+                    },
+                };
+                self.err(Some(at), &key(k), &pem::explain(&e.reason))
+            })?;
         if let Some(set) = &crls {
             for line in set.describe().iter().filter(|l| l.contains("STALE")) {
                 self.warn(&key("client_auth.crl"), line);

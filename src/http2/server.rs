@@ -12,6 +12,8 @@
 //! streams in flight finish.
 
 use std::cell::Cell;
+use std::future::poll_fn;
+use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
-use h2::RecvStream;
+use h2::{RecvStream, SendStream};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Request, Response};
 use monoio::time::timeout;
@@ -34,7 +36,7 @@ use crate::http::Page;
 use crate::logging::{Access, TlsFacts};
 use crate::proxy::identity::Identity;
 use crate::proxy::request_id::{self, RequestId};
-use crate::proxy::Session;
+use crate::proxy::{BodyError, Session, Side};
 use crate::runtime::Worker;
 
 /// Response bytes buffered per stream beyond what the client's window lets out (h2's default is
@@ -73,6 +75,37 @@ pub struct Shared {
     idle_since: Cell<Instant>,
     /// A stream has been accepted.
     used: Cell<bool>,
+}
+
+/// How a stream ended, for its access line.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The status sent (0: none).
+    pub status: u16,
+    /// The admission decision and how the exchange ended.
+    pub decision: String,
+    /// The server that answered and the time to its answer.
+    pub upstream: Option<(SocketAddr, Duration)>,
+    /// Attempts made upstream.
+    pub attempts: Option<usize>,
+    /// Body bytes from the client and to it.
+    pub bytes: (u64, u64),
+    /// The last upstream connect's duration.
+    pub connect_time: Option<Duration>,
+}
+
+impl Outcome {
+    /// A stream answered by certgate itself.
+    pub fn answered(status: u16, decision: String, sent: u64) -> Self {
+        Self {
+            status,
+            decision,
+            upstream: None,
+            attempts: None,
+            bytes: (0, sent),
+            connect_time: None,
+        }
+    }
 }
 
 /// Counts a stream as active until it drops.
@@ -253,16 +286,16 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
         } else {
             send_page(&mut respond, page, head_only, c).await
         };
-        to_h1::Outcome::answered(page.status(), refusal.to_string(), bytes)
+        Outcome::answered(page.status(), refusal.to_string(), bytes)
     } else {
         match request::validate(&req) {
             Err(Refuse::Reset(reason, why)) => {
                 respond.send_reset(reason);
-                to_h1::Outcome::answered(400, format!("{}; reset: {why}", id.admitted_by), 0)
+                Outcome::answered(400, format!("{}; reset: {why}", id.admitted_by), 0)
             }
             Err(Refuse::Page(page, why)) => {
                 let bytes = refuse(&mut respond, page, grpc, head_only, c).await;
-                to_h1::Outcome::answered(
+                Outcome::answered(
                     page.status(),
                     format!("{}; bad request: {why}", id.admitted_by),
                     bytes,
@@ -278,15 +311,18 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
 }
 
 /// The one place a validated, rewritten stream goes upstream: `req` carries the final upstream
-/// headers (identity stripped and added, `x-request-id`), its body still streaming from the
-/// client; `respond` answers the client.
+/// headers (identity stripped and added, `x-request-id`; pseudo-headers in its method and URI,
+/// HTTP/2 field names), its body still streaming from the client; `respond` answers the client;
+/// `valid` is what validation learnt (the declared length), `grpc` whether failures are
+/// answered as gRPC statuses. Every upstream protocol returns the stream's [`Outcome`], which
+/// the caller logs. HTTP/1.1 upstreams only, for now: an `h2` upstream plugs in here.
 pub async fn forward_stream(
     c: &Shared,
     req: Request<RecvStream>,
     respond: SendResponse<Bytes>,
     valid: request::Valid,
     grpc: bool,
-) -> to_h1::Outcome {
+) -> Outcome {
     to_h1::forward(c, req, respond, valid, grpc).await
 }
 
@@ -366,7 +402,7 @@ async fn send_page(
         return 0;
     }
     let n = body.len() as u64;
-    match to_h1::send_data(&mut send, body, true, c.listener.timeouts.body_idle).await {
+    match send_data(&mut send, body, true, c.listener.timeouts.body_idle).await {
         Ok(()) => n,
         Err(_) => 0,
     }
@@ -378,7 +414,7 @@ fn log(
     method: &http::Method,
     path: &str,
     rid: &RequestId,
-    o: &to_h1::Outcome,
+    o: &Outcome,
     started: Instant,
 ) {
     let total = started.elapsed();
@@ -420,4 +456,34 @@ fn log(
         total_time: Some(total),
     }
     .emit(log);
+}
+
+/// Sends `data` as the client's window allows, waiting at most `idle` for each opening.
+pub async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+    idle: Duration,
+) -> Result<(), BodyError> {
+    let client_err = |e: h2::Error| BodyError::Io(Side::Client, io::Error::other(e));
+    if data.is_empty() {
+        // An empty frame (the end of the stream) needs no window.
+        return send.send_data(data, end).map_err(client_err);
+    }
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let mut cap = send.capacity();
+        while cap == 0 {
+            match timeout(idle, poll_fn(|cx| send.poll_capacity(cx))).await {
+                Err(_) => return Err(BodyError::Timeout(Side::Client)),
+                Ok(None) => return Err(BodyError::Truncated(Side::Client)),
+                Ok(Some(Err(e))) => return Err(client_err(e)),
+                Ok(Some(Ok(n))) => cap = n,
+            }
+        }
+        let piece = data.split_to(cap.min(data.len()));
+        send.send_data(piece, end && data.is_empty())
+            .map_err(client_err)?;
+    }
+    Ok(())
 }

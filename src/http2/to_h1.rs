@@ -16,56 +16,24 @@
 use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use h2::server::SendResponse;
-use h2::{Reason, RecvStream, SendStream};
+use h2::{Reason, RecvStream};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use monoio::time::timeout;
 use tracing::{debug, warn};
 
 use super::request::Valid;
-use super::server::{refuse, Shared};
+use super::server::{refuse, send_data, Outcome, Shared};
 use crate::http::{self as h1, BodyKind, ResponseHead};
 use crate::proxy::error::{fate, Attempt, Error, Fate, Kind};
 use crate::proxy::{BodyError, Side};
 use crate::upstream::balance::Tried;
 use crate::upstream::{Pool, UpstreamConn};
-
-/// How a stream ended, for its access line.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The status sent (0: none).
-    pub status: u16,
-    /// The admission decision and how the exchange ended.
-    pub decision: String,
-    /// The server that answered and the time to its answer.
-    pub upstream: Option<(SocketAddr, Duration)>,
-    /// Attempts made upstream.
-    pub attempts: Option<usize>,
-    /// Body bytes from the client and to it.
-    pub bytes: (u64, u64),
-    /// The last upstream connect's duration.
-    pub connect_time: Option<Duration>,
-}
-
-impl Outcome {
-    /// A stream answered by certgate itself.
-    pub fn answered(status: u16, decision: String, sent: u64) -> Self {
-        Self {
-            status,
-            decision,
-            upstream: None,
-            attempts: None,
-            bytes: (0, sent),
-            connect_time: None,
-        }
-    }
-}
 
 /// Largest read from the upstream at once, and so the largest DATA batch.
 const READ_CHUNK: usize = 16 * 1024;
@@ -533,36 +501,6 @@ async fn upstream_read(
         Ok(Err(e)) => Err(BodyError::Io(Side::Upstream, e)),
         Ok(Ok(n)) => Ok(n),
     }
-}
-
-/// Sends `data` as the client's window allows, waiting at most `idle` for each opening.
-pub async fn send_data(
-    send: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-    idle: Duration,
-) -> Result<(), BodyError> {
-    let client_err = |e: h2::Error| BodyError::Io(Side::Client, io::Error::other(e));
-    if data.is_empty() {
-        // An empty frame (the end of the stream) needs no window.
-        return send.send_data(data, end).map_err(client_err);
-    }
-    while !data.is_empty() {
-        send.reserve_capacity(data.len());
-        let mut cap = send.capacity();
-        while cap == 0 {
-            match timeout(idle, poll_fn(|cx| send.poll_capacity(cx))).await {
-                Err(_) => return Err(BodyError::Timeout(Side::Client)),
-                Ok(None) => return Err(BodyError::Truncated(Side::Client)),
-                Ok(Some(Err(e))) => return Err(client_err(e)),
-                Ok(Some(Ok(n))) => cap = n,
-            }
-        }
-        let piece = data.split_to(cap.min(data.len()));
-        send.send_data(piece, end && data.is_empty())
-            .map_err(client_err)?;
-    }
-    Ok(())
 }
 
 /// The HTTP/1.1 request head: request line, `Host` from `:authority` (or the client's host

@@ -1151,3 +1151,26 @@ fn tcp_mode_listener_negotiates_no_alpn() {
     assert_eq!(out.status, 200, "{out:?}");
     assert!(out.head.starts_with("HTTP/1.1 200"), "{}", out.head);
 }
+
+#[test]
+fn header_list_over_the_limit_never_reaches_the_upstream() {
+    let gate = Gate::start(
+        Config::new()
+            .file_extra("[listener.http2]")
+            .file_extra("max_header_list_size = 4096"),
+    );
+    let pki = gate.pki().clone();
+    let big = format!("X-Big: {}", "a".repeat(6000));
+    let out = h2(&gate, "/big").cert(&pki.client1).header(&big).run();
+    assert_ne!(out.status, 200, "{out:?}");
+    eprintln!(
+        "over the limit: status {} exit {} {}",
+        out.status, out.exit, out.stderr
+    );
+    let out = h2(&gate, "/small")
+        .cert(&pki.client1)
+        .header("X-Small: a")
+        .run();
+    assert_eq!(out.status, 200, "{out:?}");
+    assert_eq!(gate.echo().requests(), 1);
+}

@@ -159,6 +159,11 @@ pub struct ListenerFile {
     /// `set_real_ip_from`); required with `proxy_protocol`.
     #[serde(default)]
     pub trusted_proxies: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `protocols`: `h2` and/or `http/1.1`, in ALPN preference order (default both, h2 first).
+    pub protocols: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `[listener.http2]`: HTTP/2 limits.
+    #[serde(default)]
+    pub http2: super::http2::Http2File,
 }
 
 /// `listener.mode`: what happens after the handshake and the rules.

@@ -7,6 +7,7 @@
 mod duration;
 pub mod file;
 mod headers;
+mod http2;
 mod pem;
 mod servers;
 mod tree;
@@ -24,6 +25,7 @@ use self::file::{ConfigFile, ListenerFile, UpstreamFile};
 pub use self::file::{
     IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, VerifyMode, XfccMode,
 };
+pub use self::http2::{Http2, Http2File, Protocols};
 pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
 use crate::http::StripSet;
 use crate::identity::rules::Family;
@@ -171,6 +173,10 @@ pub struct Listener {
     pub strip: StripSet,
     /// `proxy_protocol` and `trusted_proxies`: the header every connection must open with.
     pub proxy_in: Option<ProxyIn>,
+    /// The protocols spoken (`protocols`): ALPN on TLS, the h2 preface on plain TCP.
+    pub protocols: Protocols,
+    /// `[listener.http2]`.
+    pub http2: Http2,
 }
 
 /// A listener behind an L4 balancer: every connection opens with a PROXY protocol header, and
@@ -853,6 +859,12 @@ impl Cx<'_> {
                 )
             })?;
         let client_auth = self.client_auth(i, l.client_auth.as_ref())?;
+        let protocols = self.protocols(i, l.protocols.as_ref())?;
+        // A TCP relay negotiates no application protocol: the bytes are the upstream's to read.
+        let alpn: &'static [u8] = match l.mode {
+            ListenerMode::Http => protocols.alpn(),
+            ListenerMode::Tcp => b"",
+        };
         let (tls, tickets, crls) = match &l.tls {
             None if client_auth.mode != VerifyMode::Off => {
                 return Err(self.err::<String>(
@@ -871,13 +883,14 @@ impl Cx<'_> {
             None => (None, None, None),
             Some(t) => {
                 let (ctx, tickets, crls) =
-                    self.server_tls(i, t, l.client_auth.as_ref(), &client_auth)?;
+                    self.server_tls(i, t, l.client_auth.as_ref(), &client_auth, alpn)?;
                 (Some(ctx), tickets, crls)
             }
         };
         let timeouts = self.timeouts(i, &l.timeouts)?;
         let limits = self.limits(i, &l.limits, &timeouts)?;
         let (headers, strip) = self.headers(i, &l.headers)?;
+        let http2 = self.http2(i, &l.http2, limits.max_header_bytes)?;
         if l.mode == ListenerMode::Http && upstreams[upstream].proxy_protocol {
             return Err(self.err(
                 Some(&l.upstream),
@@ -905,6 +918,8 @@ impl Cx<'_> {
             headers,
             strip,
             proxy_in,
+            protocols,
+            http2,
         })
     }
 
@@ -1006,6 +1021,7 @@ impl Cx<'_> {
         t: &file::TlsFile,
         auth_file: Option<&file::ClientAuthFile>,
         auth: &ClientAuth,
+        alpn: &'static [u8],
     ) -> Result<ServerTls, ConfigError> {
         let key = |k: &str| format!("listener[{i}].{k}");
         let (_, cert_pem) = self.read(&t.certificate, &key("tls.certificate"))?;
@@ -1033,8 +1049,8 @@ impl Cx<'_> {
             verify_cache,
         };
         let crls = self.crl_settings(i, auth_file, auth.mode)?;
-        let (ctx, crls) =
-            crate::tls::server_context_with_crls(&settings, crls.as_ref()).map_err(|e| {
+        let (ctx, crls) = crate::tls::server_context_with_crls(&settings, crls.as_ref(), alpn)
+            .map_err(|e| {
                 if let crate::tls::Part::Crl(n) = e.part {
                     let at = auth_file.and_then(|a| a.crl.get(n));
                     return self.err(at, &key("client_auth.crl"), &e.reason);

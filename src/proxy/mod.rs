@@ -176,7 +176,18 @@ pub async fn serve(
         connect_time: None,
     };
     match session.listener.mode {
-        ListenerMode::Http => session.run().await,
+        ListenerMode::Http => {
+            // ALPN chose h2, or the listener speaks nothing else.
+            let h2 = match &session.client {
+                Conn::Tls(t) => t.ssl().selected_alpn_protocol() == Some(b"h2"),
+                Conn::Plain(_) => false,
+            };
+            if h2 || !session.listener.protocols.http1 {
+                crate::http2::server::serve(session, BytesMut::new()).await;
+            } else if let Some(preface) = session.run().await {
+                crate::http2::server::serve(session, preface).await;
+            }
+        }
         ListenerMode::Tcp => tcp::relay(&mut session).await,
     }
 }
@@ -333,6 +344,8 @@ enum HeadEnd {
     Bad(Page, &'static str),
     /// The head did not arrive in time.
     TimedOut,
+    /// The HTTP/2 prior-knowledge preface (a plain listener that speaks h2): it stays in `buf`.
+    Http2,
 }
 
 impl Session {
@@ -359,22 +372,25 @@ impl Session {
         self.worker.drain.started()
     }
 
-    async fn run(&mut self) {
+    /// Serves HTTP/1.x requests until the connection ends; `Some` with what was read when the
+    /// client opened with the HTTP/2 preface instead.
+    async fn run(&mut self) -> Option<BytesMut> {
         // Judged at the first request, then kept for the connection's life.
         let mut identity: Option<Identity> = None;
         loop {
             let head = match self.read_head().await {
                 Ok(h) => h,
-                Err(HeadEnd::Closed) => return,
+                Err(HeadEnd::Http2) => return Some(std::mem::take(&mut self.buf)),
+                Err(HeadEnd::Closed) => return None,
                 Err(HeadEnd::TimedOut) => {
                     debug!(listener = %self.listener.name, peer = %self.peer, "request head timed out");
-                    return;
+                    return None;
                 }
                 Err(HeadEnd::Bad(page, reason)) => {
                     let id = identity.get_or_insert_with(|| self.authorize());
                     self.log_refusal(id, page, reason);
                     self.send_page(page, false, false).await;
-                    return;
+                    return None;
                 }
             };
             self.requests += 1;
@@ -400,13 +416,13 @@ impl Session {
                     Instant::now(),
                 );
                 self.send_rendered(&answer, false).await;
-                return;
+                return None;
             }
             let keep_alive = forward::forward(self, id, &head, &raw, &request_id).await;
             let limit = self.listener.limits.max_requests_per_connection;
             if !keep_alive || (limit > 0 && self.requests >= limit) || self.draining() {
                 self.close().await;
-                return;
+                return None;
             }
         }
     }
@@ -464,8 +480,15 @@ impl Session {
         let limits = http::Limits {
             max_head_bytes: self.listener.limits.max_header_bytes,
         };
+        // A plain listener that speaks h2 takes the prior-knowledge preface as its first bytes.
+        let h2c = self.requests == 0 && self.listener.tls.is_none() && self.listener.protocols.h2;
         loop {
-            if !self.buf.is_empty() {
+            let n = self.buf.len().min(crate::http2::PREFACE.len());
+            let preface = h2c && self.buf[..n] == crate::http2::PREFACE[..n];
+            if preface && n == crate::http2::PREFACE.len() {
+                return Err(HeadEnd::Http2);
+            }
+            if !self.buf.is_empty() && !preface {
                 match http::parse_request(&self.buf, &limits) {
                     Ok(Some(head)) => return Ok(head),
                     Ok(None) => {}

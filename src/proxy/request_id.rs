@@ -40,7 +40,12 @@ impl RequestId {
 
 /// The id of a request.
 pub fn of(head: &RequestHead, raw: &[u8]) -> RequestId {
-    match head.header(raw, HEADER) {
+    from_client(head.header(raw, HEADER))
+}
+
+/// The id of a request whose `X-Request-Id` field, if any, is `sent`.
+pub fn from_client(sent: Option<&[u8]>) -> RequestId {
+    match sent {
         Some(v) if plausible(v) => RequestId {
             id: String::from_utf8_lossy(v).into_owned(),
             generated: None,

@@ -124,15 +124,20 @@ pub(super) fn fail(part: Part, reason: impl Into<String>) -> ContextError {
 /// verified-chain cache, session tickets and session-ID cache with an ID context of `policy_tag`,
 /// TLS 1.2 or 1.3 at least. Runs at load and on reload, never on a connection.
 pub fn server_context(s: &ServerSettings<'_>) -> Result<SslContext, ContextError> {
-    server_context_with_crls(s, None).map(|(ctx, _)| ctx)
+    server_context_with_crls(s, None, ALPN_HTTP1).map(|(ctx, _)| ctx)
 }
 
+/// ALPN offering HTTP/1.1 only (wire format).
+pub const ALPN_HTTP1: &[u8] = b"\x08http/1.1";
+
 /// As [`server_context`], with client certificates also checked against CRLs (`crls`, which
-/// needs `mode` other than off and a CA file). The returned [`CrlSet`] is refreshed by its
+/// needs `mode` other than off and a CA file), and ALPN choosing from `alpn` (wire format, in
+/// the listener's order of preference). The returned [`CrlSet`] is refreshed by its
 /// owner; each new connection takes its current generation in the ClientHello callback.
 pub fn server_context_with_crls(
     s: &ServerSettings<'_>,
     crls: Option<&CrlSettings>,
+    alpn: &'static [u8],
 ) -> Result<(SslContext, Option<Arc<CrlSet>>), ContextError> {
     let internal = |e: boring::error::ErrorStack| fail(Part::Certificate, e.to_string());
     let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(internal)?;
@@ -149,6 +154,11 @@ pub fn server_context_with_crls(
     b.set_mode(SslMode::RELEASE_BUFFERS);
 
     set_identity(&mut b, s.cert_pem, s.key_pem)?;
+    // The listener's preference among what the client offers; nothing in common: no ALPN,
+    // and the connection speaks HTTP/1.1 as it would without ALPN (as nginx does).
+    b.set_alpn_select_callback(move |_, client| {
+        boring::ssl::select_next_proto(alpn, client).ok_or(boring::ssl::AlpnError::NOACK)
+    });
 
     let mut sid_ctx = Vec::with_capacity(256);
     sid_ctx.extend_from_slice(b"certgate/1");

@@ -308,7 +308,7 @@ pub struct Config {
     pub client_auth_extra: Vec<String>,
     /// Lines appended at the end of the file (top-level tables such as `[admin]` or `[log]`).
     pub file_extra: Vec<String>,
-    /// Extra `key = value` lines for `[[listener]]` itself (`proxy_protocol = "v2"`).
+    /// Extra `key = value` lines for `[[listener]]` itself (`protocols = [...]`).
     pub listener_extra: Vec<String>,
 }
 
@@ -398,7 +398,7 @@ impl Config {
         self
     }
 
-    /// A line appended to `[[listener]]` before its tables (`proxy_protocol = "v2"`).
+    /// A line in `[[listener]]` itself, before its tables (`protocols = ["h2"]`).
     pub fn listener_extra(mut self, line: &str) -> Self {
         self.listener_extra.push(line.into());
         self

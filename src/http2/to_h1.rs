@@ -1,0 +1,830 @@
+//! An HTTP/2 stream forwarded to an HTTP/1.1 upstream over the worker's pools (shared with the
+//! HTTP/1.1 forward).
+//!
+//! Request: pseudo-headers become the request line and `Host`, cookies are joined with `"; "`,
+//! `te` is dropped, and the body is framed by its content-length, or chunked when the client did
+//! not say (its trailers then become chunked trailers). The body streams: each DATA frame's
+//! window is released once its bytes are written upstream, so a slow upstream holds the client
+//! back instead of filling memory.
+//!
+//! Response: connection-specific fields dropped; the body read by content-length, chunked
+//! (decoded; its trailers become HTTP/2 trailers) or close, and sent as the client's window
+//! allows, under `body_idle`: a client that never opens its window is dropped at that time.
+//!
+//! Retries follow the HTTP/1.1 forward's rules (`proxy::error::fate`).
+
+use std::fmt::Write as _;
+use std::future::poll_fn;
+use std::io;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response};
+use monoio::time::timeout;
+use tracing::{debug, warn};
+
+use super::request::Valid;
+use super::server::{refuse, send_data, Outcome, Shared};
+use crate::http::{self as h1, BodyKind, ResponseHead};
+use crate::proxy::error::{fate, Attempt, Error, Fate, Kind};
+use crate::proxy::{BodyError, Side};
+use crate::upstream::balance::Tried;
+use crate::upstream::{Pool, UpstreamConn};
+
+/// Largest read from the upstream at once, and so the largest DATA batch.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Forwards one validated stream to the listener's (HTTP/1.1) upstream.
+pub async fn forward(
+    c: &Shared,
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    valid: Valid,
+    grpc: bool,
+) -> Outcome {
+    let started = Instant::now();
+    let admitted_by = &c.identity.admitted_by;
+    let (parts, mut body) = req.into_parts();
+    let head_only = parts.method == Method::HEAD;
+    let mut out = Outcome::answered(0, admitted_by.clone(), 0);
+
+    // Whatever DATA already arrived with the HEADERS: a content-length it contradicts is found
+    // here, before anything goes upstream.
+    let mut first = Bytes::new();
+    let mut ended = body.is_end_stream();
+    if !ended {
+        match poll_fn(|cx| match body.poll_data(cx) {
+            Poll::Pending => Poll::Ready(None),
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+        })
+        .await
+        {
+            None => {}
+            Some(None) => ended = true,
+            Some(Some(Ok(data))) => {
+                let _ = body.flow_control().release_capacity(data.len());
+                first = data;
+                ended = body.is_end_stream();
+            }
+            Some(Some(Err(e))) => {
+                respond.send_reset(e.reason().unwrap_or(Reason::PROTOCOL_ERROR));
+                out.status = 400;
+                out.decision = format!("{admitted_by}; reset: {e}");
+                return out;
+            }
+        }
+    }
+    let length = match valid.content_length {
+        Some(n) => Some(n),
+        None if ended && (!first.is_empty() || expects_body(&parts.method)) => {
+            Some(first.len() as u64)
+        }
+        None => None,
+    };
+    let chunked = !ended && length.is_none();
+    let head = request_head(&parts, length, chunked);
+    out.bytes.0 = first.len() as u64;
+
+    let pool = c.worker.pools[c.listener.upstream].clone();
+    let sending = Sending {
+        head,
+        first,
+        ended,
+        chunked,
+        idempotent: is_idempotent(&parts.method),
+        head_only,
+    };
+    // A client waiting for 100 Continue gets it from certgate, which reads the body anyway;
+    // the upstream never sees the expectation (it would wait for a 100 of its own to be read).
+    if !ended && expects_continue(&parts.headers) {
+        let mut interim = Response::new(());
+        *interim.status_mut() = http::StatusCode::CONTINUE;
+        let _ = respond.send_informational(interim);
+    }
+    match attempt_upstreams(c, &pool, &sending, &mut body, &mut respond, &mut out).await {
+        Ok((mut up, resp, raw, buf, attempts)) => {
+            out.attempts = Some(attempts);
+            out.upstream = Some((up.addr, started.elapsed()));
+            out.status = resp.status;
+            match respond_with(c, &mut respond, &mut up, &resp, &raw, buf, head_only).await {
+                Ok((sent, reusable)) => {
+                    out.bytes.1 += sent;
+                    if reusable {
+                        pool.checkin(up);
+                    }
+                }
+                Err((sent, e)) => {
+                    out.bytes.1 += sent;
+                    warn!(upstream = %up.addr, peer = %c.peer, "HTTP/2 response relay failed: {e}");
+                    respond.send_reset(Reason::INTERNAL_ERROR);
+                    out.decision = format!("{admitted_by}; {e}");
+                }
+            }
+        }
+        Err((error, attempts)) => {
+            out.attempts = Some(attempts);
+            let page = error.page();
+            if let Some(server) = error.server.filter(|_| error.reached()) {
+                out.upstream = Some((server, started.elapsed()));
+            }
+            if matches!(page, Some(h1::Page::BadGateway | h1::Page::GatewayTimeout)) {
+                warn!(listener = %c.listener.name, peer = %c.peer, "upstream failed: {error}");
+            }
+            match page {
+                Some(page) => {
+                    out.status = page.status();
+                    out.bytes.1 += refuse(&mut respond, page, grpc, head_only, c).await;
+                }
+                None => respond.send_reset(Reason::CANCEL),
+            }
+            out.decision = format!("{admitted_by}; {error}");
+        }
+    }
+    out
+}
+
+/// The request as it goes to every attempt.
+struct Sending {
+    /// The HTTP/1.1 head.
+    head: Vec<u8>,
+    /// Body bytes already taken from the stream.
+    first: Bytes,
+    /// The stream's body ended with `first`.
+    ended: bool,
+    /// The body goes chunked.
+    chunked: bool,
+    idempotent: bool,
+    /// A HEAD request: no response body, whatever the head says.
+    head_only: bool,
+}
+
+type Answered = (UpstreamConn, ResponseHead, Bytes, BytesMut, usize);
+
+/// Chooses servers and sends the request until one answers with a final head, as the
+/// HTTP/1.1 forward's retry rules allow.
+async fn attempt_upstreams(
+    c: &Shared,
+    pool: &Pool,
+    s: &Sending,
+    body: &mut RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    out: &mut Outcome,
+) -> Result<Answered, (Error, usize)> {
+    let t = c.listener.timeouts;
+    let key = pool.key(
+        c.identity.cert.as_ref().map(|x| x.fingerprint()),
+        c.peer.ip(),
+    );
+    let mut tried = Tried::default();
+    let mut tries_left = pool.tries();
+    let mut stale: Option<usize> = None;
+    let mut last: Option<Error> = None;
+    let mut attempts = 0;
+    loop {
+        let server = match pool.choose(&key, &tried) {
+            Some(i) => i,
+            None => match stale.take() {
+                Some(i) => {
+                    pool.discard_idle(pool.server(i).addr);
+                    i
+                }
+                None => {
+                    let e = last.unwrap_or_else(|| Error::new(Kind::NoServer, None));
+                    return Err((e, attempts));
+                }
+            },
+        };
+        tried.insert(server);
+        let addr = pool.server(server).addr;
+        let _active = pool.begin(server);
+        attempts += 1;
+        let stats = pool.stats(server);
+        stats.requests.inc();
+        let connecting = Instant::now();
+        let checkout = pool.checkout(addr, t.upstream_connect).await;
+        out.connect_time = Some(connecting.elapsed());
+        let mut attempt = Attempt {
+            idempotent: s.idempotent,
+            body_sent: false,
+            answered: false,
+            reused: false,
+        };
+        let kind = match checkout {
+            Err(e) => {
+                stats.connect_failures.inc();
+                Kind::Connect(e)
+            }
+            Ok(mut up) => {
+                attempt.reused = up.reused;
+                match exchange(c, &mut up, s, body, respond, &mut attempt, out).await {
+                    Ok((resp, raw, buf)) => {
+                        pool.succeeded(server);
+                        return Ok((up, resp, raw, buf, attempts));
+                    }
+                    Err(kind) => kind,
+                }
+            }
+        };
+        let error = Error::new(kind, Some(addr));
+        let again = match fate(attempt, &error.kind) {
+            Fate::Stale => {
+                stale = Some(server);
+                true
+            }
+            Fate::Retry => {
+                pool.failed(server);
+                tries_left = tries_left.saturating_sub(1);
+                tries_left > 0
+            }
+            Fate::Failed => {
+                pool.failed(server);
+                false
+            }
+            Fate::Final => false,
+        };
+        if !again {
+            return Err((error, attempts));
+        }
+        stats.retries.inc();
+        debug!(upstream = %addr, "upstream attempt failed: {error}; trying again");
+        last = Some(error);
+    }
+}
+
+/// Sends the head and the body, then reads the final response head (1xx interims are not
+/// relayed: HTTP/2 clients get the final answer).
+async fn exchange(
+    c: &Shared,
+    up: &mut UpstreamConn,
+    s: &Sending,
+    body: &mut RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    attempt: &mut Attempt,
+    out: &mut Outcome,
+) -> Result<(ResponseHead, Bytes, BytesMut), Kind> {
+    let t = c.listener.timeouts;
+    let mut wire = Vec::with_capacity(s.head.len() + s.first.len() + 16);
+    wire.extend_from_slice(&s.head);
+    if !s.first.is_empty() {
+        // A retry sends these again; the rest of a body never is.
+        push_chunk(&mut wire, &s.first, s.chunked);
+    }
+    if s.ended && s.chunked {
+        wire.extend_from_slice(b"0\r\n\r\n");
+    }
+    match timeout(t.upstream_read, up.conn.write_all(&wire)).await {
+        Err(_) => return Err(Kind::SendTimeout),
+        Ok(Err(e)) => return Err(Kind::SendHead(e)),
+        Ok(Ok(())) => {}
+    }
+    if !s.ended {
+        attempt.body_sent = true;
+        out.bytes.0 += send_body(c, up, body, s.chunked)
+            .await
+            .map_err(Kind::RequestBody)?;
+    }
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let limits = h1::Limits {
+        max_head_bytes: 64 * 1024,
+    };
+    loop {
+        if !buf.is_empty() {
+            match h1::parse_response(&buf, s.head_only, &limits) {
+                Ok(Some(head)) => {
+                    attempt.answered = true;
+                    let raw = buf.split_to(head.head_len).freeze();
+                    if head.status == 101 {
+                        return Err(Kind::InvalidResponse(h1::HeadError::bad_upstream(
+                            "101 Switching Protocols on an HTTP/2 stream",
+                        )));
+                    }
+                    if head.is_informational {
+                        continue;
+                    }
+                    return Ok((head, raw, buf));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Kind::InvalidResponse(e)),
+            }
+        }
+        // A client that resets the stream meanwhile (a cancelled call) frees the upstream
+        // connection now, not when the answer comes.
+        let read = monoio::select! {
+            r = timeout(t.upstream_read, up.conn.read_into(&mut buf)) => r,
+            r = poll_fn(|cx| respond.poll_reset(cx)) => {
+                let why = match r {
+                    Ok(reason) => format!("client reset the stream ({reason:?})"),
+                    Err(e) => format!("client stream failed: {e}"),
+                };
+                return Err(Kind::ClientWrite(io::Error::new(io::ErrorKind::ConnectionReset, why)));
+            }
+        };
+        match read {
+            Err(_) => return Err(Kind::ResponseTimeout),
+            Ok(Err(e)) => return Err(Kind::ReadResponse(e)),
+            Ok(Ok(0)) => {
+                return Err(Kind::Closed {
+                    mid_head: !buf.is_empty(),
+                })
+            }
+            Ok(Ok(_)) => attempt.answered = true,
+        }
+    }
+}
+
+/// Streams the rest of the request body, releasing the client's window as bytes are written
+/// upstream; chunked, with the client's trailers, when `chunked`.
+async fn send_body(
+    c: &Shared,
+    up: &mut UpstreamConn,
+    body: &mut RecvStream,
+    chunked: bool,
+) -> Result<u64, BodyError> {
+    let idle = c.listener.timeouts.body_idle;
+    let client_err = |e: h2::Error| BodyError::Io(Side::Client, io::Error::other(e));
+    let mut n = 0u64;
+    let mut wire = Vec::new();
+    loop {
+        let data = match timeout(idle, body.data()).await {
+            Err(_) => return Err(BodyError::Timeout(Side::Client)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(client_err(e)),
+            Ok(Some(Ok(data))) => data,
+        };
+        let len = data.len();
+        wire.clear();
+        push_chunk(&mut wire, &data, chunked);
+        match timeout(idle, up.conn.write_all(&wire)).await {
+            Err(_) => return Err(BodyError::Timeout(Side::Upstream)),
+            Ok(Err(e)) => return Err(BodyError::Io(Side::Upstream, e)),
+            Ok(Ok(())) => {}
+        }
+        let _ = body.flow_control().release_capacity(len);
+        n += len as u64;
+    }
+    if chunked {
+        wire.clear();
+        wire.extend_from_slice(b"0\r\n");
+        let trailers = match timeout(idle, body.trailers()).await {
+            Err(_) => return Err(BodyError::Timeout(Side::Client)),
+            Ok(Err(e)) => return Err(client_err(e)),
+            Ok(Ok(t)) => t,
+        };
+        for (name, value) in trailers.iter().flat_map(|t| t.iter()) {
+            push_field(&mut wire, name.as_str().as_bytes(), value.as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        match timeout(idle, up.conn.write_all(&wire)).await {
+            Err(_) => return Err(BodyError::Timeout(Side::Upstream)),
+            Ok(Err(e)) => return Err(BodyError::Io(Side::Upstream, e)),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(n)
+}
+
+/// Sends the response head and relays the body.
+///
+/// # Return
+/// The body bytes sent and whether the upstream connection may go back to the pool; or what
+/// was sent before the relay failed, and why.
+async fn respond_with(
+    c: &Shared,
+    respond: &mut SendResponse<Bytes>,
+    up: &mut UpstreamConn,
+    resp: &ResponseHead,
+    raw: &[u8],
+    mut buf: BytesMut,
+    head_only: bool,
+) -> Result<(u64, bool), (u64, BodyError)> {
+    let idle = c.listener.timeouts.body_idle;
+    let kind = if head_only { BodyKind::None } else { resp.body };
+    let mut r = Response::new(());
+    *r.status_mut() =
+        http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    *r.headers_mut() = response_fields(resp, raw);
+    let client_err = |e: h2::Error| BodyError::Io(Side::Client, io::Error::other(e));
+    let mut send = respond
+        .send_response(r, kind == BodyKind::None)
+        .map_err(|e| (0, client_err(e)))?;
+    let mut sent = 0u64;
+    match kind {
+        BodyKind::None => {}
+        BodyKind::Length(mut left) => {
+            while left > 0 {
+                if buf.is_empty()
+                    && upstream_read(up, &mut buf, idle)
+                        .await
+                        .map_err(|e| (sent, e))?
+                        == 0
+                {
+                    return Err((sent, BodyError::Truncated(Side::Upstream)));
+                }
+                let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let data = buf.split_to(take).freeze();
+                left -= take as u64;
+                sent += take as u64;
+                send_data(&mut send, data, left == 0, idle)
+                    .await
+                    .map_err(|e| (sent, e))?;
+            }
+        }
+        BodyKind::Chunked => {
+            let mut decoder = ChunkDecoder::default();
+            loop {
+                let (data, done) = decoder
+                    .decode(&mut buf)
+                    .map_err(|e| (sent, BodyError::Malformed(Side::Upstream, e)))?;
+                if !data.is_empty() {
+                    sent += data.len() as u64;
+                    send_data(&mut send, data.freeze(), false, idle)
+                        .await
+                        .map_err(|e| (sent, e))?;
+                }
+                if let Some(trailers) = done {
+                    if trailers.is_empty() {
+                        send_data(&mut send, Bytes::new(), true, idle)
+                            .await
+                            .map_err(|e| (sent, e))?;
+                    } else {
+                        send.send_trailers(trailers)
+                            .map_err(|e| (sent, client_err(e)))?;
+                    }
+                    break;
+                }
+                if upstream_read(up, &mut buf, idle)
+                    .await
+                    .map_err(|e| (sent, e))?
+                    == 0
+                {
+                    return Err((sent, BodyError::Truncated(Side::Upstream)));
+                }
+            }
+        }
+        BodyKind::Close => loop {
+            if !buf.is_empty() {
+                let data = buf.split().freeze();
+                sent += data.len() as u64;
+                send_data(&mut send, data, false, idle)
+                    .await
+                    .map_err(|e| (sent, e))?;
+            }
+            if upstream_read(up, &mut buf, idle)
+                .await
+                .map_err(|e| (sent, e))?
+                == 0
+            {
+                send_data(&mut send, Bytes::new(), true, idle)
+                    .await
+                    .map_err(|e| (sent, e))?;
+                break;
+            }
+        },
+    }
+    let reusable = resp.keep_alive && kind != BodyKind::Close && buf.is_empty();
+    Ok((sent, reusable))
+}
+
+/// Reads more of the response body into `buf`, within `idle`.
+async fn upstream_read(
+    up: &mut UpstreamConn,
+    buf: &mut BytesMut,
+    idle: Duration,
+) -> Result<usize, BodyError> {
+    buf.reserve(READ_CHUNK);
+    match timeout(idle, up.conn.read_into(buf)).await {
+        Err(_) => Err(BodyError::Timeout(Side::Upstream)),
+        Ok(Err(e)) => Err(BodyError::Io(Side::Upstream, e)),
+        Ok(Ok(n)) => Ok(n),
+    }
+}
+
+/// The HTTP/1.1 request head: request line, `Host` from `:authority` (or the client's host
+/// field), the fields with cookies joined, the framing certgate chose.
+fn request_head(parts: &http::request::Parts, length: Option<u64>, chunked: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let host = match parts.uri.authority() {
+        Some(a) => a.as_str().as_bytes(),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .map_or(&b""[..], HeaderValue::as_bytes),
+    };
+    push_field(&mut out, b"host", host);
+    let mut cookies: Vec<&[u8]> = Vec::new();
+    for (name, value) in &parts.headers {
+        match name.as_str() {
+            "host" | "content-length" | "te" | "transfer-encoding" | "connection"
+            | "keep-alive" | "proxy-connection" | "upgrade" | "expect" => {}
+            "cookie" => cookies.push(value.as_bytes()),
+            n => push_field(&mut out, n.as_bytes(), value.as_bytes()),
+        }
+    }
+    if !cookies.is_empty() {
+        out.extend_from_slice(b"cookie: ");
+        for (i, c) in cookies.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(c);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(n) = length {
+        let _ = write!(Text(&mut out), "content-length: {n}\r\n");
+    } else if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `fmt::Write` into a byte vector.
+struct Text<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Text<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if chunked {
+        let _ = write!(Text(out), "{:x}\r\n", data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// The upstream's fields for the client: connection-specific ones (and any the `connection`
+/// field names) dropped; names lowercased.
+fn response_fields(resp: &ResponseHead, raw: &[u8]) -> HeaderMap {
+    let mut nominated: Vec<Vec<u8>> = Vec::new();
+    for (name, value) in resp.headers(raw) {
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',') {
+                let t = token.trim_ascii();
+                if !t.is_empty() {
+                    nominated.push(t.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    let mut map = HeaderMap::with_capacity(resp.headers.len());
+    for (name, value) in resp.headers(raw) {
+        let Ok(n) = HeaderName::from_bytes(name) else {
+            continue;
+        };
+        match n.as_str() {
+            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
+            | "te" | "trailer" => continue,
+            other
+                if other != "content-length" && nominated.iter().any(|t| t == other.as_bytes()) =>
+            {
+                continue
+            }
+            _ => {}
+        }
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            map.append(n, v);
+        }
+    }
+    map
+}
+
+/// The client sent `expect: 100-continue`.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Methods whose empty body is still announced (`content-length: 0`), as HTTP/1.1 clients do.
+fn expects_body(m: &Method) -> bool {
+    matches!(*m, Method::POST | Method::PUT | Method::PATCH)
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Decodes a chunked body into its data and trailers, strictly (RFC 9112 §7.1): the same
+/// limits as [`h1::ChunkedScanner`].
+#[derive(Debug, Default)]
+struct ChunkDecoder {
+    state: Chunk,
+    trailers: HeaderMap,
+    trailer_bytes: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// A chunk-size line.
+    #[default]
+    Size,
+    /// Data bytes left in the chunk.
+    Data(u64),
+    /// The CRLF after chunk data.
+    DataEnd,
+    /// Trailer lines, until the empty one.
+    Trailers,
+}
+
+impl ChunkDecoder {
+    /// Takes what it can from `buf`: data to forward, and the trailers once the body ended.
+    fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<(BytesMut, Option<HeaderMap>), h1::ChunkError> {
+        use h1::ChunkError as E;
+        let mut data = BytesMut::new();
+        loop {
+            match self.state {
+                Chunk::Size => {
+                    let Some(end) = find_crlf(buf, h1::MAX_CHUNK_LINE_BYTES as usize)? else {
+                        return Ok((data, None));
+                    };
+                    let line = buf.split_to(end + 2);
+                    let line = &line[..end];
+                    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+                    if digits == 0 {
+                        return Err(E::InvalidSize);
+                    }
+                    if digits > h1::MAX_CHUNK_SIZE_DIGITS as usize {
+                        return Err(E::SizeTooLong);
+                    }
+                    // Only BWS (spaces, tabs) may come between the size and an extension.
+                    let rest = &line[digits..];
+                    let ws = rest
+                        .iter()
+                        .take_while(|&&b| b == b' ' || b == b'\t')
+                        .count();
+                    let rest = &rest[ws..];
+                    if !(rest.is_empty() || rest[0] == b';') || rest.contains(&b'\r') {
+                        return Err(E::InvalidSize);
+                    }
+                    let size = std::str::from_utf8(&line[..digits])
+                        .ok()
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or(E::InvalidSize)?;
+                    self.state = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok((data, None));
+                    }
+                    let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    data.unsplit(buf.split_to(take));
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(left)
+                    };
+                }
+                Chunk::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok((data, None));
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(E::DataNotTerminated);
+                    }
+                    buf.advance(2);
+                    self.state = Chunk::Size;
+                }
+                Chunk::Trailers => {
+                    let limit = (h1::MAX_TRAILER_BYTES as usize).saturating_sub(self.trailer_bytes);
+                    let Some(end) = find_crlf(buf, limit).map_err(|_| E::TrailerTooLarge)? else {
+                        return Ok((data, None));
+                    };
+                    self.trailer_bytes += end + 2;
+                    let line = buf.split_to(end + 2);
+                    let line = &line[..end];
+                    if line.is_empty() {
+                        return Ok((data, Some(std::mem::take(&mut self.trailers))));
+                    }
+                    let colon = line
+                        .iter()
+                        .position(|&b| b == b':')
+                        .ok_or(E::InvalidTrailer)?;
+                    let name =
+                        HeaderName::from_bytes(&line[..colon]).map_err(|_| E::InvalidTrailer)?;
+                    let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii())
+                        .map_err(|_| E::InvalidTrailer)?;
+                    // Framing and connection fields never travel as trailers.
+                    if !matches!(
+                        name.as_str(),
+                        "content-length" | "transfer-encoding" | "connection" | "host" | "te"
+                    ) {
+                        self.trailers.append(name, value);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The position of the CRLF ending the line at the start of `buf`; `None` when more is needed.
+fn find_crlf(buf: &[u8], limit: usize) -> Result<Option<usize>, h1::ChunkError> {
+    match buf.iter().position(|&b| b == b'\n') {
+        Some(0) => Err(h1::ChunkError::BadLineEnding),
+        Some(i) if buf[i - 1] != b'\r' => Err(h1::ChunkError::BadLineEnding),
+        Some(i) if i - 1 > limit => Err(h1::ChunkError::LineTooLong),
+        Some(i) => Ok(Some(i - 1)),
+        None if buf.len() > limit + 1 => Err(h1::ChunkError::LineTooLong),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, HeaderMap), h1::ChunkError> {
+        let mut d = ChunkDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(step) {
+            buf.extend_from_slice(piece);
+            let (data, done) = d.decode(&mut buf)?;
+            out.extend_from_slice(&data);
+            if let Some(t) = done {
+                return Ok((out, t));
+            }
+        }
+        Err(h1::ChunkError::InvalidSize)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_fragments() {
+        let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\ngrpc-status: 0\r\nX-A: b\r\n\r\n";
+        for step in 1..body.len() {
+            let (data, trailers) = decode_all(body, step).expect("decodes");
+            assert_eq!(data, b"hello world");
+            assert_eq!(trailers["grpc-status"], "0");
+            assert_eq!(trailers["x-a"], "b");
+        }
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\r\nhelloXX",
+            b"5\nhello\r\n",
+            b"11111111111111111\r\n",
+            b"\n",
+            b"5\r;a\r\nhello\r\n",
+            b"5\r\nhello\r\n0\r\nbad trailer\r\n\r\n",
+        ] {
+            assert!(decode_all(bad, bad.len()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn request_head_translates_pseudo_headers() {
+        let req = Request::builder()
+            .method("POST")
+            .uri("https://a.example:8443/p?q=1")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("te", "trailers")
+            .header("x-y", "z")
+            .body(())
+            .expect("request");
+        let (parts, ()) = req.into_parts();
+        let head = String::from_utf8(request_head(&parts, None, true)).expect("utf8");
+        assert_eq!(
+            head,
+            "POST /p?q=1 HTTP/1.1\r\nhost: a.example:8443\r\nx-y: z\r\ncookie: a=1; b=2\r\n\
+             transfer-encoding: chunked\r\n\r\n"
+        );
+    }
+}

@@ -39,12 +39,20 @@ pub fn element(by: &[String], hash: &str, subject: &str, sans: &[San]) -> String
 /// `X-Forwarded-Client-Cert` line, in order, joined by `,`), then `ours` if the client presented
 /// a verified certificate. `None` when there is neither.
 pub fn forwarded(head: &RequestHead, buf: &[u8], ours: Option<&str>) -> Option<Vec<u8>> {
+    let client = head
+        .headers
+        .iter()
+        .filter(|h| h.name.get(buf).eq_ignore_ascii_case(HEADER.as_bytes()))
+        .map(|h| h.value.get(buf));
+    join(client, ours)
+}
+
+/// [`forwarded`] over header values however they were read (an HTTP/2 header map): the
+/// client's non-empty values in order, then `ours`, joined by `,`.
+pub fn join<'a>(client: impl IntoIterator<Item = &'a [u8]>, ours: Option<&str>) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::new();
-    for h in &head.headers {
-        if !h.name.get(buf).eq_ignore_ascii_case(HEADER.as_bytes()) {
-            continue;
-        }
-        let value = h.value.get(buf).trim_ascii();
+    for value in client {
+        let value = value.trim_ascii();
         if value.is_empty() {
             continue;
         }

@@ -330,6 +330,18 @@ pub async fn forward_stream(
 /// are lowercase; `_` reads as `-`), the connection's identity fields and the request id added.
 fn upstream_request(c: &Shared, req: Request<RecvStream>, rid: &RequestId) -> Request<RecvStream> {
     let (mut parts, body) = req.into_parts();
+    // `forward` mode: the client's elements go on, ours after them (as on HTTP/1.1).
+    let xfcc = match c.listener.headers.xfcc {
+        crate::config::XfccMode::Forward => crate::http::xfcc::join(
+            parts
+                .headers
+                .get_all(crate::http::xfcc::HEADER)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            c.identity.xfcc.as_deref(),
+        ),
+        _ => None,
+    };
     let strip: Vec<HeaderName> = parts
         .headers
         .keys()
@@ -344,6 +356,11 @@ fn upstream_request(c: &Shared, req: Request<RecvStream>, rid: &RequestId) -> Re
     }
     for (n, v) in &c.add {
         parts.headers.append(n.clone(), v.clone());
+    }
+    if let Some(v) = xfcc.and_then(|v| HeaderValue::from_bytes(&v).ok()) {
+        parts
+            .headers
+            .insert(HeaderName::from_static("x-forwarded-client-cert"), v);
     }
     if rid.generated() {
         if let Ok(v) = HeaderValue::from_str(rid.as_str()) {

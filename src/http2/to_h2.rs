@@ -928,13 +928,19 @@ mod tests {
         (addr, log)
     }
 
-    /// A worker for one h2 upstream of `servers`; `extra` lines go into `[listener.timeouts]`.
+    /// A worker for one h2 upstream of `servers`; `timeouts` lines go into
+    /// `[listener.timeouts]`.
     fn worker(servers: &[SocketAddr], timeouts: &str) -> Rc<Worker> {
+        worker_with(servers, timeouts, "")
+    }
+
+    /// [`worker`], with `upstream` lines at the end of `[[upstream]]` (`[upstream.tls]`...).
+    fn worker_with(servers: &[SocketAddr], timeouts: &str, upstream: &str) -> Rc<Worker> {
         let list: Vec<String> = servers.iter().map(|a| format!("\"{a}\"")).collect();
         let text = format!(
             "[[listener]]\nname = \"t\"\nlisten = \"127.0.0.1:1\"\nupstream = \"app\"\n\n\
              [listener.timeouts]\n{timeouts}\n\n\
-             [[upstream]]\nname = \"app\"\nservers = [{}]\nprotocol = \"h2\"\n",
+             [[upstream]]\nname = \"app\"\nservers = [{}]\nprotocol = \"h2\"\n{upstream}\n",
             list.join(", ")
         );
         let config = Config::parse(Path::new("/nonexistent/certgate.toml"), &text).unwrap();
@@ -1245,6 +1251,74 @@ mod tests {
             assert_eq!(p.await.unwrap().head.status, 200);
         }
         assert_eq!(w.pools[0].h2().count(up), 1);
+    }
+
+    /// A TLS upstream with the test PKI's localhost certificate; it selects ALPN h2 when
+    /// `h2`, none otherwise (a server that only speaks HTTP/1.1). Streams are echoed.
+    fn tls_upstream(pki: &crate::pki::Pki, h2: bool) -> SocketAddr {
+        use boring::ssl::{select_next_proto, AlpnError, SslContextBuilder, SslFiletype};
+        let mut b = SslContextBuilder::new(boring::ssl::SslMethod::tls()).unwrap();
+        b.set_certificate_chain_file(&pki.server.cert).unwrap();
+        b.set_private_key_file(&pki.server.key, SslFiletype::PEM)
+            .unwrap();
+        if h2 {
+            b.set_alpn_select_callback(|_, offered| {
+                select_next_proto(b"\x02h2", offered).ok_or(AlpnError::NOACK)
+            });
+        }
+        let ctx = b.build();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        monoio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let ssl = boring::ssl::Ssl::new(&ctx).unwrap();
+                monoio::spawn(async move {
+                    let Ok(t) = crate::tls::TlsStream::accept(ssl, Socket::new(s).unwrap()).await
+                    else {
+                        return;
+                    };
+                    let conn = Conn::Tls(Box::new(t));
+                    let Ok(mut h) =
+                        h2::server::handshake(PollConn::new(conn, BytesMut::new())).await
+                    else {
+                        return;
+                    };
+                    while let Some(Ok((req, respond))) = h.accept().await {
+                        monoio::spawn(upstream_stream(req, respond, Rc::default()));
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn over_tls_the_server_must_select_alpn_h2() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::generate(dir.path()).unwrap();
+        let tls = format!(
+            "[upstream.tls]\nca = \"{}\"\nserver_name = \"localhost\"",
+            pki.server_ca.display()
+        );
+        let (h2, h1) = (tls_upstream(&pki, true), tls_upstream(&pki, false));
+        let (addr, done) = front(worker_with(&[h2], "", &tls));
+        let mut send = client(addr).await;
+        let got = get(&mut send, "/echo", &[("x-identity", "CN=over-tls")]).await;
+        assert_eq!(got.head.status, 200);
+        assert_eq!(header(&got.head.headers, "x-seen-identity"), "CN=over-tls");
+
+        let (addr, done_h1) = front(worker_with(&[h1], "", &tls));
+        let mut send = client(addr).await;
+        let got = get(&mut send, "/echo", &[GRPC]).await;
+        assert_eq!(header(&got.head.headers, "grpc-status"), "14");
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        assert!(done.borrow()[0].error.is_none());
+        let e = done_h1.borrow_mut().remove(0).error.unwrap();
+        assert!(matches!(e.kind, Kind::Connect(ConnectError::NoH2)), "{e:?}");
+        assert!(
+            e.to_string().contains("did not select ALPN h2"),
+            "the log line says why: {e}"
+        );
     }
 
     #[test]

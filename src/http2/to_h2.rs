@@ -1321,6 +1321,115 @@ mod tests {
         );
     }
 
+    /// A child process killed and reaped on drop.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// tests/grpc/server.py on loopback (h2c).
+    fn grpcio_server() -> (Child, SocketAddr) {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/server.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let stdout = child.stdout.take().unwrap();
+        let child = Child(child);
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("server.py said {line:?}"));
+        (child, SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// A front forwarding to `upstream`, on its own thread with the given driver, until
+    /// `stop` is set.
+    fn front_thread(
+        uring: bool,
+        upstream: SocketAddr,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run = move || async move {
+            let (addr, _) = front(worker(&[upstream], ""));
+            tx.send(addr).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let thread = std::thread::spawn(move || {
+            if uring {
+                monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .unwrap()
+                    .block_on(run());
+            } else {
+                monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .unwrap()
+                    .block_on(run());
+            }
+        });
+        (rx.recv().unwrap(), thread)
+    }
+
+    /// The four kinds of gRPC call, a server error, a deadline and metadata, between a real
+    /// grpcio client and a real grpcio server, through `forward`.
+    #[test]
+    fn grpcio_calls_pass_through_forward() {
+        let (_server, upstream) = grpcio_server();
+        for uring in [true, false] {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (front, thread) = front_thread(uring, upstream, stop.clone());
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/client.py");
+            let out = std::process::Command::new("timeout")
+                .args(["60", "python3", script, &front.to_string()])
+                .args(["--meta", "x-identity=CN=client.1"])
+                .args(["unary", "split", "join", "chat", "fail", "slow", "whoami"])
+                .output()
+                .unwrap();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            thread.join().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let lines: Vec<&str> = text.lines().collect();
+            let expect = [
+                r#"{"call": "unary", "code": "OK", "details": "", "value": "hello"}"#,
+                r#"{"call": "split", "code": "OK", "details": "", "value": ["a", "b", "c"]}"#,
+                r#"{"call": "join", "code": "OK", "details": "", "value": "xyz"}"#,
+                r#"{"call": "chat", "code": "OK", "details": "", "value": ["ONE", "TWO", "THREE"]}"#,
+                r#"{"call": "fail", "code": "NOT_FOUND", "details": "no such thing", "value": null}"#,
+            ];
+            assert!(
+                lines.len() == 7,
+                "uring={uring}: {text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            for (got, want) in lines.iter().zip(expect) {
+                assert_eq!(*got, want, "uring={uring}");
+            }
+            assert!(lines[5].contains("DEADLINE_EXCEEDED"), "{}", lines[5]);
+            assert!(
+                lines[6].contains(r#""x-identity": ["CN=client.1"]"#),
+                "{}",
+                lines[6]
+            );
+        }
+    }
+
     #[test]
     fn grpc_timeouts_parse_as_the_spec_writes_them() {
         let t = |v: &str| {

@@ -11,7 +11,9 @@
 //! response headers), `body_idle` (no frame either way); a request's `grpc-timeout` bounds the
 //! whole stream. Tries follow the HTTP/1.1 rules in spirit: a failed connect, or a stream the
 //! server refused (REFUSED_STREAM, or above a GOAWAY's last stream) before any request DATA
-//! was taken from the client, goes to the next server; nothing else is sent again.
+//! was taken from the client, goes to the next server; nothing else is sent again. A stream so
+//! refused on a pooled connection (the server was closing it, or full) first gets one more try
+//! on the same server, on a new connection, as a kept-alive HTTP/1.1 connection found closed.
 //!
 //! Failures before the response began are answered 502 / 504, or for gRPC requests
 //! (`content-type: application/grpc*`) with a trailers-only response: `grpc-status` 14
@@ -80,7 +82,7 @@ pub async fn forward(
     let mut fwd = Forwarded::default();
     let Some(pool) = worker.pools.get(upstream).cloned() else {
         let e = Error::new(Kind::NoServer, None);
-        answer_failure(&mut respond, None, grpc, &e, &mut fwd);
+        answer_failure(&mut respond, grpc, &e, &mut fwd);
         fwd.error = Some(e);
         return fwd;
     };
@@ -88,13 +90,17 @@ pub async fn forward(
     let head = upstream_head(&parts, pool.upstream().tls.is_some());
     let mut tried = Tried::default();
     let mut tries_left = pool.tries();
+    // A server whose pooled connection turned out to be closing (GOAWAY) or refused the
+    // stream: tried once more at once, on a new connection.
+    let mut again: Option<usize> = None;
+    let mut stale_retried = false;
     loop {
-        let Some(server) = pool.choose(&key, &tried) else {
+        let Some(server) = again.take().or_else(|| pool.choose(&key, &tried)) else {
             let e = fwd
                 .error
                 .take()
                 .unwrap_or_else(|| Error::new(Kind::NoServer, None));
-            answer_failure(&mut respond, None, grpc, &e, &mut fwd);
+            answer_failure(&mut respond, grpc, &e, &mut fwd);
             fwd.error = Some(e);
             return fwd;
         };
@@ -124,6 +130,15 @@ pub async fn forward(
             stats.connect_failures.inc();
         }
         let error = Error::new(failed.kind, Some(addr));
+        if failed.stale && !stale_retried {
+            // Not the server's fault, and no try used up: a pooled connection the server was
+            // closing.
+            stale_retried = true;
+            again = Some(server);
+            debug!(upstream = %addr, "h2 stream not processed: {error}; trying again");
+            fwd.error = Some(error);
+            continue;
+        }
         if error.side() == Source::Upstream && !failed.responded {
             pool.failed(server);
         }
@@ -138,7 +153,7 @@ pub async fn forward(
             warn!(upstream = %addr, "h2 upstream failed: {error}");
         }
         if !failed.responded {
-            answer_failure(&mut respond, failed.down, grpc, &error, &mut fwd);
+            answer_failure(&mut respond, grpc, &error, &mut fwd);
         } else if let Some(mut down) = failed.down {
             // The response is under way: a gRPC deadline still reaches the client as its
             // status; anything else ends the stream.
@@ -173,6 +188,9 @@ struct Failed {
     kind: Kind,
     /// Nothing of the request reached the server's application: another server may take it.
     retry: bool,
+    /// As `retry`, on a pooled connection the server was closing or full: the same server may
+    /// take it on a new connection.
+    stale: bool,
     /// Response headers went to the client.
     responded: bool,
     /// The stream to the client, once the response headers went out.
@@ -186,6 +204,7 @@ impl Failed {
         Self {
             kind,
             retry: false,
+            stale: false,
             responded: false,
             down: None,
             deadline: false,
@@ -241,6 +260,7 @@ impl Exchange<'_> {
                 slot.retire();
                 return Err(Failed {
                     retry: true,
+                    stale: slot.reused,
                     ..Failed::new(Kind::SendHead(io_error(e)))
                 });
             }
@@ -254,6 +274,7 @@ impl Exchange<'_> {
                 let retry = refused(&e) || e.is_go_away();
                 return Err(Failed {
                     retry,
+                    stale: retry && slot.reused,
                     ..Failed::new(Kind::SendHead(io_error(e)))
                 });
             }
@@ -338,6 +359,7 @@ impl Exchange<'_> {
         Err(Failed {
             kind,
             retry,
+            stale: retry && slot.reused,
             responded,
             down,
             deadline,
@@ -594,7 +616,6 @@ async fn until_reset<F: Future>(fut: F, tx: &mut SendStream<Bytes>) -> Result<F:
 /// or a reset when the client is the one that failed.
 fn answer_failure(
     respond: &mut h2::server::SendResponse<Bytes>,
-    _down: Option<SendStream<Bytes>>,
     grpc: bool,
     error: &Error,
     fwd: &mut Forwarded,
@@ -874,6 +895,23 @@ mod tests {
 
     /// An h2c upstream on loopback; what reached it goes to the returned log.
     fn upstream() -> (SocketAddr, Rc<RefCell<Vec<String>>>) {
+        upstream_with(Conns::Many)
+    }
+
+    /// How an upstream's connections treat their streams.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Conns {
+        /// Serve them all.
+        Many,
+        /// Serve the first, then shut down gracefully (GOAWAY).
+        GoAway,
+        /// Serve the first, refuse the others (REFUSED_STREAM).
+        Refuse,
+    }
+
+    /// [`upstream`], with connections as `mode` says; unless `Many`, the log notes every new
+    /// connection.
+    fn upstream_with(mode: Conns) -> (SocketAddr, Rc<RefCell<Vec<String>>>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let seen: Rc<RefCell<Vec<String>>> = Rc::default();
@@ -888,13 +926,34 @@ mod tests {
                     else {
                         return;
                     };
-                    while let Some(Ok((req, respond))) = h.accept().await {
+                    if mode != Conns::Many {
+                        seen.borrow_mut().push("connection".into());
+                    }
+                    let mut first = true;
+                    while let Some(Ok((req, mut respond))) = h.accept().await {
+                        if mode == Conns::Refuse && !first {
+                            respond.send_reset(Reason::REFUSED_STREAM);
+                            continue;
+                        }
+                        first = false;
                         monoio::spawn(upstream_stream(req, respond, seen.clone()));
+                        if mode == Conns::GoAway {
+                            h.graceful_shutdown();
+                        }
                     }
                 });
             }
         });
         (addr, log)
+    }
+
+    /// Waits (at most 5 s) until `list` holds `n` entries: what a server task records after
+    /// the client already has its answer.
+    async fn settled<T>(list: &RefCell<Vec<T>>, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while list.borrow().len() < n && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The front: an h2c server whose every stream goes through `forward`; the results go to
@@ -1045,7 +1104,7 @@ mod tests {
         let trailers = body.trailers().await.unwrap().unwrap();
         assert_eq!(header(&trailers, "x-echo"), "done");
         assert_eq!(header(&trailers, "x-client-trailer"), "yes");
-        monoio::time::sleep(Duration::from_millis(50)).await;
+        settled(&done, 1).await;
         let done = done.borrow();
         assert_eq!(done.len(), 1);
         let f = &done[0];
@@ -1079,7 +1138,7 @@ mod tests {
         let got = reader.await.unwrap();
         assert!(got.error.is_none(), "{:?}", got.error);
         assert!(got.body == payload, "echoed body differs");
-        monoio::time::sleep(Duration::from_millis(50)).await;
+        settled(&done, 2).await;
         let done = done.borrow();
         assert_eq!(done[0].bytes, (0, 2 << 20));
         assert_eq!(done[1].bytes, (1 << 20, 1 << 20));
@@ -1113,7 +1172,7 @@ mod tests {
         assert_eq!(got.head.status, 200);
         assert_eq!(header(&got.head.headers, "grpc-status"), "14");
         assert!(got.body.is_empty() && got.trailers.is_none());
-        monoio::time::sleep(Duration::from_millis(50)).await;
+        settled(&done, 2).await;
         let done = done.borrow();
         assert!(matches!(
             done[0].error.as_ref().map(|e| &e.kind),
@@ -1141,7 +1200,7 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        monoio::time::sleep(Duration::from_millis(50)).await;
+        settled(&done, 2).await;
         let done = done.borrow();
         assert!(matches!(
             done[0].error.as_ref().map(|e| &e.kind),
@@ -1189,7 +1248,7 @@ mod tests {
         let got = get(&mut send, "/refuse", &[]).await;
         assert_eq!(got.head.status, 502, "both refused");
         assert_eq!((seen_a.borrow().len(), seen_b.borrow().len()), (1, 1));
-        monoio::time::sleep(Duration::from_millis(50)).await;
+        settled(&done, 1).await;
         let f = &done.borrow()[0];
         assert_eq!(f.attempts, 2, "refused on one server, tried on the other");
     }
@@ -1203,7 +1262,7 @@ mod tests {
         let got = get(&mut send, "/reset", &[]).await;
         assert_eq!(got.head.status, 502);
         assert_eq!(seen_a.borrow().len() + seen_b.borrow().len(), 1);
-        monoio::time::sleep(Duration::from_millis(50)).await;
+        settled(&done, 1).await;
         assert_eq!(done.borrow()[0].attempts, 1);
     }
 
@@ -1230,10 +1289,43 @@ mod tests {
         tx.send_data(Bytes::from_static(b"some"), false).unwrap();
         monoio::time::sleep(Duration::from_millis(100)).await;
         tx.send_reset(Reason::CANCEL);
-        monoio::time::sleep(Duration::from_millis(200)).await;
+        settled(&seen, 2).await;
         let seen = seen.borrow();
         assert_eq!(seen.len(), 2, "{seen:?}");
         assert_eq!(seen[1], "reset Some(CANCEL)");
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn a_connection_closing_with_goaway_is_replaced() {
+        let (up, seen) = upstream_with(Conns::GoAway);
+        let (addr, done) = front(worker(&[up], ""));
+        let mut send = client(addr).await;
+        for i in 0..4 {
+            let got = get(&mut send, "/echo", &[]).await;
+            assert_eq!(got.head.status, 200, "request {i}");
+        }
+        let connections = seen.borrow().iter().filter(|l| *l == "connection").count();
+        assert_eq!(connections, 4, "{:?}", seen.borrow());
+        settled(&done, 4).await;
+        assert!(done.borrow().iter().all(|f| f.error.is_none()));
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn a_stream_refused_on_a_pooled_connection_goes_again_on_a_new_one() {
+        let (up, seen) = upstream_with(Conns::Refuse);
+        let (addr, done) = front(worker(&[up], ""));
+        let mut send = client(addr).await;
+        for i in 0..3 {
+            let got = get(&mut send, "/echo", &[]).await;
+            assert_eq!(got.head.status, 200, "request {i}");
+        }
+        let connections = seen.borrow().iter().filter(|l| *l == "connection").count();
+        assert_eq!(connections, 3, "{:?}", seen.borrow());
+        settled(&done, 3).await;
+        let done = done.borrow();
+        assert_eq!(done[0].attempts, 1);
+        // Refused on the pooled connection, then served on a new one; the only server.
+        assert_eq!((done[1].attempts, done[2].attempts), (2, 2));
     }
 
     #[monoio::test_all(timer_enabled = true)]
@@ -1311,7 +1403,8 @@ mod tests {
         let mut send = client(addr).await;
         let got = get(&mut send, "/echo", &[GRPC]).await;
         assert_eq!(header(&got.head.headers, "grpc-status"), "14");
-        monoio::time::sleep(Duration::from_millis(50)).await;
+        settled(&done, 1).await;
+        settled(&done_h1, 1).await;
         assert!(done.borrow()[0].error.is_none());
         let e = done_h1.borrow_mut().remove(0).error.unwrap();
         assert!(matches!(e.kind, Kind::Connect(ConnectError::NoH2)), "{e:?}");

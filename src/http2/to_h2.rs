@@ -845,21 +845,28 @@ mod tests {
                 seen.borrow_mut().push(how);
             }
             "/bytes" => {
-                // 2 MiB in 16 KiB frames, as the windows allow.
+                // 2 MiB in 16 KiB frames, as the windows allow; logs what it could send.
                 let mut tx = respond.send_response(Response::new(()), false).unwrap();
-                let mut left = 2usize << 20;
-                while left > 0 {
-                    let n = left.min(16 * 1024);
+                let mut sent = 0usize;
+                while sent < 2 << 20 {
+                    let n = ((2 << 20) - sent).min(16 * 1024);
                     tx.reserve_capacity(n);
                     let cap = match poll_fn(|cx| tx.poll_capacity(cx)).await {
                         Some(Ok(c)) => c.min(n),
-                        _ => return,
+                        _ => break,
                     };
                     if tx.send_data(Bytes::from(vec![b'x'; cap]), false).is_err() {
-                        return;
+                        break;
                     }
-                    left -= cap;
+                    sent += cap;
                 }
+                let _ = tx.send_data(Bytes::new(), true);
+                seen.borrow_mut().push(format!("sent {sent}"));
+            }
+            "/stall" => {
+                let mut tx = respond.send_response(Response::new(()), false).unwrap();
+                tx.send_data(Bytes::from_static(b"first"), false).unwrap();
+                monoio::time::sleep(Duration::from_secs(3)).await;
                 let _ = tx.send_data(Bytes::new(), true);
             }
             _ => {
@@ -1326,6 +1333,77 @@ mod tests {
         assert_eq!(done[0].attempts, 1);
         // Refused on the pooled connection, then served on a new one; the only server.
         assert_eq!((done[1].attempts, done[2].attempts), (2, 2));
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn a_client_that_stops_reading_stalls_the_server_not_certgate() {
+        let (up, seen) = upstream();
+        let (addr, done) = front(worker(&[up], "body_idle = \"300ms\""));
+        // A client with a 16 KiB window that never releases any of it.
+        let s = TcpStream::connect_addr(addr).await.unwrap();
+        let conn = Conn::Plain(Socket::new(s).unwrap());
+        let (mut send, connection) = h2::client::Builder::new()
+            .initial_window_size(16 * 1024)
+            .handshake::<_, Bytes>(PollConn::new(conn, BytesMut::new()))
+            .await
+            .unwrap();
+        monoio::spawn(async move {
+            let _ = connection.await;
+        });
+        let (resp, _) = send.send_request(request("/bytes", &[]), true).unwrap();
+        let (head, mut body) = resp.await.unwrap().into_parts();
+        assert_eq!(head.status, 200);
+        let mut got = 0;
+        let error = loop {
+            match body.data().await {
+                Some(Ok(d)) => got += d.len(),
+                Some(Err(e)) => break e,
+                None => panic!("the stream ended normally after {got} bytes"),
+            }
+        };
+        assert_eq!(error.reason(), Some(Reason::CANCEL), "{error:?}");
+        assert_eq!(got, 16 * 1024);
+        settled(&done, 1).await;
+        settled(&seen, 2).await;
+        // The server got no further than the windows certgate offers it: nothing was held
+        // beyond them while the client did not read.
+        let sent: usize = seen.borrow()[1]
+            .strip_prefix("sent ")
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(
+            sent <= 16 * 1024 + 256 * 1024,
+            "the server sent {sent} bytes"
+        );
+        let e = done.borrow_mut().remove(0).error.unwrap();
+        assert!(
+            matches!(e.kind, Kind::ResponseBody(BodyError::Timeout(Side::Client))),
+            "{e:?}"
+        );
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn a_server_silent_mid_body_is_cut_after_body_idle() {
+        let (up, _) = upstream();
+        let (addr, done) = front(worker(&[up], "body_idle = \"300ms\""));
+        let mut send = client(addr).await;
+        let started = Instant::now();
+        let got = get(&mut send, "/stall", &[]).await;
+        assert_eq!(
+            (got.head.status, &got.body[..]),
+            (StatusCode::OK, &b"first"[..])
+        );
+        assert_eq!(got.error.and_then(|e| e.reason()), Some(Reason::CANCEL));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        settled(&done, 1).await;
+        let e = done.borrow_mut().remove(0).error.unwrap();
+        assert!(
+            matches!(
+                e.kind,
+                Kind::ResponseBody(BodyError::Timeout(Side::Upstream))
+            ),
+            "{e:?}"
+        );
     }
 
     #[monoio::test_all(timer_enabled = true)]

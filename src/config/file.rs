@@ -407,6 +407,8 @@ pub struct UpstreamFile {
     pub tls: Option<UpstreamTlsFile>,
     /// A PROXY protocol header opens each connection (tcp listeners only).
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// What the proxy speaks to the servers: `http1` (the default) or `h2`.
+    pub protocol: Option<Spanned<UpstreamProtocol>>,
 }
 
 /// `[upstream.tls]`: TLS from the proxy to the servers.
@@ -541,6 +543,42 @@ impl Keyword for ProxyVersion {
     }
 }
 
+/// `[[upstream]] protocol`: HTTP/1.1 or HTTP/2 towards the servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, one request at a time per pooled connection (the default).
+    #[default]
+    Http1,
+    /// HTTP/2: over `[upstream.tls]` with ALPN `h2`, else h2c with prior knowledge; streams
+    /// multiplexed on one connection per worker and server.
+    H2,
+}
+
+impl Keyword for UpstreamProtocol {
+    const EXPECTING: &'static str = "an upstream protocol, \"http1\" or \"h2\"";
+
+    fn from_word(word: &str) -> Result<Self, String> {
+        match word {
+            "http1" => Ok(Self::Http1),
+            "h2" => Ok(Self::H2),
+            "http/1.1" | "http1.1" | "HTTP/1.1" => Err(format!("write \"http1\" for {word:?}")),
+            "http2" | "h2c" | "HTTP/2" | "http/2" => Err(format!(
+                "write \"h2\" for {word:?} (h2 runs over TLS when [upstream.tls] is given, \
+                 cleartext h2c with prior knowledge otherwise)"
+            )),
+            _ => Err(format!(
+                "{word:?} is not an upstream protocol: write \"http1\" or \"h2\""
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamProtocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(KeywordVisitor(std::marker::PhantomData))
+    }
+}
+
 /// A value written as one of a few words, parsed by serde with a message that lists them.
 trait Keyword: Sized {
     /// What serde says it expected on a value of another type.
@@ -629,6 +667,21 @@ mod tests {
         assert!(e.contains("only \"v2\" is built"), "{e}");
         let e = ProxyProtocol::from_word("yes").unwrap_err();
         assert!(e.contains("only \"v2\""), "{e}");
+    }
+
+    #[test]
+    fn upstream_protocol_is_http1_or_h2() {
+        assert_eq!(
+            UpstreamProtocol::from_word("http1"),
+            Ok(UpstreamProtocol::Http1)
+        );
+        assert_eq!(UpstreamProtocol::from_word("h2"), Ok(UpstreamProtocol::H2));
+        let e = UpstreamProtocol::from_word("h2c").unwrap_err();
+        assert!(e.contains("write \"h2\""), "{e}");
+        let e = UpstreamProtocol::from_word("http/1.1").unwrap_err();
+        assert!(e.contains("write \"http1\""), "{e}");
+        let e = UpstreamProtocol::from_word("spdy").unwrap_err();
+        assert!(e.contains("\"http1\" or \"h2\""), "{e}");
     }
 
     #[test]

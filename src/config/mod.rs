@@ -23,7 +23,7 @@ use toml::Spanned;
 
 use self::file::{ConfigFile, ListenerFile, UpstreamFile};
 pub use self::file::{
-    IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, VerifyMode, XfccMode,
+    IoMode, ListenerMode, ProxyProtocol, Reject, TlsVersion, UpstreamProtocol, VerifyMode, XfccMode,
 };
 pub use self::http2::{Http2, Http2File, Protocols};
 pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
@@ -335,6 +335,8 @@ pub struct Upstream {
     pub tls: Option<UpstreamTls>,
     /// Send a PROXY protocol v2 header first (tcp listeners).
     pub proxy_protocol: bool,
+    /// HTTP/1.1 or HTTP/2 towards the servers.
+    pub protocol: UpstreamProtocol,
     /// Set when a reload replaced this upstream: its health checks stop.
     pub retired: std::sync::atomic::AtomicBool,
 }
@@ -720,6 +722,18 @@ impl Cx<'_> {
             None => None,
             Some(t) => Some(self.upstream_tls(i, t)?),
         };
+        let protocol = u
+            .protocol
+            .as_ref()
+            .map_or_else(Default::default, |p| *p.get_ref());
+        if protocol == UpstreamProtocol::H2 && u.proxy_protocol.is_some() {
+            return Err(self.err(
+                u.protocol.as_ref(),
+                &key("protocol"),
+                "\"h2\" cannot follow a PROXY protocol header (proxy_protocol is for tcp \
+                 listeners, which relay bytes): remove proxy_protocol, or write \"http1\"",
+            ));
+        }
         Ok(Upstream {
             name: name.to_owned(),
             balance: u.balance,
@@ -730,6 +744,7 @@ impl Cx<'_> {
             keepalive,
             tls,
             proxy_protocol: u.proxy_protocol == Some(ProxyProtocol::V2),
+            protocol,
             retired: Default::default(),
         })
     }
@@ -899,6 +914,18 @@ impl Cx<'_> {
                     "upstream {:?} sends a PROXY protocol header (proxy_protocol = \"v2\"), \
                      which only a mode = \"tcp\" listener can use: write mode = \"tcp\" here, \
                      or use an upstream without proxy_protocol",
+                    upstreams[upstream].name
+                ),
+            ));
+        }
+        if l.mode == ListenerMode::Tcp && upstreams[upstream].protocol == UpstreamProtocol::H2 {
+            return Err(self.err(
+                Some(&l.upstream),
+                &key("upstream"),
+                &format!(
+                    "upstream {:?} speaks HTTP/2 (protocol = \"h2\"), but a mode = \"tcp\" \
+                     listener relays bytes, not requests: use an upstream without protocol = \
+                     \"h2\", or remove mode = \"tcp\"",
                     upstreams[upstream].name
                 ),
             ));

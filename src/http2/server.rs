@@ -315,15 +315,39 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
 /// HTTP/2 field names), its body still streaming from the client; `respond` answers the client;
 /// `valid` is what validation learnt (the declared length), `grpc` whether failures are
 /// answered as gRPC statuses. Every upstream protocol returns the stream's [`Outcome`], which
-/// the caller logs. HTTP/1.1 upstreams only, for now: an `h2` upstream plugs in here.
+/// the caller logs.
 pub async fn forward_stream(
     c: &Shared,
-    req: Request<RecvStream>,
+    mut req: Request<RecvStream>,
     respond: SendResponse<Bytes>,
     valid: request::Valid,
     grpc: bool,
 ) -> Outcome {
-    to_h1::forward(c, req, respond, valid, grpc).await
+    let upstream = c.listener.upstream;
+    let Some(pool) = c.worker.pools.get(upstream) else {
+        return to_h1::forward(c, req, respond, valid, grpc).await;
+    };
+    if pool.upstream().protocol != crate::config::UpstreamProtocol::H2 {
+        return to_h1::forward(c, req, respond, valid, grpc).await;
+    }
+    // The h2 relay keeps `te: trailers` (gRPC needs it) and checks the length as it relays.
+    let key = pool.key(
+        c.identity.cert.as_ref().map(|cert| cert.fingerprint()),
+        c.peer.ip(),
+    );
+    req.extensions_mut().insert(key);
+    let f = super::to_h2::forward(&c.worker, upstream, req, respond, &c.listener.timeouts).await;
+    let mut out = Outcome::answered(f.status, c.identity.admitted_by.clone(), 0);
+    if let Some(code) = f.grpc_status {
+        out.decision = format!("{}; grpc-status {code}", out.decision);
+    }
+    if let Some(e) = &f.error {
+        out.decision = format!("{}; {e}", out.decision);
+    }
+    out.upstream = f.upstream;
+    out.attempts = Some(f.attempts);
+    out.bytes = f.bytes;
+    out
 }
 
 /// The request as the upstream gets it: the client's identity-named fields removed (h2 names

@@ -130,6 +130,7 @@ impl Error {
             Kind::Connect(ConnectError::Timeout) => "upstream_connect_timeout",
             Kind::Connect(ConnectError::Tls(_)) => "upstream_tls_handshake",
             Kind::Connect(ConnectError::Setup(_)) => "internal_tls_setup",
+            Kind::Connect(ConnectError::NoH2) => "upstream_no_h2",
             Kind::SendHead(_) => "upstream_send_failed",
             Kind::SendTimeout => "upstream_send_timeout",
             Kind::InvalidResponse(_) => "upstream_invalid_response",

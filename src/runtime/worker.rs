@@ -163,7 +163,8 @@ impl Generation {
 }
 
 impl Worker {
-    fn new(id: usize, config: Arc<Config>, drain: Rc<Drain>) -> Self {
+    /// The state of worker `id` for `config` (a new generation after a reload).
+    pub fn new(id: usize, config: Arc<Config>, drain: Rc<Drain>) -> Self {
         let metrics = crate::metrics::worker(id, &config);
         Self {
             id,

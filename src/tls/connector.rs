@@ -217,6 +217,28 @@ impl UpstreamTls {
     }
 }
 
+impl UpstreamTls {
+    /// As [`UpstreamTls::ssl_for`], offering ALPN `h2` alone (`protocol = "h2"`): a server
+    /// that does not select it is refused after the handshake ([`selected_h2`]).
+    pub fn ssl_for_h2(
+        &self,
+        addr: SocketAddr,
+        host: Option<&str>,
+    ) -> Result<Ssl, boring::error::ErrorStack> {
+        let mut ssl = self.ssl_for(addr, host)?;
+        ssl.set_alpn_protos(ALPN_H2)?;
+        Ok(ssl)
+    }
+
+    /// Whether the handshake of `ssl` selected ALPN `h2`.
+    pub fn selected_h2(ssl: &boring::ssl::SslRef) -> bool {
+        ssl.selected_alpn_protocol() == Some(b"h2".as_slice())
+    }
+}
+
+/// ALPN `h2` in wire format (RFC 7301: length-prefixed names).
+const ALPN_H2: &[u8] = b"\x02h2";
+
 /// The ex_data slot carrying a connection's upstream address to the new-session callback.
 fn peer_index() -> Result<boring::ex_data::Index<Ssl, Peer>, ContextError> {
     static INDEX: std::sync::OnceLock<Option<boring::ex_data::Index<Ssl, Peer>>> =

@@ -4,6 +4,7 @@
 //! workers, through atomics in the configuration's `Upstream`.
 
 pub mod balance;
+pub mod h2;
 pub mod health;
 
 use std::cell::RefCell;
@@ -37,6 +38,8 @@ pub enum ConnectError {
     Tls(HandshakeError),
     /// certgate could not set up the connection's TLS (its own side).
     Setup(boring::error::ErrorStack),
+    /// `protocol = "h2"` over TLS: the server's handshake did not select ALPN `h2`.
+    NoH2,
 }
 
 impl std::fmt::Display for ConnectError {
@@ -46,6 +49,10 @@ impl std::fmt::Display for ConnectError {
             Self::Timeout => f.write_str("connect timed out"),
             Self::Tls(e) => write!(f, "upstream TLS failed: {}", e.cause("server")),
             Self::Setup(e) => write!(f, "cannot set up upstream TLS: {e}"),
+            Self::NoH2 => f.write_str(
+                "the server did not select ALPN h2 (protocol = \"h2\"): it does not speak \
+                 HTTP/2 over TLS; enable HTTP/2 on it, or write protocol = \"http1\"",
+            ),
         }
     }
 }
@@ -54,7 +61,7 @@ impl std::error::Error for ConnectError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Refused(e) => Some(e),
-            Self::Timeout => None,
+            Self::Timeout | Self::NoH2 => None,
             Self::Tls(e) => Some(e),
             Self::Setup(e) => Some(e),
         }
@@ -79,6 +86,8 @@ pub struct Pool {
     idle: RefCell<HashMap<SocketAddr, Vec<(Conn, Instant)>>>,
     /// This worker's counters of each server, same order as the servers.
     stats: Vec<Arc<ServerStats>>,
+    /// `protocol = "h2"`: this worker's multiplexed connections to each server.
+    h2: h2::Conns,
 }
 
 impl Pool {
@@ -108,7 +117,18 @@ impl Pool {
             upstream,
             idle: RefCell::new(HashMap::new()),
             stats,
+            h2: h2::Conns::default(),
         }
+    }
+
+    /// The upstream this pool serves.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// `protocol = "h2"`: this worker's HTTP/2 connections to the servers.
+    pub fn h2(&self) -> &h2::Conns {
+        &self.h2
     }
 
     /// The counters of server `i`; `i` must be in range.
@@ -284,6 +304,18 @@ pub async fn connect(
     timeout: Duration,
     tls: Option<&UpstreamTls>,
 ) -> Result<Conn, ConnectError> {
+    connect_as(addr, host, timeout, tls, false).await
+}
+
+/// [`connect`], offering ALPN `h2` alone over TLS when `h2` is set (and refusing a server that
+/// does not select it, [`ConnectError::NoH2`]).
+pub async fn connect_as(
+    addr: SocketAddr,
+    host: Option<&str>,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+    h2: bool,
+) -> Result<Conn, ConnectError> {
     let deadline = monoio::time::Instant::now() + timeout;
     let stream = match monoio::time::timeout_at(deadline, TcpStream::connect_addr(addr)).await {
         Err(_) => return Err(ConnectError::Timeout),
@@ -295,9 +327,14 @@ pub async fn connect(
     let Some(tls) = tls else {
         return Ok(Conn::Plain(sock));
     };
-    let ssl = tls.ssl_for(addr, host).map_err(ConnectError::Setup)?;
+    let ssl = match h2 {
+        true => tls.ssl_for_h2(addr, host),
+        false => tls.ssl_for(addr, host),
+    }
+    .map_err(ConnectError::Setup)?;
     match monoio::time::timeout_at(deadline, TlsStream::connect(ssl, sock)).await {
         Err(_) => Err(ConnectError::Timeout),
+        Ok(Ok(t)) if h2 && !UpstreamTls::selected_h2(t.ssl()) => Err(ConnectError::NoH2),
         Ok(Ok(t)) => Ok(Conn::Tls(Box::new(t))),
         Ok(Err(e)) => Err(ConnectError::Tls(e)),
     }

@@ -48,6 +48,11 @@ const MAX_PENDING_ACCEPT_RESETS: usize = 20;
 /// Streams certgate may reset for the client's protocol errors before closing the connection.
 const MAX_LOCAL_ERROR_RESETS: usize = 256;
 
+/// Rapid reset paced one stream at a time (each accepted before its reset arrives): a
+/// connection whose streams the client cancels before their response, at least this many and at
+/// least half of all its streams, is closed with ENHANCE_YOUR_CALM (Envoy's premature-reset rule).
+const MAX_PREMATURE_RESETS: u64 = 100;
+
 /// After a GOAWAY, how long a connection without streams waits for the client to acknowledge
 /// it (the PING that follows) before it is closed anyway.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -75,6 +80,44 @@ pub struct Shared {
     idle_since: Cell<Instant>,
     /// A stream has been accepted.
     used: Cell<bool>,
+    /// Streams ended, and those the client cancelled before their response.
+    ended: Cell<u64>,
+    premature: Cell<u64>,
+    /// Set when the premature resets passed the limit; wakes the accept loop.
+    calm: Cell<bool>,
+    calm_waker: Cell<Option<std::task::Waker>>,
+}
+
+impl Shared {
+    /// Counts an ended stream; too many premature resets ask the connection to close.
+    fn stream_ended(&self, client_gone: bool) {
+        self.ended.set(self.ended.get() + 1);
+        if !client_gone {
+            return;
+        }
+        let premature = self.premature.get() + 1;
+        self.premature.set(premature);
+        if premature >= MAX_PREMATURE_RESETS
+            && premature * 2 >= self.ended.get()
+            && !self.calm.get()
+        {
+            self.calm.set(true);
+            if let Some(w) = self.calm_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Ready once [`Shared::stream_ended`] asked for the connection to close.
+    fn calm_needed(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.calm.get() {
+                return std::task::Poll::Ready(());
+            }
+            self.calm_waker.set(Some(cx.waker().clone()));
+            std::task::Poll::Pending
+        })
+    }
 }
 
 /// How a stream ended, for its access line.
@@ -92,6 +135,9 @@ pub struct Outcome {
     pub bytes: (u64, u64),
     /// The last upstream connect's duration.
     pub connect_time: Option<Duration>,
+    /// The client reset the stream (or failed) before its response was complete: a premature
+    /// reset, counted against rapid-reset floods.
+    pub client_gone: bool,
 }
 
 impl Outcome {
@@ -104,6 +150,7 @@ impl Outcome {
             attempts: None,
             bytes: (0, sent),
             connect_time: None,
+            client_gone: false,
         }
     }
 }
@@ -172,6 +219,10 @@ pub async fn serve(s: Session, buffered: BytesMut) {
         active: Cell::new(0),
         idle_since: Cell::new(Instant::now()),
         used: Cell::new(false),
+        ended: Cell::new(0),
+        premature: Cell::new(0),
+        calm: Cell::new(false),
+        calm_waker: Cell::new(None),
     });
     let h = c.listener.http2;
     let t = c.listener.timeouts;
@@ -205,6 +256,8 @@ pub async fn serve(s: Session, buffered: BytesMut) {
     // Streams accepted, for `limits.max_requests_per_connection` (nginx's `keepalive_requests`,
     // which applies to HTTP/2 streams too): the last one accepted is followed by a GOAWAY.
     let mut served = 0u64;
+    // The connection was closed for rapid reset (once).
+    let mut calmed = false;
     let limit = c.listener.limits.max_requests_per_connection;
     loop {
         // No stream for too long: before the first, `request_head`; after, `keepalive_idle`.
@@ -240,6 +293,18 @@ pub async fn serve(s: Session, buffered: BytesMut) {
                 }
                 None => break,
             },
+            _ = c.calm_needed(), if !calmed => {
+                calmed = true;
+                tracing::warn!(
+                    listener = %c.listener.name,
+                    peer = %c.peer,
+                    "HTTP/2 client cancelled {} of its {} streams before their response (rapid reset); closing the connection",
+                    c.premature.get(),
+                    c.ended.get()
+                );
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                closing = Some(Instant::now());
+            }
             _ = drain.fired(), if closing.is_none() => {
                 conn.graceful_shutdown();
                 closing = Some(Instant::now());
@@ -307,6 +372,7 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
             }
         }
     };
+    c.stream_ended(outcome.client_gone);
     log(c, &method, &path, &rid, &outcome, started);
 }
 
@@ -344,6 +410,10 @@ pub async fn forward_stream(
     if let Some(e) = &f.error {
         out.decision = format!("{}; {e}", out.decision);
     }
+    out.client_gone = f
+        .error
+        .as_ref()
+        .is_some_and(|e| e.side() == crate::proxy::Source::Client);
     out.upstream = f.upstream;
     out.attempts = Some(f.attempts);
     out.bytes = f.bytes;

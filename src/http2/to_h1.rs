@@ -72,6 +72,7 @@ pub async fn forward(
             }
             Some(Some(Err(e))) => {
                 respond.send_reset(e.reason().unwrap_or(Reason::PROTOCOL_ERROR));
+                out.client_gone = e.is_reset() && e.is_remote();
                 out.status = 400;
                 out.decision = format!("{admitted_by}; reset: {e}");
                 return out;
@@ -127,6 +128,7 @@ pub async fn forward(
         }
         Err((error, attempts)) => {
             out.attempts = Some(attempts);
+            out.client_gone = error.side() == crate::proxy::Source::Client;
             let page = error.page();
             if let Some(server) = error.server.filter(|_| error.reached()) {
                 out.upstream = Some((server, started.elapsed()));

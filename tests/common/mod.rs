@@ -420,11 +420,15 @@ impl Config {
             "[[listener]]\nname = \"public\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"app\"\n"
         )
         .unwrap();
-        writeln!(
-            t,
-            "[listener.tls]\ncertificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\""
-        )
-        .unwrap();
+        writeln!(t, "[listener.tls]").unwrap();
+        // A `certificate` line in tls_extra (with its `private_key`) replaces the default pair.
+        if !self.tls_extra.iter().any(|l| l.starts_with("certificate")) {
+            writeln!(
+                t,
+                "certificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\""
+            )
+            .unwrap();
+        }
         for line in &self.tls_extra {
             writeln!(t, "{line}").unwrap();
         }

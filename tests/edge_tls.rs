@@ -512,7 +512,15 @@ fn dual_certificates_follow_the_client_signature_algorithms() {
     const RSA: [S; 2] = [S::RSA_PSS_RSAE_SHA256, S::RSA_PKCS1_SHA256];
     const ECDSA: [S; 1] = [S::ECDSA_SECP256R1_SHA256];
     for order in [["ecdsa", "rsa"], ["rsa", "ecdsa"]] {
-        let gate = Gate::start(dual_config(order));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let gate =
+            Gate::start(dual_config(order).file_extra(&format!("\n[admin]\nlisten = \"{admin}\"")));
+        // The expiry gauge still reports the listener's (first) certificate.
+        let metrics = admin_metrics(admin);
+        assert!(
+            metrics.contains("server_certificate_not_after_seconds{listener=\"public\"}"),
+            "{metrics}"
+        );
         for (tls12, only, expect) in [
             (false, &RSA[..], Id::RSA),
             (true, &RSA[..], Id::RSA),
@@ -556,6 +564,25 @@ fn dual_certificates_follow_the_client_signature_algorithms() {
             );
         }
     }
+}
+
+/// The admin endpoint's `/metrics` body (retried while it starts).
+fn admin_metrics(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    for _ in 0..100 {
+        if let Ok(mut c) = std::net::TcpStream::connect(addr) {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = write!(
+                c,
+                "GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+            );
+            let mut body = String::new();
+            let _ = c.read_to_string(&mut body);
+            return body;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("admin endpoint {addr} never answered");
 }
 
 // ---------------------------------------------------------------------------------------------

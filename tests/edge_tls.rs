@@ -385,10 +385,23 @@ struct TlsUpstream {
 
 impl TlsUpstream {
     fn spawn(pki: &Pki, groups: &str, tls12: bool) -> TlsUpstream {
+        Self::spawn_with(&pki.server, None, groups, tls12)
+    }
+
+    /// With `server` as its certificate, and signing only with `sigalgs` when given.
+    fn spawn_with(
+        server: &CertKey,
+        sigalgs: Option<&str>,
+        groups: &str,
+        tls12: bool,
+    ) -> TlsUpstream {
         let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-        b.set_certificate_chain_file(&pki.server.cert).unwrap();
-        b.set_private_key_file(&pki.server.key, SslFiletype::PEM)
+        b.set_certificate_chain_file(&server.cert).unwrap();
+        b.set_private_key_file(&server.key, SslFiletype::PEM)
             .unwrap();
+        if let Some(list) = sigalgs {
+            b.set_sigalgs_list(list).unwrap();
+        }
         if tls12 {
             b.set_max_proto_version(Some(boring::ssl::SslVersion::TLS1_2))
                 .unwrap();
@@ -486,6 +499,25 @@ fn upstream_groups_and_ciphers_are_offered_to_the_servers() {
         out.text(),
         "group=P-384 cipher=ECDHE-ECDSA-CHACHA20-POLY1305"
     );
+}
+
+#[test]
+fn an_upstream_signing_only_with_sha1_is_refused() {
+    for (sigalgs, status) in [("RSA+SHA1", 502), ("RSA+SHA1:RSA-PSS+SHA256", 200)] {
+        let env = Env::new();
+        let up = TlsUpstream::spawn_with(&env.pki.server_rsa, Some(sigalgs), "X25519", true);
+        let gate = Gate::start_in(
+            env,
+            Config::new()
+                .upstream(&[up.addr])
+                .upstream_extra("[upstream.tls]\nca = \"pki/server-ca.pem\""),
+        );
+        let out = gate.curl("/").cert(&gate.pki().client1).run();
+        assert_eq!(
+            out.status, status,
+            "upstream signing with {sigalgs}: {out:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ use boring::x509::X509;
 use common::*;
 
 const CERT_ERROR: &str = "The SSL certificate error";
+const NO_CERT: &str = "No required SSL certificate was sent";
 
 /// The CertificateRequest's schemes by default, as OpenSSL prints them: every client key
 /// type, no SHA-1.
@@ -162,53 +163,80 @@ fn every_client_key_type_gets_in_with_its_identity_over_tls12_and_tls13() {
 
 #[test]
 fn rsa_clients_sign_with_pkcs1_or_pss_as_the_listener_allows() {
-    // TLS 1.2, where the client's scheme is whichever the CertificateRequest allows.
-    for (scheme, other) in [
-        ("rsa_pkcs1_sha256", "rsa_pss_rsae_sha256"),
-        ("rsa_pss_rsae_sha256", "rsa_pkcs1_sha256"),
+    // (listener's only scheme, the other one, their OpenSSL names); TLS 1.2, where an RSA
+    // client may sign with either.
+    for (scheme, mine, other) in [
+        ("rsa_pkcs1_sha256", "RSA+SHA256", "RSA-PSS+SHA256"),
+        ("rsa_pss_rsae_sha256", "RSA-PSS+SHA256", "RSA+SHA256"),
     ] {
         let gate =
             Gate::start(Config::new().tls_extra(&format!("signature_algorithms = [\"{scheme}\"]")));
-        let pki = gate.pki();
-        let out = s_client(
-            &gate,
-            &[
-                "-tls1_2",
-                "-cert",
-                pki.client_rsa.cert.to_str().unwrap(),
-                "-key",
-                pki.client_rsa.key.to_str().unwrap(),
-            ],
+        let rsa = &gate.pki().client_rsa;
+        // A client signing with the listener's scheme gets in; its CertificateRequest lists
+        // that scheme alone.
+        let out = s_client_get(&gate, rsa, &["-tls1_2", "-client_sigalgs", mine]);
+        assert_eq!(
+            line(&out, "Requested Signature Algorithms:"),
+            Some(mine),
+            "{out}"
         );
-        let requested = line(&out, "Requested Signature Algorithms:");
-        let expect = if scheme.starts_with("rsa_pss") {
-            "RSA-PSS+SHA256"
-        } else {
-            "RSA+SHA256"
-        };
-        assert_eq!(requested, Some(expect), "{out}");
-        let ok = gate
-            .curl("/")
-            .cert(&pki.client_rsa)
-            .arg("--tls-max")
-            .arg("1.2")
-            .run();
+        assert!(
+            out.contains("HTTP/1.1 200 OK"),
+            "{scheme}, client {mine}: {out}"
+        );
+        assert!(out.contains(dn::CLIENT_RSA), "{out}");
+        // One that can sign only with the other scheme sends no certificate: the 400 page.
+        let out = s_client_get(&gate, rsa, &["-tls1_2", "-client_sigalgs", other]);
+        assert!(
+            out.contains("HTTP/1.1 400 Bad Request"),
+            "{scheme}, client {other}: {out}"
+        );
+        assert!(out.contains(NO_CERT), "{out}");
+        // curl, whatever it prefers, signs with what is asked.
+        let ok = gate.curl("/").cert(rsa).arg("--tls-max").arg("1.2").run();
         assert_eq!(ok.status, 200, "{scheme}: {ok:?}");
         assert_eq!(ok.seen().one("X-SSL-Client-S-DN"), dn::CLIENT_RSA);
-        // A client that can only sign with the other scheme sends no certificate.
-        let refused = gate
-            .curl("/")
-            .cert(&pki.client_rsa)
-            .arg("--tls-max")
-            .arg("1.2")
-            .arg("--sigalgs")
-            .arg(match other {
-                "rsa_pss_rsae_sha256" => "rsa_pss_rsae_sha256",
-                _ => "RSA+SHA256",
-            })
-            .run();
-        assert_ne!(refused.status, 200, "{scheme}, client {other}: {refused:?}");
     }
+    // TLS 1.3 allows only PSS for a CertificateVerify.
+    let gate = Gate::start(Config::new());
+    let rsa = &gate.pki().client_rsa;
+    let out = s_client_get(
+        &gate,
+        rsa,
+        &["-tls1_3", "-client_sigalgs", "RSA-PSS+SHA256"],
+    );
+    assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+}
+
+/// `openssl s_client` as `ck` sending `GET /` (and reading until the server closes); its whole
+/// output, the response included.
+fn s_client_get(gate: &Gate, ck: &CertKey, args: &[&str]) -> String {
+    use std::process::Stdio;
+    let req = gate.pki().dir.join("s_client-request.txt");
+    std::fs::write(&req, get(&gate.host(), "/", &["Connection: close"])).unwrap();
+    let out_path = gate.pki().dir.join("s_client-out.txt");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = spawn_retrying(
+        Command::new("openssl")
+            .arg("s_client")
+            .arg("-connect")
+            .arg(gate.addr().to_string())
+            .arg("-servername")
+            .arg("localhost")
+            .arg("-CAfile")
+            .arg(&gate.pki().server_ca)
+            .arg("-cert")
+            .arg(&ck.cert)
+            .arg("-key")
+            .arg(&ck.key)
+            .arg("-ign_eof")
+            .args(args)
+            .stdin(std::fs::File::open(&req).unwrap())
+            .stdout(out.try_clone().unwrap())
+            .stderr(Stdio::from(out)),
+    );
+    wait_bounded(&mut child, Duration::from_secs(15)).expect("s_client did not finish");
+    std::fs::read_to_string(&out_path).unwrap()
 }
 
 #[test]
@@ -262,9 +290,11 @@ fn certificate_request_lists_exactly_the_accepted_schemes_and_no_sha1() {
     for ck in [&pki.client_ed25519, &pki.client1] {
         assert_eq!(gate.curl("/").cert(ck).run().status, 200, "{ck:?}");
     }
+    // OpenSSL's client has nothing to sign with for these: it sends no certificate.
     for ck in [&pki.client_rsa, &pki.client_p384] {
         let out = gate.curl("/").cert(ck).run();
-        assert_ne!(out.status, 200, "{ck:?}: {out:?}");
+        assert_eq!(out.status, 400, "{ck:?}: {out:?}");
+        assert!(out.text().contains(NO_CERT), "{ck:?}: {out:?}");
     }
 }
 
@@ -547,12 +577,18 @@ fn dual_certificates_follow_the_client_signature_algorithms() {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let gate =
             Gate::start(dual_config(order).file_extra(&format!("\n[admin]\nlisten = \"{admin}\"")));
-        // The expiry gauge still reports the listener's (first) certificate.
-        let metrics = admin_metrics(admin);
-        assert!(
-            metrics.contains("server_certificate_not_after_seconds{listener=\"public\"}"),
-            "{metrics}"
-        );
+        // The expiry gauge still reports the listener's (first) certificate (the series appear
+        // once the workers are up).
+        let gauge = "server_certificate_not_after_seconds{listener=\"public\"}";
+        let mut metrics = admin_metrics(admin);
+        for _ in 0..50 {
+            if metrics.contains(gauge) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+            metrics = admin_metrics(admin);
+        }
+        assert!(metrics.contains(gauge), "{metrics}");
         for (tls12, only, expect) in [
             (false, &RSA[..], Id::RSA),
             (true, &RSA[..], Id::RSA),

@@ -756,6 +756,19 @@ fn check_warns_about_tls13_suites_and_sha1_schemes_but_accepts_them() {
         out.contains("listener[0].tls.signature_algorithms: \"rsa_pkcs1_sha1\" accepts SHA-1"),
         "{out}"
     );
+    // nginx's default ssl_ciphers: the exclusions of suites BoringSSL lacks are dropped.
+    let (code, out, line) = check(
+        Config::new().tls_extra("ciphers = \"HIGH:!aNULL:!MD5\""),
+        "ciphers",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "certgate.toml:{line}: listener[0].tls.ciphers: !aNULL, !MD5 ignored: BoringSSL has \
+             no such suites"
+        )),
+        "{out}"
+    );
 }
 
 #[test]

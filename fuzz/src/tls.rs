@@ -100,12 +100,14 @@ pub mod algorithms {
     pub struct Ciphers {
         pub tls12: String,
         pub tls13_ignored: Vec<String>,
+        pub exclusions_ignored: Vec<String>,
     }
 
     pub fn ciphers(list: &str) -> Result<Ciphers, String> {
         Ok(Ciphers {
             tls12: list.to_owned(),
             tls13_ignored: Vec::new(),
+            exclusions_ignored: Vec::new(),
         })
     }
 

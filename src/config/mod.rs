@@ -1095,6 +1095,15 @@ impl Cx<'_> {
                 ),
             );
         }
+        if !c.exclusions_ignored.is_empty() {
+            self.warn(
+                key,
+                &format!(
+                    "{} ignored: BoringSSL has no such suites, so they exclude nothing",
+                    c.exclusions_ignored.join(", ")
+                ),
+            );
+        }
         if min_tls13 {
             self.warn(
                 key,

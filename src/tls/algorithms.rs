@@ -130,6 +130,9 @@ pub struct Ciphers {
     pub tls12: String,
     /// TLS 1.3 suite names found in the value (ignored: BoringSSL fixes them).
     pub tls13_ignored: Vec<String>,
+    /// Exclusions (`!aNULL`, `!MD5`, `-RC4`...) of names BoringSSL does not have: they exclude
+    /// nothing, so they are dropped (nginx's default `HIGH:!aNULL:!MD5` then works).
+    pub exclusions_ignored: Vec<String>,
 }
 
 /// Checks a `ciphers` value in OpenSSL syntax (`ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE+AESGCM:!SHA1`).
@@ -138,6 +141,7 @@ pub struct Ciphers {
 pub fn ciphers(list: &str) -> Result<Ciphers, String> {
     let mut kept = Vec::new();
     let mut tls13_ignored = Vec::new();
+    let mut exclusions_ignored = Vec::new();
     for token in list
         .split([':', ',', ' '])
         .map(str::trim)
@@ -145,6 +149,9 @@ pub fn ciphers(list: &str) -> Result<Ciphers, String> {
     {
         if token.starts_with("TLS_") || token.starts_with("TLS13-") {
             tls13_ignored.push(token.to_owned());
+        } else if token.starts_with(['!', '-']) && !try_cipher_list(&format!("ALL:{}", &token[1..]))
+        {
+            exclusions_ignored.push(token.to_owned());
         } else {
             kept.push(token);
         }
@@ -158,6 +165,7 @@ pub fn ciphers(list: &str) -> Result<Ciphers, String> {
         return Ok(Ciphers {
             tls12: DEFAULT_TLS12_CIPHERS.to_owned(),
             tls13_ignored,
+            exclusions_ignored,
         });
     }
     let tls12 = kept.join(":");
@@ -165,6 +173,7 @@ pub fn ciphers(list: &str) -> Result<Ciphers, String> {
         return Ok(Ciphers {
             tls12,
             tls13_ignored,
+            exclusions_ignored,
         });
     }
     // Name the token BoringSSL refused: each one alone after "ALL" (so "!x" and "-x" are
@@ -352,6 +361,10 @@ mod tests {
         let c = ciphers("TLS_AES_256_GCM_SHA384").unwrap();
         assert_eq!(c.tls12, DEFAULT_TLS12_CIPHERS);
         assert!(ciphers("ECDHE+AESGCM:!SHA1").is_ok());
+        // nginx's default ssl_ciphers.
+        let c = ciphers("HIGH:!aNULL:!MD5").unwrap();
+        assert_eq!(c.tls12, "HIGH");
+        assert_eq!(c.exclusions_ignored, ["!aNULL", "!MD5"]);
         let e = ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:RC4-MD5").unwrap_err();
         assert!(e.starts_with("\"RC4-MD5\" is not a cipher"), "{e}");
         assert!(e.contains("ECDHE-ECDSA-AES128-GCM-SHA256"), "{e}");
@@ -368,6 +381,8 @@ mod tests {
             Ok(DEFAULT_GROUPS.to_owned())
         );
         assert_eq!(groups(&["X25519:P-384"]), Ok("X25519:P-384".to_owned()));
+        // OpenSSL's names, as nginx's ssl_ecdh_curve takes them.
+        assert!(groups(&["X25519:prime256v1:secp384r1"]).is_ok());
         let (i, e) = groups(&["X25519", "X448"]).unwrap_err();
         assert_eq!(i, 1);
         assert!(e.contains("\"X448\" is not"), "{e}");

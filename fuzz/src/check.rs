@@ -433,9 +433,16 @@ fn safe_to_load(file: &ConfigFile) -> bool {
             return false;
         }
         if let Some(t) = &l.tls {
-            let mut paths = vec![&t.certificate, &t.private_key];
-            paths.extend(&t.session_ticket_keys);
-            if paths.iter().any(|p| absolute(p.get_ref())) {
+            let mut paths: Vec<&str> = t
+                .certificate
+                .get_ref()
+                .0
+                .iter()
+                .map(String::as_str)
+                .collect();
+            paths.extend(t.private_key.get_ref().0.iter().map(String::as_str));
+            paths.extend(t.session_ticket_keys.iter().map(|p| p.get_ref().as_str()));
+            if paths.iter().any(|p| absolute(p)) {
                 return false;
             }
         }

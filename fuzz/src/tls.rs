@@ -18,6 +18,8 @@ pub struct ClientSettings<'a> {
     pub key_pem: Option<&'a [u8]>,
     pub verify: bool,
     pub crls: Option<&'a crl::CrlSettings>,
+    pub ciphers: Option<&'a str>,
+    pub groups: Option<&'a str>,
 }
 
 #[derive(Debug)]
@@ -64,6 +66,62 @@ pub enum Part {
     PrivateKey,
     Ca,
     Crl(usize),
+    MoreCertificate(usize),
+    MoreKey(usize),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Handshake<'a> {
+    pub more_identities: &'a [(&'a [u8], &'a [u8])],
+    pub ciphers: Option<&'a str>,
+    pub groups: Option<&'a str>,
+    pub verify_algorithms: Option<&'a [u16]>,
+}
+
+pub fn listener_context(
+    _: &ServerSettings<'_>,
+    _: &Handshake<'_>,
+    _: Option<&crl::CrlSettings>,
+) -> Result<(SslContext, Option<Arc<crl::CrlSet>>), ContextError> {
+    Err(ContextError {
+        part: Part::Certificate,
+        reason: NOT_BUILT.into(),
+    })
+}
+
+/// `certgate::tls::algorithms`: names are not checked against BoringSSL here.
+pub mod algorithms {
+    pub const TLS13_SUITES: [&str; 3] = [
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ];
+
+    pub struct Ciphers {
+        pub tls12: String,
+        pub tls13_ignored: Vec<String>,
+        pub exclusions_ignored: Vec<String>,
+    }
+
+    pub fn ciphers(list: &str) -> Result<Ciphers, String> {
+        Ok(Ciphers {
+            tls12: list.to_owned(),
+            tls13_ignored: Vec::new(),
+            exclusions_ignored: Vec::new(),
+        })
+    }
+
+    pub fn groups(entries: &[&str]) -> Result<String, (usize, String)> {
+        Ok(entries.join(":"))
+    }
+
+    pub fn signature_scheme(_: &str) -> Result<u16, String> {
+        Ok(0x0403)
+    }
+
+    pub fn is_sha1(code: u16) -> bool {
+        code & 0xff00 == 0x0200
+    }
 }
 
 #[derive(Debug)]

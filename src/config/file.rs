@@ -181,12 +181,19 @@ pub enum ListenerMode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFile {
-    /// Leaf certificate followed by its intermediates, PEM.
-    pub certificate: Spanned<String>,
-    /// Path to the PEM private key of `certificate`.
-    pub private_key: Spanned<String>,
+    /// Leaf certificate followed by its intermediates, PEM; or a list of such files (an RSA
+    /// and an ECDSA certificate, as nginx's repeated `ssl_certificate`).
+    pub certificate: Spanned<Paths>,
+    /// Path to the PEM private key of `certificate`; a list, in the same order, with a list.
+    pub private_key: Spanned<Paths>,
     /// Lowest protocol version accepted (default: TLS 1.2).
     pub min_version: Option<TlsVersion>,
+    /// TLS 1.2 cipher suites, OpenSSL syntax (nginx `ssl_ciphers`).
+    pub ciphers: Option<Spanned<String>>,
+    /// Key-agreement groups, most preferred first (nginx `ssl_ecdh_curve`).
+    pub groups: Option<Vec<Spanned<String>>>,
+    /// Signature schemes accepted from clients and advertised in the CertificateRequest.
+    pub signature_algorithms: Option<Vec<Spanned<String>>>,
     /// TLS session tickets (TLS 1.2 and 1.3 resumption without server state).
     #[serde(default = "yes")]
     pub session_tickets: bool,
@@ -442,6 +449,52 @@ pub struct UpstreamTlsFile {
     pub stale_crl: StaleCrl,
     /// How often the CRL files are checked for a change (default "30s").
     pub crl_refresh: Option<Spanned<String>>,
+    /// TLS 1.2 cipher suites offered, OpenSSL syntax (nginx `proxy_ssl_ciphers`).
+    pub ciphers: Option<Spanned<String>>,
+    /// Key-agreement groups offered, most preferred first.
+    pub groups: Option<Vec<Spanned<String>>>,
+}
+
+/// A path, or a list of paths (`certificate = ["rsa.pem", "ecdsa.pem"]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths(pub Vec<String>);
+
+impl Paths {
+    /// The first path (the only one in the single-file form).
+    pub fn first(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+}
+
+impl<'de> Deserialize<'de> for Paths {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PathsVisitor;
+        impl<'de> Visitor<'de> for PathsVisitor {
+            type Value = Paths;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a file path, or a list of file paths")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Paths, E> {
+                Ok(Paths(vec![v.to_owned()]))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Paths, A::Error> {
+                let mut paths = Vec::new();
+                while let Some(p) = seq.next_element::<String>()? {
+                    paths.push(p);
+                }
+                if paths.is_empty() {
+                    return Err(de::Error::custom(
+                        "the list is empty: give at least one file",
+                    ));
+                }
+                Ok(Paths(paths))
+            }
+        }
+        d.deserialize_any(PathsVisitor)
+    }
 }
 
 fn yes() -> bool {

@@ -73,6 +73,9 @@ pub const MAX_KEEPALIVE: usize = 100_000;
 /// The longest TLS session lifetime (RFC 8446 §4.6.1: 7 days).
 pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A certificate chain and its private key, PEM, as read from their files.
+type PemPair = (Vec<u8>, Vec<u8>);
+
 /// A configuration error: where and why.
 #[derive(Debug)]
 pub struct ConfigError {
@@ -815,12 +818,16 @@ impl Cx<'_> {
             }
             Some(_) => Some(self.crls(&key, &t.crl, t.crl_check, t.stale_crl, &t.crl_refresh)?),
         };
+        let ciphers = self.ciphers(&key("ciphers"), t.ciphers.as_ref(), false)?;
+        let groups = self.groups(&key("groups"), t.groups.as_deref())?;
         let settings = crate::tls::ClientSettings {
             ca_pem: ca.as_ref().map(|(_, b)| b.as_slice()),
             cert_pem: cert.as_deref(),
             key_pem: pkey.as_deref(),
             verify: t.verify,
             crls: crls.as_ref(),
+            ciphers: ciphers.as_deref(),
+            groups: groups.as_deref(),
         };
         let tls =
             UpstreamTls::new(&settings, t.server_name.clone(), t.session_reuse).map_err(|e| {
@@ -830,10 +837,12 @@ impl Cx<'_> {
                 }
                 let (at, k) = match e.part {
                     crate::tls::Part::Ca => (t.ca.as_ref(), "ca"),
-                    crate::tls::Part::PrivateKey => {
+                    crate::tls::Part::PrivateKey | crate::tls::Part::MoreKey(_) => {
                         (t.private_key.as_ref().or(t.bundle.as_ref()), "private_key")
                     }
-                    crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
+                    crate::tls::Part::Certificate
+                    | crate::tls::Part::Crl(_)
+                    | crate::tls::Part::MoreCertificate(_) => {
                         (t.certificate.as_ref().or(t.bundle.as_ref()), "certificate")
                     }
                 };
@@ -1051,48 +1060,82 @@ impl Cx<'_> {
         alpn: &'static [u8],
     ) -> Result<ServerTls, ConfigError> {
         let key = |k: &str| format!("listener[{i}].{k}");
-        let (_, cert_pem) = self.read(&t.certificate, &key("tls.certificate"))?;
-        let (_, key_pem) = self.read(&t.private_key, &key("tls.private_key"))?;
-        pem::identity(&cert_pem, &key_pem).map_err(|(which, r)| match which {
-            pem::Which::Certificate => self.err(Some(&t.certificate), &key("tls.certificate"), &r),
-            pem::Which::PrivateKey => self.err(Some(&t.private_key), &key("tls.private_key"), &r),
-        })?;
+        let pairs = self.identities(i, t)?;
         let ca = self.client_ca(i, auth_file, auth.mode)?;
         let tickets = self.session_tickets(i, t)?;
         let session_timeout = self.session_timeout(i, t)?;
         let (verify_depth, verify_cache) = self.verification(i, auth_file)?;
+        let min_tls13 = t.min_version.unwrap_or_default() == TlsVersion::Tls13;
+        let ciphers = self.ciphers(&key("tls.ciphers"), t.ciphers.as_ref(), min_tls13)?;
+        let groups = self.groups(&key("tls.groups"), t.groups.as_deref())?;
+        let sigalgs = self.signature_algorithms(i, t, auth.mode)?;
+        let (cert_pem, key_pem) = &pairs[0];
         let settings = crate::tls::ServerSettings {
-            cert_pem: &cert_pem,
-            key_pem: &key_pem,
+            cert_pem,
+            key_pem,
             ca_pem: ca.as_deref(),
             mode: auth.mode,
             reject: auth.reject,
             verify_depth,
-            min_tls13: t.min_version.unwrap_or_default() == TlsVersion::Tls13,
+            min_tls13,
             policy_tag: &policy_tag(auth_file),
             tickets: tickets.as_ref(),
             session_cache_size: t.session_cache_size.unwrap_or(DEFAULT_SESSION_CACHE_SIZE),
             session_timeout,
             verify_cache,
         };
+        let more: Vec<(&[u8], &[u8])> = pairs[1..]
+            .iter()
+            .map(|(c, k)| (c.as_slice(), k.as_slice()))
+            .collect();
+        let handshake = crate::tls::Handshake {
+            more_identities: &more,
+            ciphers: ciphers.as_deref(),
+            groups: groups.as_deref(),
+            verify_algorithms: sigalgs.as_deref(),
+        };
         let crls = self.crl_settings(i, auth_file, auth.mode)?;
-        let (ctx, crls) = crate::tls::server_context_with_crls(&settings, crls.as_ref(), alpn)
+        let (ctx, crls) = crate::tls::listener_context(&settings, &handshake, crls.as_ref(), alpn)
             .map_err(|e| {
-                if let crate::tls::Part::Crl(n) = e.part {
+                use crate::tls::Part;
+                if let Part::Crl(n) = e.part {
                     let at = auth_file.and_then(|a| a.crl.get(n));
                     return self.err(at, &key("client_auth.crl"), &e.reason);
                 }
                 let (at, k) = match e.part {
-                    crate::tls::Part::Certificate | crate::tls::Part::Crl(_) => {
+                    Part::Certificate | Part::Crl(_) | Part::MoreCertificate(_) => {
                         (&t.certificate, "tls.certificate")
                     }
-                    crate::tls::Part::PrivateKey => (&t.private_key, "tls.private_key"),
-                    crate::tls::Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
-                        Some(ca) => (ca, "client_auth.ca"),
+                    Part::PrivateKey | Part::MoreKey(_) => (&t.private_key, "tls.private_key"),
+                    Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
+                        Some(ca) => {
+                            return self.err(
+                                Some(ca),
+                                &key("client_auth.ca"),
+                                &pem::explain(&e.reason),
+                            )
+                        }
                         None => (&t.certificate, "tls"),
                     },
                 };
-                self.err(Some(at), &key(k), &pem::explain(&e.reason))
+                let reason = match e.part {
+                    Part::MoreCertificate(n) => {
+                        format!(
+                            "{}: {}",
+                            t.certificate.get_ref().0[n + 1],
+                            pem::explain(&e.reason)
+                        )
+                    }
+                    Part::MoreKey(n) => {
+                        format!(
+                            "{}: {}",
+                            t.private_key.get_ref().0[n + 1],
+                            pem::explain(&e.reason)
+                        )
+                    }
+                    _ => pem::explain(&e.reason),
+                };
+                self.err(Some(at), &key(k), &reason)
             })?;
         if let Some(set) = &crls {
             for line in set.describe().iter().filter(|l| l.contains("STALE")) {
@@ -1112,6 +1155,150 @@ impl Cx<'_> {
             }
         }
         Ok((ctx, tickets, crls))
+    }
+
+    /// `tls.certificate` and `tls.private_key` of `listener[i]`: one file each, or two lists
+    /// of the same length paired in order; every file read and each pair checked.
+    fn identities(&self, i: usize, t: &file::TlsFile) -> Result<Vec<PemPair>, ConfigError> {
+        let key = |k: &str| format!("listener[{i}].tls.{k}");
+        let (certs, keys) = (&t.certificate.get_ref().0, &t.private_key.get_ref().0);
+        if certs.len() != keys.len() {
+            return Err(self.err(
+                Some(&t.private_key),
+                &key("private_key"),
+                &format!(
+                    "{} certificate files but {} private keys: give one key per certificate, \
+                     in the same order",
+                    certs.len(),
+                    keys.len()
+                ),
+            ));
+        }
+        let mut pairs = Vec::with_capacity(certs.len());
+        for (cert, pkey) in certs.iter().zip(keys) {
+            let at_cert = Spanned::new(t.certificate.span(), cert.clone());
+            let at_key = Spanned::new(t.private_key.span(), pkey.clone());
+            let (_, cert_pem) = self.read(&at_cert, &key("certificate"))?;
+            let (_, key_pem) = self.read(&at_key, &key("private_key"))?;
+            let several = certs.len() > 1;
+            let named = |file: &str, r: String| if several { format!("{file}: {r}") } else { r };
+            pem::identity(&cert_pem, &key_pem).map_err(|(which, r)| match which {
+                pem::Which::Certificate => {
+                    self.err(Some(&at_cert), &key("certificate"), &named(cert, r))
+                }
+                pem::Which::PrivateKey => {
+                    self.err(Some(&at_key), &key("private_key"), &named(pkey, r))
+                }
+            })?;
+            pairs.push((cert_pem, key_pem));
+        }
+        Ok(pairs)
+    }
+
+    /// A `ciphers` value: the TLS 1.2 list, with a warning for TLS 1.3 names (fixed by
+    /// BoringSSL) and for a list on a TLS 1.3-only listener.
+    fn ciphers(
+        &self,
+        key: &str,
+        at: Option<&Spanned<String>>,
+        min_tls13: bool,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(at) = at else { return Ok(None) };
+        let c = crate::tls::algorithms::ciphers(at.get_ref())
+            .map_err(|r| self.err(Some(at), key, &r))?;
+        if !c.tls13_ignored.is_empty() {
+            self.warn(
+                key,
+                &format!(
+                    "{} ignored: BoringSSL's TLS 1.3 suites are fixed ({}, all always offered); \
+                     this list sets the TLS 1.2 suites only",
+                    c.tls13_ignored.join(", "),
+                    crate::tls::algorithms::TLS13_SUITES.join(", ")
+                ),
+            );
+        }
+        if !c.exclusions_ignored.is_empty() {
+            self.warn(
+                key,
+                &format!(
+                    "{} ignored: BoringSSL has no such suites, so they exclude nothing",
+                    c.exclusions_ignored.join(", ")
+                ),
+            );
+        }
+        if min_tls13 {
+            self.warn(
+                key,
+                "has no effect with min_version = \"1.3\": it sets the TLS 1.2 suites only",
+            );
+        }
+        Ok(Some(c.tls12))
+    }
+
+    /// A `groups` list, in BoringSSL's `:`-separated form.
+    fn groups(
+        &self,
+        key: &str,
+        entries: Option<&[Spanned<String>]>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(entries) = entries else {
+            return Ok(None);
+        };
+        let names: Vec<&str> = entries.iter().map(|e| e.get_ref().as_str()).collect();
+        crate::tls::algorithms::groups(&names)
+            .map(Some)
+            .map_err(|(n, r)| match entries.get(n) {
+                Some(at) => self.err(Some(at), key, &r),
+                None => self.err::<String>(None, key, &r),
+            })
+    }
+
+    /// `tls.signature_algorithms` of `listener[i]`: the schemes client signatures are verified
+    /// with; a warning for SHA-1 ones and when no client certificate is requested.
+    fn signature_algorithms(
+        &self,
+        i: usize,
+        t: &file::TlsFile,
+        mode: VerifyMode,
+    ) -> Result<Option<Vec<u16>>, ConfigError> {
+        let key = format!("listener[{i}].tls.signature_algorithms");
+        let Some(entries) = &t.signature_algorithms else {
+            return Ok(None);
+        };
+        if entries.is_empty() {
+            return Err(self.err::<String>(
+                None,
+                &key,
+                "is empty: list at least one scheme, or remove the key for the default \
+                 (ed25519, ECDSA P-256/P-384, RSA-PSS and RSA PKCS#1 with SHA-256/384/512)",
+            ));
+        }
+        let mut codes = Vec::with_capacity(entries.len());
+        for e in entries {
+            let code = crate::tls::algorithms::signature_scheme(e.get_ref())
+                .map_err(|r| self.err(Some(e), &key, &r))?;
+            if crate::tls::algorithms::is_sha1(code) {
+                self.warn(
+                    &key,
+                    &format!(
+                        "{:?} accepts SHA-1 signatures, which can be forged (SHAttered, \
+                         SHA-1 is a Shambles); remove it unless an old client needs it",
+                        e.get_ref()
+                    ),
+                );
+            }
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        if mode == VerifyMode::Off {
+            self.warn(
+                &key,
+                "has no effect with client_auth mode = \"off\": it lists what client \
+                 certificates may sign with",
+            );
+        }
+        Ok(Some(codes))
     }
 
     /// `client_auth.crl`, `crl_check`, `stale_crl` and `crl_refresh` of `listener[i]`; None

@@ -28,6 +28,12 @@ pub struct ClientSettings<'a> {
     pub verify: bool,
     /// CRLs the servers' chains are checked against (needs `ca_pem` and `verify`).
     pub crls: Option<&'a CrlSettings>,
+    /// TLS 1.2 cipher list, OpenSSL syntax, checked by [`super::algorithms::ciphers`]; None:
+    /// the default.
+    pub ciphers: Option<&'a str>,
+    /// Key-agreement groups, `:`-separated, checked by [`super::algorithms::groups`]; None:
+    /// the default (X25519MLKEM768 first).
+    pub groups: Option<&'a str>,
 }
 
 /// An upstream's TLS: the context, the name to send and verify, and resumable sessions.
@@ -93,7 +99,8 @@ impl UpstreamTls {
         let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(internal)?;
         b.set_min_proto_version(Some(SslVersion::TLS1_2))
             .map_err(internal)?;
-        b.set_curves_list("X25519:P-256:P-384").map_err(internal)?;
+        // Also: no SHA-1 signature accepted from the servers, nor made for them.
+        super::algorithms::apply(&mut b, s.ciphers, s.groups, None).map_err(internal)?;
         if s.verify {
             b.set_verify(SslVerifyMode::PEER);
             match s.ca_pem {

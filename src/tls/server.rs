@@ -12,20 +12,14 @@ use boring::x509::{X509VerifyError, X509VerifyResult, X509};
 use std::sync::Arc;
 use std::time::Duration;
 
+use foreign_types::ForeignType;
+
 use boring::ssl::SslSessionCacheMode;
 
 use super::crl::{CrlSet, CrlSettings, StaleCrl};
 use super::tickets::TicketKeys;
 use super::verify_cache::VerifiedChains;
 use crate::config::{Reject, VerifyMode};
-
-/// TLS 1.2 suites, AES-128-GCM and ChaCha20 first: SHA-384 alone costs several percent of a
-/// handshake here. (BoringSSL's TLS 1.3 order is fixed and already prefers AES-128-GCM.)
-const TLS12_CIPHERS: &str = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
-ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:\
-ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
-
-const CURVES: &str = "X25519:P-256:P-384";
 
 /// What a listener's TLS needs; files are already read.
 pub struct ServerSettings<'a> {
@@ -57,6 +51,24 @@ pub struct ServerSettings<'a> {
     pub verify_cache: usize,
 }
 
+/// A listener's algorithm choices and further certificates; `Default` is certgate's defaults
+/// (see [`super::algorithms`]) and the one certificate of [`ServerSettings`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Handshake<'a> {
+    /// Further certificate chains and keys (PEM), served besides `ServerSettings`' pair (an
+    /// RSA and an ECDSA certificate, as nginx's repeated `ssl_certificate`): each handshake
+    /// gets the first pair, in order and `ServerSettings`' first, whose key can sign with a
+    /// scheme the client offers (and, in TLS 1.2, suits a cipher both support).
+    pub more_identities: &'a [(&'a [u8], &'a [u8])],
+    /// TLS 1.2 cipher list, OpenSSL syntax, checked by [`super::algorithms::ciphers`].
+    pub ciphers: Option<&'a str>,
+    /// Key-agreement groups, `:`-separated, checked by [`super::algorithms::groups`].
+    pub groups: Option<&'a str>,
+    /// Schemes a client certificate's signature is verified with, and that the
+    /// CertificateRequest advertises.
+    pub verify_algorithms: Option<&'a [u16]>,
+}
+
 /// Which input a context error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -68,6 +80,10 @@ pub enum Part {
     Ca,
     /// Entry `n` of the CRL list.
     Crl(usize),
+    /// The certificate of pair `n` of [`Handshake::more_identities`].
+    MoreCertificate(usize),
+    /// The private key of pair `n` of [`Handshake::more_identities`].
+    MoreKey(usize),
 }
 
 /// A TLS context that could not be built: which input, and BoringSSL's reason.
@@ -113,6 +129,74 @@ pub(super) fn set_identity(
     })
 }
 
+/// Adds a certificate chain (leaf first) and its key as one more credential of a server
+/// context, signing with [`super::algorithms::DEFAULT_SIGN`]. The error says whether the key
+/// (true) or the certificate is at fault.
+fn add_credential(
+    b: &mut SslContextBuilder,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(), (bool, String)> {
+    let chain = X509::stack_from_pem(cert_pem)
+        .map_err(|e| (false, format!("not a PEM certificate chain: {e}")))?;
+    if chain.is_empty() {
+        return Err((false, "no certificate found in the file".into()));
+    }
+    let key = PKey::private_key_from_pem(key_pem)
+        .map_err(|e| (true, format!("not a PEM private key: {e}")))?;
+    let mut ders = Vec::with_capacity(chain.len());
+    for c in &chain {
+        ders.push(c.to_der().map_err(|e| (false, e.to_string()))?);
+    }
+    let sign = super::algorithms::DEFAULT_SIGN;
+    // SAFETY: the credential and buffers are owned here and released before returning (the
+    // context keeps its own references); every pointer passed is live for the call.
+    unsafe {
+        let cred = boring_sys::SSL_CREDENTIAL_new_x509();
+        if cred.is_null() {
+            return Err((false, boring::error::ErrorStack::get().to_string()));
+        }
+        let mut bufs: Vec<*mut boring_sys::CRYPTO_BUFFER> = ders
+            .iter()
+            .map(|d| boring_sys::CRYPTO_BUFFER_new(d.as_ptr(), d.len(), std::ptr::null_mut()))
+            .collect();
+        let result = if bufs.iter().any(|p| p.is_null())
+            || boring_sys::SSL_CREDENTIAL_set1_cert_chain(cred, bufs.as_mut_ptr(), bufs.len()) != 1
+        {
+            Err((false, boring::error::ErrorStack::get().to_string()))
+        } else if boring_sys::SSL_CREDENTIAL_set1_private_key(cred, key.as_ptr()) != 1 {
+            let _ = boring::error::ErrorStack::get();
+            Err((
+                true,
+                "the private key does not match the certificate".into(),
+            ))
+        } else if boring_sys::SSL_CREDENTIAL_set1_signing_algorithm_prefs(
+            cred,
+            sign.as_ptr(),
+            sign.len(),
+        ) != 1
+            || boring_sys::SSL_CTX_add1_credential(b.as_ptr(), cred) != 1
+        {
+            Err((false, boring::error::ErrorStack::get().to_string()))
+        } else {
+            Ok(())
+        };
+        for p in bufs.into_iter().filter(|p| !p.is_null()) {
+            boring_sys::CRYPTO_BUFFER_free(p);
+        }
+        boring_sys::SSL_CREDENTIAL_free(cred);
+        result
+    }
+}
+
+fn part_of(key: bool, cert: Part, private_key: Part) -> Part {
+    if key {
+        private_key
+    } else {
+        cert
+    }
+}
+
 pub(super) fn fail(part: Part, reason: impl Into<String>) -> ContextError {
     ContextError {
         part,
@@ -139,6 +223,16 @@ pub fn server_context_with_crls(
     crls: Option<&CrlSettings>,
     alpn: &'static [u8],
 ) -> Result<(SslContext, Option<Arc<CrlSet>>), ContextError> {
+    listener_context(s, &Handshake::default(), crls, alpn)
+}
+
+/// As [`server_context_with_crls`], with the algorithms and further certificates of `h`.
+pub fn listener_context(
+    s: &ServerSettings<'_>,
+    h: &Handshake<'_>,
+    crls: Option<&CrlSettings>,
+    alpn: &'static [u8],
+) -> Result<(SslContext, Option<Arc<CrlSet>>), ContextError> {
     let internal = |e: boring::error::ErrorStack| fail(Part::Certificate, e.to_string());
     let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(internal)?;
     let min = if s.min_tls13 {
@@ -147,13 +241,33 @@ pub fn server_context_with_crls(
         SslVersion::TLS1_2
     };
     b.set_min_proto_version(Some(min)).map_err(internal)?;
-    b.set_cipher_list(TLS12_CIPHERS).map_err(internal)?;
-    b.set_curves_list(CURVES).map_err(internal)?;
+    super::algorithms::apply(&mut b, h.ciphers, h.groups, h.verify_algorithms).map_err(internal)?;
     b.set_options(SslOptions::CIPHER_SERVER_PREFERENCE | SslOptions::NO_RENEGOTIATION);
     // Buffers of idle connections are given back to the allocator.
     b.set_mode(SslMode::RELEASE_BUFFERS);
 
-    set_identity(&mut b, s.cert_pem, s.key_pem)?;
+    if h.more_identities.is_empty() {
+        set_identity(&mut b, s.cert_pem, s.key_pem)?;
+    } else {
+        add_credential(&mut b, s.cert_pem, s.key_pem).map_err(|(key, reason)| {
+            fail(part_of(key, Part::Certificate, Part::PrivateKey), reason)
+        })?;
+        for (n, (cert, key)) in h.more_identities.iter().enumerate() {
+            add_credential(&mut b, cert, key).map_err(|(key, reason)| {
+                fail(
+                    part_of(key, Part::MoreCertificate(n), Part::MoreKey(n)),
+                    reason,
+                )
+            })?;
+        }
+        // The context's own certificate, without its key, is never served (BoringSSL skips an
+        // incomplete one): it only reports the first pair to `SslContextRef::certificate`
+        // (the expiry metric).
+        let first = X509::stack_from_pem(s.cert_pem).map_err(internal)?;
+        if let Some(leaf) = first.first() {
+            b.set_certificate(leaf).map_err(internal)?;
+        }
+    }
     // The listener's preference among what the client offers; nothing in common: no ALPN,
     // and the connection speaks HTTP/1.1 as it would without ALPN (as nginx does).
     b.set_alpn_select_callback(move |_, client| {

@@ -434,11 +434,15 @@ impl Config {
             writeln!(t, "{line}").unwrap();
         }
         writeln!(t).unwrap();
-        writeln!(
-            t,
-            "[listener.tls]\ncertificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\""
-        )
-        .unwrap();
+        writeln!(t, "[listener.tls]").unwrap();
+        // A `certificate` line in tls_extra (with its `private_key`) replaces the default pair.
+        if !self.tls_extra.iter().any(|l| l.starts_with("certificate")) {
+            writeln!(
+                t,
+                "certificate = \"pki/server-chain.pem\"\nprivate_key = \"pki/server.key\""
+            )
+            .unwrap();
+        }
         for line in &self.tls_extra {
             writeln!(t, "{line}").unwrap();
         }

@@ -2,7 +2,8 @@
 //!
 //! [`generate`] writes a small but deliberately awkward certificate hierarchy into a directory:
 //! the certificates a proxy in front of a real service has to tell apart. Everything is ECDSA
-//! P-256; every file is PEM; private keys are PKCS#8 and created with mode 0600.
+//! P-256 except the key-type clients (Ed25519, P-384, RSA) and the RSA server certificate; every
+//! file is PEM; private keys are PKCS#8 and created with mode 0600.
 //!
 //! ```text
 //! Acme Root CA (/C=FI/O=Acme/CN=Acme Root CA)
@@ -13,7 +14,11 @@
 //! │                    └── client.1.local, expired in 2020  expired.pem
 //! ├── Intermediate 2 ──┬── client.2.local        client2.pem   valid, other issuer
 //! │                    └── spiffe://acme.test/ns/prod/sa/web  spiffe.pem (URI SAN)
-//! └── Intermediate 10 ──── client.10.local       int10-client.pem (issuer look-alike)
+//! ├── Intermediate 10 ──── client.10.local       int10-client.pem (issuer look-alike)
+//! └── Intermediate 1 (again) ─┬── client.ed25519.local  client-ed25519.pem (Ed25519 key)
+//!                             ├── client.p384.local     client-p384.pem    (ECDSA P-384 key)
+//!                             ├── client.rsa.local      client-rsa.pem     (RSA 2048 key)
+//!                             └── localhost (RSA 2048)  server-rsa-chain.pem, server-rsa.key
 //!
 //! "Intermediate 1" (self-signed, NOT the real one: same DN, different key)
 //!                      └── client.1.local        rogue.pem     must never verify
@@ -58,6 +63,15 @@ pub mod dn {
         "CN=client.1.local,OU=x,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
     /// Subject of `spiffe.pem`.
     pub const SPIFFE: &str = "CN=web,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
+    /// Subject of `client-ed25519.pem`.
+    pub const CLIENT_ED25519: &str =
+        "CN=client.ed25519.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
+    /// Subject of `client-p384.pem`.
+    pub const CLIENT_P384: &str =
+        "CN=client.p384.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
+    /// Subject of `client-rsa.pem`.
+    pub const CLIENT_RSA: &str =
+        "CN=client.rsa.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
     /// Subject of `int10-client.pem`.
     pub const INT10_CLIENT: &str =
         "CN=client.10.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
@@ -133,6 +147,25 @@ pub struct Pki {
     pub int10_client: CertKey,
     /// `spiffe.pem`/`.key`: [`dn::SPIFFE`] under Intermediate 2 with SAN [`san::SPIFFE_URI`].
     pub spiffe: CertKey,
+    /// `client-ed25519.pem`/`.key`: [`dn::CLIENT_ED25519`], an Ed25519 key, under Intermediate 1.
+    pub client_ed25519: CertKey,
+    /// `client-p384.pem`/`.key`: [`dn::CLIENT_P384`], an ECDSA P-384 key, under Intermediate 1.
+    pub client_p384: CertKey,
+    /// `client-rsa.pem`/`.key`: [`dn::CLIENT_RSA`], an RSA 2048 key (it signs with RSA-PSS in
+    /// TLS 1.3, PKCS#1 or PSS in TLS 1.2), under Intermediate 1.
+    pub client_rsa: CertKey,
+    /// `server-rsa-chain.pem` (localhost leaf with an RSA 2048 key + Intermediate 1) and
+    /// `server-rsa.key`: the RSA half of a dual-certificate listener.
+    pub server_rsa: CertKey,
+}
+
+/// The key algorithm of a generated leaf.
+#[derive(Debug, Clone, Copy)]
+enum KeyType {
+    P256,
+    P384,
+    Ed25519,
+    Rsa2048,
 }
 
 /// A generated certificate with its key, able to sign when it is a CA.
@@ -180,9 +213,12 @@ fn acme(cn: &str) -> io::Result<DistinguishedName> {
 /// A positive serial taken from the (random) public key, without a leading zero nibble, so its
 /// hex form is the same whichever way a tool pads it.
 fn serial(key: &KeyPair) -> SerialNumber {
-    let raw = key.public_key_raw();
-    // Uncompressed point: 0x04 || X || Y; X is uniformly random.
-    let mut bytes = raw[1..17].to_vec();
+    // A hash: an RSA public key starts with a fixed DER header.
+    let digest = boring::hash::hash(boring::hash::MessageDigest::sha256(), key.public_key_raw());
+    let mut bytes = digest.map_or_else(
+        |_| key.public_key_raw()[1..17].to_vec(),
+        |d| d[..16].to_vec(),
+    );
     bytes[0] = 0x40 | (bytes[0] & 0x3f);
     SerialNumber::from_slice(&bytes)
 }
@@ -198,7 +234,35 @@ fn params(dn: DistinguishedName, key: &KeyPair) -> CertificateParams {
 }
 
 fn new_key() -> io::Result<KeyPair> {
-    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err)
+    key_of(KeyType::P256)
+}
+
+fn key_of(t: KeyType) -> io::Result<KeyPair> {
+    match t {
+        KeyType::P256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(err),
+        KeyType::P384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).map_err(err),
+        // ring writes Ed25519 keys as PKCS#8 v2, which OpenSSL 3.0 and BoringSSL refuse:
+        // BoringSSL generates them, in v1.
+        KeyType::Ed25519 => {
+            let pkey = boring::pkey::PKey::generate(boring::pkey::Id::ED25519).map_err(err)?;
+            boring_key(&pkey, &rcgen::PKCS_ED25519)
+        }
+        // ring (rcgen's backend) cannot generate RSA keys; BoringSSL can.
+        KeyType::Rsa2048 => {
+            let rsa = boring::rsa::Rsa::generate(2048).map_err(err)?;
+            let pkey = boring::pkey::PKey::from_rsa(rsa).map_err(err)?;
+            boring_key(&pkey, &rcgen::PKCS_RSA_SHA256)
+        }
+    }
+}
+
+fn boring_key(
+    pkey: &boring::pkey::PKeyRef<boring::pkey::Private>,
+    alg: &'static rcgen::SignatureAlgorithm,
+) -> io::Result<KeyPair> {
+    let pem = pkey.private_key_to_pem_pkcs8().map_err(err)?;
+    let pem = String::from_utf8(pem).map_err(err)?;
+    KeyPair::from_pem_and_sign_algo(&pem, alg).map_err(err)
 }
 
 fn ca(dn: DistinguishedName, issuer: Option<&Cert>) -> io::Result<Cert> {
@@ -231,7 +295,17 @@ fn leaf(
     eku: ExtendedKeyUsagePurpose,
     issuer: &Cert,
 ) -> io::Result<Cert> {
-    let key = new_key()?;
+    typed_leaf(KeyType::P256, dn, sans, eku, issuer)
+}
+
+fn typed_leaf(
+    t: KeyType,
+    dn: DistinguishedName,
+    sans: Vec<SanType>,
+    eku: ExtendedKeyUsagePurpose,
+    issuer: &Cert,
+) -> io::Result<Cert> {
+    let key = key_of(t)?;
     let mut p = params(dn, &key);
     // ExplicitNoCa: "CA:FALSE" plus a subject key identifier.
     p.is_ca = IsCa::ExplicitNoCa;
@@ -363,6 +437,30 @@ pub fn generate(dir: &Path) -> io::Result<Pki> {
         &int2,
     )?;
 
+    let typed_client = |t: KeyType, cn: &str| -> io::Result<Cert> {
+        typed_leaf(
+            t,
+            widgits(cn)?,
+            vec![],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &int1,
+        )
+    };
+    let client_ed25519 = typed_client(KeyType::Ed25519, "client.ed25519.local")?;
+    let client_p384 = typed_client(KeyType::P384, "client.p384.local")?;
+    let client_rsa = typed_client(KeyType::Rsa2048, "client.rsa.local")?;
+    let server_rsa = typed_leaf(
+        KeyType::Rsa2048,
+        acme("localhost")?,
+        vec![
+            SanType::DnsName(ia5("localhost")?),
+            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        ],
+        ExtendedKeyUsagePurpose::ServerAuth,
+        &int1,
+    )?;
+
     Ok(Pki {
         dir: dir.to_path_buf(),
         root_ca: w.pem("root-ca.pem", &[&root])?,
@@ -384,5 +482,12 @@ pub fn generate(dir: &Path) -> io::Result<Pki> {
         rogue_ca: w.pem("rogue-ca.pem", &[&rogue_ca])?,
         int10_client: w.pair("int10-client", &int10_client, &[&int10])?,
         spiffe: w.pair("spiffe", &spiffe, &[&int2])?,
+        client_ed25519: w.pair("client-ed25519", &client_ed25519, &[&int1])?,
+        client_p384: w.pair("client-p384", &client_p384, &[&int1])?,
+        client_rsa: w.pair("client-rsa", &client_rsa, &[&int1])?,
+        server_rsa: CertKey {
+            cert: w.pem("server-rsa-chain.pem", &[&server_rsa, &int1])?,
+            key: w.file("server-rsa.key", &[&server_rsa.key.serialize_pem()], true)?,
+        },
     })
 }

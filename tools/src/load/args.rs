@@ -128,6 +128,9 @@ pub struct Args {
     /// Pin the TLS version (default: 1.2 or 1.3, as negotiated).
     #[arg(long, value_enum, value_name = "1.2|1.3")]
     pub tls_version: Option<TlsVersion>,
+    /// Key-exchange groups offered, in order, `:`-separated (`X25519MLKEM768`, `X25519`...).
+    #[arg(long, default_value = "X25519:P-256:P-384", value_name = "LIST")]
+    pub groups: String,
     /// Unmeasured run time before the measurement starts.
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "TIME")]
     pub warmup: Duration,
@@ -162,6 +165,7 @@ pub struct Plan {
     pub ca: Option<PathBuf>,
     pub client_cert: Option<(PathBuf, PathBuf)>,
     pub tls_version: Option<TlsVersion>,
+    pub groups: String,
     pub mode: Mode,
     pub protocol: Protocol,
     /// Concurrent requests per connection (1 for HTTP/1.1).
@@ -304,6 +308,7 @@ impl Plan {
             ca: a.ca.clone(),
             client_cert: a.cert.clone().zip(a.key.clone()),
             tls_version: a.tls_version,
+            groups: a.groups.clone(),
             mode: a.mode,
             protocol: a.protocol,
             streams: a.streams,

@@ -38,9 +38,6 @@ use certgate::conn::Conn;
 use certgate::io::Socket;
 use certgate::tls::{HandshakeError, TlsStream};
 
-/// Key exchange groups offered, in order.
-const CURVES: &str = "X25519:P-256:P-384";
-
 /// What every thread shares: built once, read-only afterwards (but for the claim counter).
 pub struct Client {
     pub plan: Plan,
@@ -87,8 +84,8 @@ impl Client {
         }
         let leaves = VerifiedLeaves::default();
         b.set_custom_verify_callback(SslVerifyMode::PEER, move |ssl| leaves.verify(ssl));
-        b.set_curves_list(CURVES)
-            .map_err(tls_err("setting the key exchange groups".into()))?;
+        b.set_curves_list(&plan.groups)
+            .map_err(tls_err(format!("--groups {}", plan.groups)))?;
         let (min, max) = match plan.tls_version {
             Some(TlsVersion::V12) => (SslVersion::TLS1_2, SslVersion::TLS1_2),
             Some(TlsVersion::V13) => (SslVersion::TLS1_3, SslVersion::TLS1_3),

@@ -82,6 +82,7 @@ pub fn listener_context(
     _: &ServerSettings<'_>,
     _: &Handshake<'_>,
     _: Option<&crl::CrlSettings>,
+    _: &'static [u8],
 ) -> Result<(SslContext, Option<Arc<crl::CrlSet>>), ContextError> {
     Err(ContextError {
         part: Part::Certificate,

@@ -141,6 +141,7 @@ fn json_lines_keep_a_forged_common_name_in_its_field() {
         .curl("/x?y=1")
         .cert(&gate.pki().client1)
         .body(&body)
+        .arg("--http1.1")
         .run();
     assert_eq!(ok.status, 200);
     let lines = lines(&path, 2);

@@ -126,7 +126,7 @@ pub async fn forward(
                 }
             }
         }
-        Err((error, attempts)) => {
+        Err((error, attempts, earlier)) => {
             out.attempts = Some(attempts);
             out.client_gone = error.side() == crate::proxy::Source::Client;
             let page = error.page();
@@ -143,7 +143,12 @@ pub async fn forward(
                 }
                 None => respond.send_reset(Reason::CANCEL),
             }
-            out.decision = format!("{admitted_by}; {error}");
+            let mut decision = format!("{admitted_by}; ");
+            for e in &earlier {
+                decision.push_str(&format!("{e}; then "));
+            }
+            decision.push_str(&error.to_string());
+            out.decision = decision;
         }
     }
     out
@@ -175,7 +180,7 @@ async fn attempt_upstreams(
     body: &mut RecvStream,
     respond: &mut SendResponse<Bytes>,
     out: &mut Outcome,
-) -> Result<Answered, (Error, usize)> {
+) -> Result<Answered, (Error, usize, Vec<Error>)> {
     let t = c.listener.timeouts;
     let key = pool.key(
         c.identity.cert.as_ref().map(|x| x.fingerprint()),
@@ -184,7 +189,8 @@ async fn attempt_upstreams(
     let mut tried = Tried::default();
     let mut tries_left = pool.tries();
     let mut stale: Option<usize> = None;
-    let mut last: Option<Error> = None;
+    // Every failed attempt so far, in order (the access line lists them all, as on HTTP/1.1).
+    let mut failures: Vec<Error> = Vec::new();
     let mut attempts = 0;
     loop {
         let server = match pool.choose(&key, &tried) {
@@ -195,8 +201,10 @@ async fn attempt_upstreams(
                     i
                 }
                 None => {
-                    let e = last.unwrap_or_else(|| Error::new(Kind::NoServer, None));
-                    return Err((e, attempts));
+                    let e = failures
+                        .pop()
+                        .unwrap_or_else(|| Error::new(Kind::NoServer, None));
+                    return Err((e, attempts, failures));
                 }
             },
         };
@@ -249,11 +257,15 @@ async fn attempt_upstreams(
             Fate::Final => false,
         };
         if !again {
-            return Err((error, attempts));
+            return Err((error, attempts, failures));
         }
         stats.retries.inc();
-        debug!(upstream = %addr, "upstream attempt failed: {error}; trying again");
-        last = Some(error);
+        let next = match error.kind {
+            Kind::Connect(_) => "trying another server",
+            _ => "trying again",
+        };
+        debug!(upstream = %addr, "upstream attempt failed: {error}; {next}");
+        failures.push(error);
     }
 }
 

@@ -833,6 +833,13 @@ impl Curl<'_> {
         if let Some(data) = &self.data {
             cmd.arg("--data-binary").arg(format!("@{}", data.display()));
         }
+        // curl offers ALPN h2 first: the suite runs once that way (HTTP/2 streams translated to
+        // HTTP/1.1) and once with CERTGATE_TEST_CURL_HTTP=1.1 (the HTTP/1.1 path), unless the
+        // test chose a version itself.
+        let chose = self.args.iter().any(|a| a.starts_with("--http"));
+        if !chose && std::env::var("CERTGATE_TEST_CURL_HTTP").as_deref() == Ok("1.1") {
+            cmd.arg("--http1.1");
+        }
         cmd.args(&self.args).arg(self.gate.url(&self.path));
         let out = run_bounded(&mut cmd, Duration::from_secs(20));
         CurlOut {

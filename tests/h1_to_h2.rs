@@ -269,3 +269,98 @@ fn upgrade_requests_are_refused_with_501() {
         gate.log()
     );
 }
+
+#[test]
+fn an_answer_before_the_body_ends_is_relayed_and_the_connection_closes() {
+    let server = echo();
+    let gate = gate_for(&server, Config::new());
+    let mut c = client(&gate);
+    // 10 MiB announced, 64 KiB sent: the server answers without reading it.
+    let head = format!(
+        "POST /early/413 HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        gate.host(),
+        10 << 20
+    );
+    c.send_all(head.as_bytes());
+    c.send_all(&vec![b'x'; 64 * 1024]);
+    let r = c.response(false).unwrap();
+    assert_eq!((r.status, &r.body[..]), (413, &b"early\n"[..]));
+    assert_eq!(r.header("connection"), Some("close"));
+    c.closes_within(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_client_body_that_stalls_is_cut_after_body_idle() {
+    let server = echo();
+    let gate = gate_for(&server, Config::new().timeout("body_idle", "500ms"));
+    let mut c = client(&gate);
+    let head = format!(
+        "POST /x HTTP/1.1\r\nHost: {}\r\nContent-Length: 100\r\n\r\nonly-this",
+        gate.host()
+    );
+    c.send_all(head.as_bytes());
+    let started = std::time::Instant::now();
+    let r = c.response(false).unwrap();
+    assert_eq!(r.status, 408, "{:?}", r.headers);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    c.closes_within(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn a_dead_server_is_skipped_for_the_next_and_the_access_line_says_so() {
+    let server = echo();
+    let gate = Gate::start(
+        Config::new()
+            .upstream(&[dead_addr(), server.addr])
+            .upstream_extra("protocol = \"h2\""),
+    );
+    let mut c = client(&gate);
+    for i in 0..2 {
+        let r = c.roundtrip(&get(&gate.host(), &format!("/try/{i}"), &[]));
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let want = format!("upstream={}", server.addr);
+    loop {
+        let log = gate.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("certgate::access") && l.contains("/try/"))
+            .collect();
+        if lines.len() == 2 {
+            assert!(
+                lines
+                    .iter()
+                    .all(|l| l.contains("status=200") && l.contains(&want)),
+                "{lines:#?}"
+            );
+            // Round robin puts one of the two on the dead server first.
+            assert!(lines.iter().any(|l| l.contains("attempts=2")), "{lines:#?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn concurrent_clients_are_multiplexed_on_one_upstream_connection() {
+    let server = echo();
+    let gate = gate_for(&server, Config::new());
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = client(&gate);
+            let host = gate.host();
+            std::thread::spawn(move || {
+                let r = c.roundtrip(&get(&host, &format!("/slow/300?c={i}"), &[]));
+                assert_eq!(r.status, 200);
+                r.seen().u64("conn_id")
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 1);
+    }
+    assert_eq!(server.connections(), 1);
+    assert_eq!(server.streams(), 4);
+}

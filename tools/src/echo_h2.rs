@@ -20,6 +20,7 @@
 //! | `/trailers`     | the JSON body without `content-length`, then trailer `x-echo-trailer: yes` |
 //! | `/empty`        | 200 with no body, the stream ended with the headers (no length)       |
 //! | `/slow/<ms>`    | waits `ms` milliseconds (at most 120 s), then the JSON answer         |
+//! | `/early/<c>`    | status `c` with body `early\n` at once, without reading the request body |
 
 use std::future::poll_fn;
 use std::io;
@@ -143,6 +144,22 @@ async fn answer(
     stream_no: u64,
 ) {
     let (parts, mut body) = req.into_parts();
+    if let Some(code) = parts
+        .uri
+        .path()
+        .strip_prefix("/early/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
+        let mut head = Response::new(());
+        *head.status_mut() = code;
+        head.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(6));
+        if let Ok(mut tx) = respond.send_response(head, false) {
+            let _ = tx.send_data(Bytes::from_static(b"early\n"), true);
+        }
+        return;
+    }
     let mut sha = boring::sha::Sha256::new();
     let mut len = 0u64;
     while let Some(d) = body.data().await {

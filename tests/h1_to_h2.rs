@@ -364,3 +364,32 @@ fn concurrent_clients_are_multiplexed_on_one_upstream_connection() {
     assert_eq!(server.connections(), 1);
     assert_eq!(server.streams(), 4);
 }
+
+#[test]
+fn a_response_cut_by_the_server_is_not_completed_for_the_client() {
+    let server = echo();
+    let gate = gate_for(&server, Config::new());
+    let mut c = client(&gate);
+    c.send_all(&get(&gate.host(), "/reset-after/1000", &[]));
+    // The head and the 1000 bytes as one chunk, then the connection closes without the last
+    // chunk: the client sees a truncated body, never a complete one.
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match c.read_some() {
+            Ok(b) if !b.is_empty() => got.extend(b),
+            _ => break,
+        }
+        assert!(std::time::Instant::now() < deadline);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+    assert!(text.contains("\r\n3e8\r\n"), "{text}");
+    assert!(!text.contains("\r\n0\r\n"), "{text}");
+    assert!(
+        gate.log().contains("response body relay failed"),
+        "{}",
+        gate.log()
+    );
+}

@@ -158,6 +158,9 @@ pub(super) async fn forward(
                 done.status = ex.status;
                 done.keep_alive = ex.keep_alive;
                 done.error = ex.error.map(|k| Error::new(k, Some(addr)));
+                if let Some(e) = &done.error {
+                    warn!(upstream = %addr, peer = %s.peer, "response body relay failed: {e}");
+                }
                 return done;
             }
             Err(failed) => {

@@ -20,6 +20,7 @@
 //! | `/trailers`     | the JSON body without `content-length`, then trailer `x-echo-trailer: yes` |
 //! | `/empty`        | 200 with no body, the stream ended with the headers (no length)       |
 //! | `/slow/<ms>`    | waits `ms` milliseconds (at most 120 s), then the JSON answer         |
+//! | `/reset-after/<n>` | `n` bytes without `content-length`, then RST_STREAM INTERNAL_ERROR |
 //! | `/early/<c>`    | status `c` with body `early\n` at once, without reading the request body |
 
 use std::future::poll_fn;
@@ -216,6 +217,17 @@ async fn answer(
         let mut t = HeaderMap::new();
         t.insert("x-echo-bytes", http::HeaderValue::from(n));
         let _ = tx.send_trailers(t);
+        return;
+    }
+    if let Some(n) = number("/reset-after/") {
+        let Ok(mut tx) = respond.send_response(head, false) else {
+            return;
+        };
+        let data: Vec<u8> = (0..n).map(pattern_byte).collect();
+        if send(&mut tx, Bytes::from(data), false).await.is_ok() {
+            monoio::time::sleep(Duration::from_millis(50)).await;
+            tx.send_reset(h2::Reason::INTERNAL_ERROR);
+        }
         return;
     }
     if path == "/empty" {

@@ -393,3 +393,26 @@ fn a_response_cut_by_the_server_is_not_completed_for_the_client() {
         gate.log()
     );
 }
+
+#[test]
+fn a_server_that_does_not_read_holds_the_client_back_instead_of_certgate_buffering() {
+    let server = echo();
+    let gate = gate_for(&server, Config::new());
+    let mut c = client(&gate);
+    // Far more than the socket buffers on the way hold: the upload can only finish once the
+    // server reads, which it starts doing after 2 s.
+    const SIZE: u64 = 32 << 20;
+    let body: Vec<u8> = (0..SIZE).map(pattern_byte).collect();
+    let started = std::time::Instant::now();
+    c.send_all(&post(&gate.host(), "/hold/2000", &[], &body));
+    let sent_after = started.elapsed();
+    let r = c.response(false).unwrap();
+    assert_eq!(r.status, 200);
+    let seen = r.seen();
+    assert_eq!(seen.u64("body_len"), SIZE);
+    assert_eq!(seen.str("body_sha256"), sha256_hex(&body));
+    assert!(
+        sent_after >= Duration::from_millis(1500),
+        "the upload finished after {sent_after:?}, before the server read anything: buffered"
+    );
+}

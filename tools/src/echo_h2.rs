@@ -21,6 +21,7 @@
 //! | `/empty`        | 200 with no body, the stream ended with the headers (no length)       |
 //! | `/slow/<ms>`    | waits `ms` milliseconds (at most 120 s), then the JSON answer         |
 //! | `/reset-after/<n>` | `n` bytes without `content-length`, then RST_STREAM INTERNAL_ERROR |
+//! | `/hold/<ms>`    | waits `ms` milliseconds before reading the request body, then the JSON answer |
 //! | `/early/<c>`    | status `c` with body `early\n` at once, without reading the request body |
 
 use std::future::poll_fn;
@@ -160,6 +161,14 @@ async fn answer(
             let _ = tx.send_data(Bytes::from_static(b"early\n"), true);
         }
         return;
+    }
+    if let Some(ms) = parts
+        .uri
+        .path()
+        .strip_prefix("/hold/")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        monoio::time::sleep(Duration::from_millis(ms.min(120_000))).await;
     }
     let mut sha = boring::sha::Sha256::new();
     let mut len = 0u64;

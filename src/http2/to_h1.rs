@@ -648,7 +648,7 @@ fn is_idempotent(m: &Method) -> bool {
 /// Decodes a chunked body into its data and trailers, strictly (RFC 9112 §7.1): the same
 /// limits as [`h1::ChunkedScanner`].
 #[derive(Debug, Default)]
-struct ChunkDecoder {
+pub(crate) struct ChunkDecoder {
     state: Chunk,
     trailers: HeaderMap,
     trailer_bytes: usize,
@@ -669,7 +669,7 @@ enum Chunk {
 
 impl ChunkDecoder {
     /// Takes what it can from `buf`: data to forward, and the trailers once the body ended.
-    fn decode(
+    pub(crate) fn decode(
         &mut self,
         buf: &mut BytesMut,
     ) -> Result<(BytesMut, Option<HeaderMap>), h1::ChunkError> {

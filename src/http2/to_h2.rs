@@ -37,7 +37,7 @@ use crate::config::Timeouts;
 use crate::proxy::error::{Error, Kind, Source};
 use crate::proxy::{BodyError, Side};
 use crate::runtime::Worker;
-use crate::upstream::balance::{Key, Tried};
+use crate::upstream::balance::{Active, Key, Tried};
 use crate::upstream::h2::io_error;
 use crate::upstream::{ConnectError, Pool};
 
@@ -88,28 +88,18 @@ pub async fn forward(
     };
     let key = parts.extensions.get::<Key>().copied().unwrap_or_default();
     let head = upstream_head(&parts, pool.upstream().tls.is_some());
-    let mut tried = Tried::default();
-    let mut tries_left = pool.tries();
-    // A server whose pooled connection turned out to be closing (GOAWAY) or refused the
-    // stream: tried once more at once, on a new connection.
-    let mut again: Option<usize> = None;
-    let mut stale_retried = false;
+    let mut tries = Tries::new(&pool, key);
     loop {
-        let Some(server) = again.take().or_else(|| pool.choose(&key, &tried)) else {
-            let e = fwd
-                .error
-                .take()
-                .unwrap_or_else(|| Error::new(Kind::NoServer, None));
-            answer_failure(&mut respond, grpc, &e, &mut fwd);
-            fwd.error = Some(e);
-            return fwd;
+        let (server, _active) = match tries.next() {
+            Ok(x) => x,
+            Err(e) => {
+                fwd.attempts = tries.attempts;
+                answer_failure(&mut respond, grpc, &e, &mut fwd);
+                fwd.error = Some(e);
+                return fwd;
+            }
         };
-        tried.insert(server);
         let addr = pool.server(server).addr;
-        let _active = pool.begin(server);
-        fwd.attempts += 1;
-        let stats = pool.stats(server);
-        stats.requests.inc();
         let ex = Exchange {
             pool: &pool,
             server,
@@ -121,38 +111,18 @@ pub async fn forward(
         let failed = match ex.run(&mut body, &mut respond, &mut fwd).await {
             Ok(()) => {
                 pool.succeeded(server);
+                fwd.attempts = tries.attempts;
                 fwd.error = None;
                 return fwd;
             }
             Err(f) => f,
         };
-        if matches!(failed.kind, Kind::Connect(_)) {
-            stats.connect_failures.inc();
-        }
-        let error = Error::new(failed.kind, Some(addr));
-        if failed.stale && !stale_retried {
-            // Not the server's fault, and no try used up: a pooled connection the server was
-            // closing.
-            stale_retried = true;
-            again = Some(server);
-            debug!(upstream = %addr, "h2 stream not processed: {error}; trying again");
-            fwd.error = Some(error);
-            continue;
-        }
-        if error.side() == Source::Upstream && !failed.responded {
-            pool.failed(server);
-        }
-        tries_left = tries_left.saturating_sub(1);
-        if failed.retry && tries_left > 0 {
-            stats.retries.inc();
-            debug!(upstream = %addr, "h2 upstream attempt failed: {error}; trying another server");
-            fwd.error = Some(error);
-            continue;
-        }
-        if error.side() == Source::Upstream {
-            warn!(upstream = %addr, "h2 upstream failed: {error}");
-        }
-        if !failed.responded {
+        let error = match tries.failed(server, failed.kind, failed.how) {
+            None => continue,
+            Some(e) => e,
+        };
+        fwd.attempts = tries.attempts;
+        if !failed.how.responded {
             answer_failure(&mut respond, grpc, &error, &mut fwd);
         } else if let Some(mut down) = failed.down {
             // The response is under way: a gRPC deadline still reaches the client as its
@@ -173,6 +143,187 @@ pub async fn forward(
     }
 }
 
+/// The servers one request goes to, in turn, as the module's retry rules say; shared by every
+/// client protocol that forwards to a `protocol = "h2"` upstream.
+pub(crate) struct Tries<'p> {
+    pool: &'p Pool,
+    key: Key,
+    tried: Tried,
+    tries_left: usize,
+    /// A server whose pooled connection turned out to be closing (GOAWAY) or refused the
+    /// stream: tried once more at once, on a new connection.
+    again: Option<usize>,
+    stale_retried: bool,
+    /// The last failure, answered when no server is left.
+    last: Option<Error>,
+    /// Servers tried so far (0: none was available).
+    pub attempts: usize,
+}
+
+/// How far a failed attempt went, which decides whether the request may go again.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct How {
+    /// Nothing of the request reached the server's application: another server may take it.
+    pub retry: bool,
+    /// As `retry`, on a pooled connection the server was closing or full: the same server may
+    /// take it on a new connection.
+    pub stale: bool,
+    /// Response headers went to the client.
+    pub responded: bool,
+}
+
+impl<'p> Tries<'p> {
+    pub(crate) fn new(pool: &'p Pool, key: Key) -> Self {
+        Self {
+            pool,
+            key,
+            tried: Tried::default(),
+            tries_left: pool.tries(),
+            again: None,
+            stale_retried: false,
+            last: None,
+            attempts: 0,
+        }
+    }
+
+    /// The next server to try, counted as a request to it (and for `least_conn` while the
+    /// guard lives).
+    ///
+    /// # Errors
+    /// No server is left: the last attempt's failure, or `NoServer` when none was tried.
+    pub(crate) fn next(&mut self) -> Result<(usize, Active<'p>), Error> {
+        let Some(server) = self
+            .again
+            .take()
+            .or_else(|| self.pool.choose(&self.key, &self.tried))
+        else {
+            return Err(self
+                .last
+                .take()
+                .unwrap_or_else(|| Error::new(Kind::NoServer, None)));
+        };
+        self.tried.insert(server);
+        self.attempts += 1;
+        self.pool.stats(server).requests.inc();
+        Ok((server, self.pool.begin(server)))
+    }
+
+    /// Records the failure of an attempt on `server`, reported to passive health as the HTTP/1.1
+    /// path does.
+    ///
+    /// # Return
+    /// `None` when the request goes again (call [`Tries::next`]); else the error that ends it.
+    pub(crate) fn failed(&mut self, server: usize, kind: Kind, how: How) -> Option<Error> {
+        let pool = self.pool;
+        let addr = pool.server(server).addr;
+        let stats = pool.stats(server);
+        if matches!(kind, Kind::Connect(_)) {
+            stats.connect_failures.inc();
+        }
+        let error = Error::new(kind, Some(addr));
+        if how.stale && !self.stale_retried {
+            // Not the server's fault, and no try used up: a pooled connection the server was
+            // closing.
+            self.stale_retried = true;
+            self.again = Some(server);
+            debug!(upstream = %addr, "h2 stream not processed: {error}; trying again");
+            self.last = Some(error);
+            return None;
+        }
+        if error.side() == Source::Upstream && !how.responded {
+            pool.failed(server);
+        }
+        self.tries_left = self.tries_left.saturating_sub(1);
+        if how.retry && self.tries_left > 0 {
+            stats.retries.inc();
+            debug!(upstream = %addr, "h2 upstream attempt failed: {error}; trying another server");
+            self.last = Some(error);
+            return None;
+        }
+        if error.side() == Source::Upstream {
+            warn!(upstream = %addr, "h2 upstream failed: {error}");
+        }
+        Some(error)
+    }
+}
+
+/// A stream opened on a server: its connection slot (held until the stream is done), the
+/// response to come and the request body's way up.
+pub(crate) struct Opened {
+    pub slot: crate::upstream::h2::Stream,
+    pub response: h2::client::ResponseFuture,
+    pub send: SendStream<Bytes>,
+}
+
+/// Opens a stream for `head` on `server`: a connection with room (pooled, or new within
+/// `upstream_connect`), a stream allowed by its `max_concurrent_streams` (within
+/// `upstream_connect` too), the request headers sent (`eos`: no body follows).
+///
+/// # Errors
+/// The failure, with what it allows (a connect failure or a refused stream: another server).
+pub(crate) async fn open_stream(
+    pool: &Pool,
+    server: usize,
+    head: &Request<()>,
+    eos: bool,
+    connect: Duration,
+) -> Result<Opened, (Kind, How)> {
+    let s = pool.server(server);
+    let retry = How {
+        retry: true,
+        ..How::default()
+    };
+    let slot = pool
+        .h2()
+        .checkout(s.addr, s.host_name(), connect, pool.upstream().tls.as_ref())
+        .await
+        .map_err(|e| (Kind::Connect(e), retry))?;
+    let mut send = slot.send.clone();
+    // Waits for a stream to be allowed (max_concurrent_streams) within the connect timeout.
+    let ready = monoio::time::timeout(connect, poll_fn(|cx| send.poll_ready(cx)));
+    match ready.await {
+        Err(_) => return Err((Kind::Connect(ConnectError::Timeout), How::default())),
+        Ok(Err(e)) => {
+            slot.retire();
+            let how = How {
+                stale: slot.reused,
+                ..retry
+            };
+            return Err((Kind::SendHead(io_error(e)), how));
+        }
+        Ok(Ok(())) => {}
+    }
+    match send.send_request(head.clone(), eos) {
+        Ok((response, send)) => Ok(Opened {
+            slot,
+            response,
+            send,
+        }),
+        Err(e) => {
+            slot.retire();
+            let retry = refused(&e) || e.is_go_away();
+            let how = How {
+                retry,
+                stale: retry && slot.reused,
+                responded: false,
+            };
+            Err((Kind::SendHead(io_error(e)), how))
+        }
+    }
+}
+
+/// Whether a failure of an opened stream left the request unprocessed: refused (RFC 9113
+/// §8.7) or above a graceful GOAWAY's last stream, before any response and before any of the
+/// request body was taken from the client.
+pub(crate) fn unprocessed(e: &h2::Error) -> bool {
+    refused(e) || (e.is_go_away() && e.is_remote() && e.reason() == Some(Reason::NO_ERROR))
+}
+
+/// Whether a failure of an upstream stream means its connection takes no new stream.
+pub(crate) fn retires(e: &h2::Error) -> bool {
+    e.is_go_away() || e.is_io() || refused(e)
+}
+
 /// One attempt on one server.
 struct Exchange<'a> {
     pool: &'a Pool,
@@ -186,13 +337,7 @@ struct Exchange<'a> {
 /// A failed attempt.
 struct Failed {
     kind: Kind,
-    /// Nothing of the request reached the server's application: another server may take it.
-    retry: bool,
-    /// As `retry`, on a pooled connection the server was closing or full: the same server may
-    /// take it on a new connection.
-    stale: bool,
-    /// Response headers went to the client.
-    responded: bool,
+    how: How,
     /// The stream to the client, once the response headers went out.
     down: Option<SendStream<Bytes>>,
     /// The gRPC deadline ended the stream.
@@ -200,12 +345,10 @@ struct Failed {
 }
 
 impl Failed {
-    fn new(kind: Kind) -> Self {
+    fn new(kind: Kind, how: How) -> Self {
         Self {
             kind,
-            retry: false,
-            stale: false,
-            responded: false,
+            how,
             down: None,
             deadline: false,
         }
@@ -235,50 +378,15 @@ impl Exchange<'_> {
         fwd: &mut Forwarded,
     ) -> Result<(), Failed> {
         let t = self.timeouts;
-        let server = self.pool.server(self.server);
-        let addr = server.addr;
-        let slot = self
-            .pool
-            .h2()
-            .checkout(
-                addr,
-                server.host_name(),
-                t.upstream_connect,
-                self.pool.upstream().tls.as_ref(),
-            )
-            .await
-            .map_err(|e| Failed {
-                retry: true,
-                ..Failed::new(Kind::Connect(e))
-            })?;
-        let mut send = slot.send.clone();
-        // Waits for a stream to be allowed (max_concurrent_streams) within the connect timeout.
-        let ready = monoio::time::timeout(t.upstream_connect, poll_fn(|cx| send.poll_ready(cx)));
-        match ready.await {
-            Err(_) => return Err(Failed::new(Kind::Connect(ConnectError::Timeout))),
-            Ok(Err(e)) => {
-                slot.retire();
-                return Err(Failed {
-                    retry: true,
-                    stale: slot.reused,
-                    ..Failed::new(Kind::SendHead(io_error(e)))
-                });
-            }
-            Ok(Ok(())) => {}
-        }
+        let addr = self.pool.server(self.server).addr;
         let eos = body.is_end_stream();
-        let (response, mut up) = match send.send_request(self.head.clone(), eos) {
-            Ok(x) => x,
-            Err(e) => {
-                slot.retire();
-                let retry = refused(&e) || e.is_go_away();
-                return Err(Failed {
-                    retry,
-                    stale: retry && slot.reused,
-                    ..Failed::new(Kind::SendHead(io_error(e)))
-                });
-            }
-        };
+        let Opened {
+            slot,
+            response,
+            send: mut up,
+        } = open_stream(self.pool, self.server, self.head, eos, t.upstream_connect)
+            .await
+            .map_err(|(kind, how)| Failed::new(kind, how))?;
 
         let progress = Cell::new(Instant::now());
         let taken = Cell::new(false);
@@ -335,13 +443,12 @@ impl Exchange<'_> {
         up.send_reset(Reason::CANCEL);
         let responded = status.get() != 0;
         if let Stop::Upstream(e) = &stop {
-            if e.is_go_away() || e.is_io() || refused(e) {
+            if retires(e) {
                 slot.retire();
             }
         }
-        let retry = !responded
-            && !taken.get()
-            && matches!(&stop, Stop::Upstream(e) if refused(e) || (e.is_go_away() && e.is_remote() && e.reason() == Some(Reason::NO_ERROR)));
+        let retry =
+            !responded && !taken.get() && matches!(&stop, Stop::Upstream(e) if unprocessed(e));
         let deadline = matches!(stop, Stop::Deadline);
         let kind = match (stop, responded) {
             (Stop::ResponseTimeout | Stop::Deadline, false) => Kind::ResponseTimeout,
@@ -358,9 +465,11 @@ impl Exchange<'_> {
         };
         Err(Failed {
             kind,
-            retry,
-            stale: retry && slot.reused,
-            responded,
+            how: How {
+                retry,
+                stale: retry && slot.reused,
+                responded,
+            },
             down,
             deadline,
         })

@@ -73,6 +73,30 @@ pub async fn forward(
     }
 
     let pool = s.worker.pools[s.listener.upstream].clone();
+    if pool.upstream().protocol == crate::config::UpstreamProtocol::H2 {
+        // The upstream speaks HTTP/2: the request goes as a stream of its own.
+        let done = super::to_h2::forward(s, id, head, raw, &upstream_head, &pool).await;
+        let end = match done.error {
+            None => End::Complete,
+            Some(last) => End::Failed(Failed {
+                earlier: Vec::new(),
+                last,
+                attempts: done.attempts,
+            }),
+        };
+        s.log_request(
+            id,
+            head,
+            raw,
+            done.status,
+            &Decision(&id.admitted_by, &end).to_string(),
+            request_id,
+            done.upstream,
+            Some(done.attempts),
+            started,
+        );
+        return done.keep_alive;
+    }
     let (outcome, attempts) = match attempt_upstreams(s, id, &pool, head, &upstream_head).await {
         Ok(answer) => {
             let attempts = answer.attempts;

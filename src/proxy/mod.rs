@@ -18,6 +18,7 @@ pub mod identity;
 pub mod proxy_protocol;
 pub mod request_id;
 mod tcp;
+mod to_h2;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -175,16 +175,28 @@ fn certificate_and_certificate_request_follow_the_sni() {
     // Other names and no SNI: the listener's own certificate and CAs.
     for sni in [Some("localhost"), Some("a.b.partner.test"), None] {
         let out = s_client(&gate, sni, None, "localhost", &[]);
-        assert!(server_subject(&out).contains("CN = localhost"), "{sni:?}: {out}");
+        assert!(
+            server_subject(&out).contains("CN = localhost"),
+            "{sni:?}: {out}"
+        );
         let names = ca_names(&out);
         assert_eq!(names.len(), 4, "{sni:?}: {out}");
         assert!(!out.contains("Partner Root CA"), "{sni:?}: {out}");
     }
 
     // A block without client_auth asks for no certificate at all (nothing inherited).
-    let out = s_client(&gate, Some("down.partner.test"), None, "down.partner.test", &[]);
+    let out = s_client(
+        &gate,
+        Some("down.partner.test"),
+        None,
+        "down.partner.test",
+        &[],
+    );
     assert!(server_subject(&out).contains("CN = api.acme.test"), "{out}");
     assert!(out.contains("No client certificate CA names sent"), "{out}");
+    assert!(!out.contains("Requested Signature Algorithms"), "{out}");
+    let out = s_client(&gate, Some("localhost"), None, "localhost", &[]);
+    assert!(out.contains("Requested Signature Algorithms"), "{out}");
 }
 
 #[test]
@@ -231,7 +243,10 @@ fn a_request_naming_another_policy_gets_421_and_is_not_forwarded() {
     let pki = gate.pki();
     let misdirected = |r: &CurlOut, what: &str| {
         assert_eq!(r.status, 421, "{what}: {r:?}\n{}", gate.log());
-        assert!(r.text().contains("421 Misdirected Request"), "{what}: {r:?}");
+        assert!(
+            r.text().contains("421 Misdirected Request"),
+            "{what}: {r:?}"
+        );
         // The echo never answered: the body is certgate's page, not the echo's JSON.
         assert!(Seen::parse(&r.body).is_err(), "{what}: forwarded: {r:?}");
     };
@@ -291,7 +306,12 @@ fn unknown_names_are_refused_with_unrecognized_name() {
         );
         assert!(!out.contains("HTTP/1.1 200"), "{sni:?}: {out}");
     }
-    let r = curl(&gate, "api.acme.test", Some(&gate.pki().partner_client), &[]);
+    let r = curl(
+        &gate,
+        "api.acme.test",
+        Some(&gate.pki().partner_client),
+        &[],
+    );
     assert_eq!(r.status, 200, "{r:?}");
 }
 
@@ -304,11 +324,7 @@ fn no_resumption_across_blocks(version: &[&str]) {
     let sess: PathBuf = pki.dir.join(format!("sess{}", version.join("")));
     let sess = sess.to_str().unwrap();
     let with = |extra: &[&str]| -> Vec<String> {
-        version
-            .iter()
-            .chain(extra)
-            .map(|s| s.to_string())
-            .collect()
+        version.iter().chain(extra).map(|s| s.to_string()).collect()
     };
     let args = with(&["-sess_out", sess]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -341,7 +357,10 @@ fn no_resumption_across_blocks(version: &[&str]) {
         "b.partner.test",
         &args,
     );
-    assert!(other.contains("New, TLSv1."), "resumed across blocks: {other}");
+    assert!(
+        other.contains("New, TLSv1."),
+        "resumed across blocks: {other}"
+    );
     assert!(other.contains("HTTP/1.1 400"), "{other}");
     assert!(other.contains("The SSL certificate error"), "{other}");
 
@@ -353,7 +372,10 @@ fn no_resumption_across_blocks(version: &[&str]) {
         "localhost",
         &args,
     );
-    assert!(own.contains("New, TLSv1."), "resumed into the default: {own}");
+    assert!(
+        own.contains("New, TLSv1."),
+        "resumed into the default: {own}"
+    );
     assert!(own.contains("HTTP/1.1 400"), "{own}");
 }
 
@@ -396,7 +418,9 @@ fn check_describes_the_blocks() {
     assert!(!out.status.success());
     let all = out.all();
     assert!(
-        all.contains(": listener[0].sni[3].names[0]: api.acme.test is already listed by listener[0].sni[0]"),
+        all.contains(
+            ": listener[0].sni[3].names[0]: api.acme.test is already listed by listener[0].sni[0]"
+        ),
         "{all}"
     );
 }

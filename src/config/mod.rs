@@ -998,7 +998,10 @@ impl Cx<'_> {
         let http2 = self.http2(i, &l.http2, limits.max_header_bytes)?;
         self.check_upstream(&key("upstream"), &l.upstream, l.mode, &upstreams[upstream])?;
         let proxy_in = self.proxy_in(i, l)?;
-        let unknown_sni = l.unknown_sni.as_ref().map_or_else(Default::default, |u| *u.get_ref());
+        let unknown_sni = l
+            .unknown_sni
+            .as_ref()
+            .map_or_else(Default::default, |u| *u.get_ref());
         let mut parts = ListenerParts {
             name,
             addr,
@@ -1326,46 +1329,46 @@ impl Cx<'_> {
         let (ctx, crls) =
             crate::tls::sni_context(&settings, &handshake, crls.as_ref(), alpn, scope.router)
                 .map_err(|e| {
-                use crate::tls::Part;
-                if let Part::Crl(n) = e.part {
-                    let at = auth_file.and_then(|a| a.crl.get(n));
-                    return self.err(at, &key("client_auth.crl"), &e.reason);
-                }
-                let (at, k) = match e.part {
-                    Part::Certificate | Part::Crl(_) | Part::MoreCertificate(_) => {
-                        (&t.certificate, "tls.certificate")
+                    use crate::tls::Part;
+                    if let Part::Crl(n) = e.part {
+                        let at = auth_file.and_then(|a| a.crl.get(n));
+                        return self.err(at, &key("client_auth.crl"), &e.reason);
                     }
-                    Part::PrivateKey | Part::MoreKey(_) => (&t.private_key, "tls.private_key"),
-                    Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
-                        Some(ca) => {
-                            return self.err(
-                                Some(ca),
-                                &key("client_auth.ca"),
-                                &pem::explain(&e.reason),
+                    let (at, k) = match e.part {
+                        Part::Certificate | Part::Crl(_) | Part::MoreCertificate(_) => {
+                            (&t.certificate, "tls.certificate")
+                        }
+                        Part::PrivateKey | Part::MoreKey(_) => (&t.private_key, "tls.private_key"),
+                        Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
+                            Some(ca) => {
+                                return self.err(
+                                    Some(ca),
+                                    &key("client_auth.ca"),
+                                    &pem::explain(&e.reason),
+                                )
+                            }
+                            None => (&t.certificate, "tls"),
+                        },
+                    };
+                    let reason = match e.part {
+                        Part::MoreCertificate(n) => {
+                            format!(
+                                "{}: {}",
+                                t.certificate.get_ref().0[n + 1],
+                                pem::explain(&e.reason)
                             )
                         }
-                        None => (&t.certificate, "tls"),
-                    },
-                };
-                let reason = match e.part {
-                    Part::MoreCertificate(n) => {
-                        format!(
-                            "{}: {}",
-                            t.certificate.get_ref().0[n + 1],
-                            pem::explain(&e.reason)
-                        )
-                    }
-                    Part::MoreKey(n) => {
-                        format!(
-                            "{}: {}",
-                            t.private_key.get_ref().0[n + 1],
-                            pem::explain(&e.reason)
-                        )
-                    }
-                    _ => pem::explain(&e.reason),
-                };
-                self.err(Some(at), &key(k), &reason)
-            })?;
+                        Part::MoreKey(n) => {
+                            format!(
+                                "{}: {}",
+                                t.private_key.get_ref().0[n + 1],
+                                pem::explain(&e.reason)
+                            )
+                        }
+                        _ => pem::explain(&e.reason),
+                    };
+                    self.err(Some(at), &key(k), &reason)
+                })?;
         if let Some(set) = &crls {
             for line in set.describe().iter().filter(|l| l.contains("STALE")) {
                 self.warn(&key("client_auth.crl"), line);

@@ -73,7 +73,8 @@ impl Cx<'_> {
             }
             for (n, text) in b.names.get_ref().iter().enumerate() {
                 let key = format!("{key}[{n}]");
-                let name = Name::parse(text.get_ref()).map_err(|r| self.err(Some(text), &key, &r))?;
+                let name =
+                    Name::parse(text.get_ref()).map_err(|r| self.err(Some(text), &key, &r))?;
                 if let Some(other) = entries.iter().find(|(e, _)| *e == name).map(|(_, b)| *b) {
                     let whose = if other == j {
                         "this block".to_owned()
@@ -269,7 +270,10 @@ mod tests {
         let why = a.misdirected(Some(b"localhost")).unwrap();
         assert!(why.contains("served by the listener's own policy"), "{why}");
         let why = l.misdirected(Some(b"API.ACME.TEST")).unwrap();
-        assert!(why.contains("block 0, the handshake chose the listener's own"), "{why}");
+        assert!(
+            why.contains("block 0, the handshake chose the listener's own"),
+            "{why}"
+        );
         assert!(open.misdirected(Some(b"api.acme.test")).is_some());
         assert_eq!(l.misdirected(Some(b"127.0.0.1:8443")), None);
         assert_eq!(l.misdirected(None), None);
@@ -285,11 +289,18 @@ mod tests {
             assert_eq!(e.key, key, "{e}");
             assert!(e.reason.contains(want), "{e}");
             // The names line of the block concerned.
-            let nth = key.split("sni[").nth(1).and_then(|r| r[..1].parse::<usize>().ok());
+            let nth = key
+                .split("sni[")
+                .nth(1)
+                .and_then(|r| r[..1].parse::<usize>().ok());
             let at = text.match_indices("names = ").nth(nth.unwrap()).unwrap().0;
             assert_eq!(e.line, Some(text[..at].lines().count() + 1), "{e}");
         };
-        bad(block(&pki, "[]", ""), "listener[0].sni[0].names", "is empty");
+        bad(
+            block(&pki, "[]", ""),
+            "listener[0].sni[0].names",
+            "is empty",
+        );
         bad(
             block(&pki, "[\"a.test\", \"\"]", ""),
             "listener[0].sni[0].names[1]",
@@ -332,7 +343,10 @@ mod tests {
 
         let e = parse(&listener(&pki, "unknown_sni = \"drop\"", "")).unwrap_err();
         assert_eq!(e.line, Some(5), "{e}");
-        assert!(e.reason.contains("default") && e.reason.contains("reject"), "{e}");
+        assert!(
+            e.reason.contains("default") && e.reason.contains("reject"),
+            "{e}"
+        );
 
         let plain = "[[listener]]\nname = \"a\"\nlisten = \"127.0.0.1:1\"\nupstream = \"app\"\n\
                      [[listener.sni]]\nnames = [\"a.test\"]\n\

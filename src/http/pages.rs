@@ -116,9 +116,7 @@ impl Page {
                 status: 421,
                 reason: "Misdirected Request",
                 title: None,
-                detail: Some(
-                    "This connection cannot serve this host: open a new connection to it",
-                ),
+                detail: Some("This connection cannot serve this host: open a new connection to it"),
             },
         }
     }

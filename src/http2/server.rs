@@ -347,7 +347,11 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
         .uri()
         .authority()
         .map(|a| a.as_str().as_bytes())
-        .or_else(|| req.headers().get(http::header::HOST).map(HeaderValue::as_bytes));
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .map(HeaderValue::as_bytes)
+        });
     let outcome = if let Some(why) = c.listener.misdirected(authority) {
         tracing::info!(listener = %c.listener.name, peer = %c.peer, "421: {why}");
         // A real 421 for gRPC as well: the client retries on a connection for that name.

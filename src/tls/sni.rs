@@ -31,9 +31,11 @@ impl Name {
     pub fn parse(text: &str) -> Result<Name, String> {
         let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
         if name.is_empty() {
-            return Err("is empty: write a host name such as \"api.example.com\" or a wildcard \
+            return Err(
+                "is empty: write a host name such as \"api.example.com\" or a wildcard \
                         such as \"*.example.com\""
-                .into());
+                    .into(),
+            );
         }
         let bare = name.trim_start_matches('[').trim_end_matches(']');
         if bare.parse::<IpAddr>().is_ok() {
@@ -118,7 +120,10 @@ impl Names {
 
     /// The entry equal to `name` (a duplicate), if any.
     pub fn find(&self, name: &Name) -> Option<usize> {
-        self.entries.iter().find(|(n, _)| n == name).map(|(_, b)| *b)
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| *b)
     }
 
     /// The block `host` selects (an SNI value or a request's authority: case-insensitive, port

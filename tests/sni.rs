@@ -424,3 +424,137 @@ fn check_describes_the_blocks() {
         "{all}"
     );
 }
+
+/// A CA of the test's own with two clients, `good` and `bad`, and a CRL revoking `bad`: written
+/// as `pki/block-ca.pem`, `pki/block.crl`, `pki/{good,bad}.pem`; the root is also appended to
+/// the listener's client CA bundle. Returns (good, bad).
+fn revoking_ca(env: &Env) -> (CertKey, CertKey) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+        DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+        RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    };
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name
+        .push(DnType::CommonName, "SNI CRL Root");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let root_pem = p.self_signed(&key).unwrap().pem();
+    let root = Issuer::new(p, key);
+    let client = |stem: &str, serial: u64| {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name
+            .push(DnType::CommonName, format!("{stem}.sni.local"));
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.serial_number = Some(SerialNumber::from(serial));
+        let cert = p.signed_by(&key, &root).unwrap();
+        CertKey {
+            cert: env.write(&format!("pki/{stem}.pem"), cert.pem()),
+            key: env.write(&format!("pki/{stem}.key"), key.serialize_pem()),
+        }
+    };
+    let (good, bad) = (client("good", 0x2001), client("bad", 0x2002));
+    let now = time::OffsetDateTime::now_utc();
+    let crl = CertificateRevocationListParams {
+        this_update: now - time::Duration::minutes(5),
+        next_update: now + time::Duration::days(1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(0x2002u64),
+            revocation_time: now - time::Duration::minutes(1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&root)
+    .unwrap()
+    .pem()
+    .unwrap();
+    env.write("pki/block-ca.pem", &root_pem);
+    env.write("pki/block.crl", crl);
+    let bundle = env.pki.dir.join("client-ca-bundle.pem");
+    let mut pem = std::fs::read_to_string(&bundle).unwrap();
+    pem.push_str(&root_pem);
+    std::fs::write(&bundle, pem).unwrap();
+    (good, bad)
+}
+
+/// CRLs follow the SNI too: the listener's own CRL and a block's, each applied to its own
+/// policy's handshakes (the block's with the handshake-alert style, the listener's with pages).
+#[test]
+fn each_policy_checks_its_own_crls() {
+    let env = Env::new();
+    let (good, bad) = revoking_ca(&env);
+    let config = Config::new().client_auth_extra(
+        "crl = [\"pki/block.crl\"]\n\
+         \n[[listener.sni]]\nnames = [\"api.acme.test\"]\n\
+         [listener.sni.tls]\ncertificate = \"pki/server-sni-chain.pem\"\nprivate_key = \"pki/server-sni.key\"\n\
+         [listener.sni.client_auth]\nmode = \"required\"\nreject = \"handshake\"\n\
+         ca = \"pki/block-ca.pem\"\ncrl = [\"pki/block.crl\"]\n\
+         \n[[listener.sni]]\nnames = [\"open.partner.test\"]\n\
+         [listener.sni.tls]\ncertificate = \"pki/server-sni-chain.pem\"\nprivate_key = \"pki/server-sni.key\"\n",
+    );
+    let gate = Gate::start_in(env, config);
+    let pki = gate.pki();
+    for (host, ck, want) in [
+        ("localhost", &good, 200),
+        ("localhost", &bad, 400),
+        ("api.acme.test", &good, 200),
+        ("open.partner.test", &bad, 200),
+    ] {
+        let r = curl(&gate, host, Some(ck), &[]);
+        assert_eq!(r.status, want, "{host} {ck:?}: {r:?}\n{}", gate.log());
+    }
+    // The block refuses in the handshake: a revoked certificate gets the alert, not a page.
+    let out = s_client(
+        &gate,
+        Some("api.acme.test"),
+        Some(&bad),
+        "api.acme.test",
+        &[],
+    );
+    assert!(
+        out.to_ascii_lowercase().contains("certificate revoked"),
+        "{out}"
+    );
+    assert!(!out.contains("HTTP/1.1"), "{out}");
+    // Without a certificate the block's handshake is refused too (required + handshake).
+    let out = s_client(&gate, Some("api.acme.test"), None, "api.acme.test", &[]);
+    assert!(!out.contains("HTTP/1.1 200"), "{out}");
+    // Acme's client1 is not trusted by the block.
+    let r = curl(&gate, "api.acme.test", Some(&pki.client1), &[]);
+    assert_eq!(r.status, 0, "{r:?}");
+}
+
+/// A block's certificate list: an RSA and an ECDSA certificate, chosen by what the client can
+/// verify.
+#[test]
+fn a_block_serves_dual_certificates() {
+    let config = Config::new().mode("off").client_auth_extra(
+        "\n[[listener.sni]]\nnames = [\"dual.acme.test\"]\n\
+         [listener.sni.tls]\ncertificate = [\"pki/server-chain.pem\", \"pki/server-rsa-chain.pem\"]\n\
+         private_key = [\"pki/server.key\", \"pki/server-rsa.key\"]\n",
+    );
+    let gate = Gate::start(config);
+    let peer_key = |sigalgs: &str| {
+        let out = s_client(
+            &gate,
+            Some("dual.acme.test"),
+            None,
+            "dual.acme.test",
+            &["-sigalgs", sigalgs],
+        );
+        out.lines()
+            .find(|l| l.contains("a:PKEY:"))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_owned()
+    };
+    assert!(peer_key("ECDSA+SHA256").contains("id-ecPublicKey"));
+    assert!(peer_key("RSA-PSS+SHA256").contains("rsaEncryption"));
+}

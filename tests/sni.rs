@@ -394,6 +394,34 @@ fn tls12_tickets_do_not_resume_across_blocks() {
     no_resumption_across_blocks(&["-tls1_2"]);
 }
 
+/// Each block's certificate has its expiry gauge, labelled with its names.
+#[test]
+fn block_certificates_have_their_expiry_gauge() {
+    use std::io::{Read, Write};
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let _gate = Gate::start(config().file_extra(&format!("\n[admin]\nlisten = \"{admin}\"")));
+    let want = [
+        "certgate_server_certificate_not_after_seconds{listener=\"public\"} ",
+        "certgate_server_certificate_not_after_seconds{listener=\"public\",sni=\"api.acme.test,*.partner.test\"} ",
+        "certgate_server_certificate_not_after_seconds{listener=\"public\",sni=\"down.partner.test\"} ",
+    ];
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics.clear();
+        if let Ok(mut c) = std::net::TcpStream::connect(admin) {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ =
+                c.write_all(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+            let _ = c.read_to_string(&mut metrics);
+            if want.iter().all(|w| metrics.contains(w)) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{want:?} not all in\n{metrics}");
+}
+
 #[test]
 fn check_describes_the_blocks() {
     let env = Env::new();

@@ -127,8 +127,16 @@ impl Cx<'_> {
             }
         };
         let client_auth = self.client_auth(&base, b.client_auth.as_ref())?;
-        let (headers, strip) =
-            self.headers(&base, b.headers.as_ref().unwrap_or(listener_headers))?;
+        let (headers, strip) = match &b.headers {
+            Some(own) => self.headers(&base, own)?,
+            None => {
+                // The listener's, already checked (and warned about) under its own key.
+                let warned = self.warnings.borrow().len();
+                let inherited = self.headers(&base, listener_headers)?;
+                self.warnings.borrow_mut().truncate(warned);
+                inherited
+            }
+        };
         // The block's certificate with the listener's protocol settings.
         let tls = TlsFile {
             certificate: own.certificate.clone(),
@@ -277,6 +285,37 @@ mod tests {
         assert!(open.misdirected(Some(b"api.acme.test")).is_some());
         assert_eq!(l.misdirected(Some(b"127.0.0.1:8443")), None);
         assert_eq!(l.misdirected(None), None);
+    }
+
+    #[test]
+    fn inherited_settings_are_warned_about_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::pki::generate(dir.path()).unwrap();
+        let text = listener(&pki, "", &block(&pki, "[\"a.test\"]", ""))
+            .replace(
+                "[listener.tls]\n",
+                "[listener.tls]\nciphers = \"TLS_AES_128_GCM_SHA256:ECDHE+AESGCM\"\n",
+            )
+            .replace(
+                "[[upstream]]\nname = \"app\"",
+                "[listener.headers]\nstrip = [\"Upgrade\"]\n[[upstream]]\nname = \"app\"",
+            );
+        let c = parse(&text).unwrap();
+        let ciphers: Vec<&String> = c
+            .warnings
+            .iter()
+            .filter(|w| w.contains("ciphers"))
+            .collect();
+        assert_eq!(ciphers.len(), 1, "{:?}", c.warnings);
+        assert!(
+            ciphers[0].contains("listener[0].tls.ciphers"),
+            "{ciphers:?}"
+        );
+        assert!(
+            !c.warnings.iter().any(|w| w.contains("sni[0]")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

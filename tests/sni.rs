@@ -235,6 +235,29 @@ fn each_block_is_a_whole_policy_with_its_upstream_and_headers() {
     assert_eq!(r.status, 502, "{r:?}");
     let r = curl(&gate, "down.partner.test", None, &["--http2"]);
     assert_eq!(r.status, 502, "{r:?}");
+
+    // The access lines name the block; the listener's own policy's carry no sni field.
+    let log = gate.log();
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains("certgate::access") && l.contains(needle))
+            .unwrap_or_else(|| panic!("no access line with {needle}:\n{log}"))
+            .to_owned()
+    };
+    let l = line(dn::PARTNER_CLIENT);
+    assert!(l.contains("sni=\"api.acme.test,*.partner.test\""), "{l}");
+    let l = line("http=HTTP/2.0 status=502");
+    assert!(l.contains("sni=\"down.partner.test\""), "{l}");
+    let l = line(dn::CLIENT2);
+    assert!(l.contains("sni=\"b.partner.test\""), "{l}");
+    let own: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("certgate::access") && l.contains(dn::CLIENT1) && l.contains("status=200")
+        })
+        .collect();
+    assert!(!own.is_empty(), "{log}");
+    assert!(own.iter().all(|l| !l.contains(" sni=")), "{own:?}");
 }
 
 #[test]

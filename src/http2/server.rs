@@ -554,6 +554,7 @@ fn log(
     Access {
         event: "request",
         listener: &c.listener.name,
+        sni: &c.listener.sni_label,
         peer: c.peer,
         request_id: Some(rid.as_str()),
         method: Some(method.as_str()),

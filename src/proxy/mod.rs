@@ -319,6 +319,7 @@ fn log_refused_handshake(
     Access {
         event: "tls handshake failed",
         listener: &listener.name,
+        sni: "",
         peer,
         request_id: None,
         method: None,
@@ -638,6 +639,7 @@ impl Session {
         Access {
             event,
             listener: &self.listener.name,
+            sni: &self.listener.sni_label,
             peer: self.peer,
             request_id: None,
             method: None,

@@ -253,6 +253,9 @@ pub struct Access<'a> {
     pub event: &'static str,
     /// The listener's name.
     pub listener: &'a str,
+    /// The `[[listener.sni]]` block the handshake chose (its names); empty, and not logged, for
+    /// the listener's own policy.
+    pub sni: &'a str,
     /// The client's address (from the TCP connection).
     pub peer: SocketAddr,
     /// The request's id: the client's valid `X-Request-Id`, else one generated (sent upstream).
@@ -305,6 +308,9 @@ impl Access<'_> {
     fn fields(&self) -> Vec<(&'static str, Val<'_>)> {
         let mut v = Vec::with_capacity(24);
         v.push(("listener", Val::Bare(self.listener.to_owned())));
+        if !self.sni.is_empty() {
+            v.push(("sni", Val::Str(self.sni.as_bytes())));
+        }
         v.push(("peer", Val::Bare(self.peer.to_string())));
         if let Some(id) = self.request_id {
             v.push(("request_id", Val::Str(id.as_bytes())));
@@ -496,6 +502,7 @@ mod tests {
         Access {
             event: "request",
             listener: "edge",
+            sni: "",
             peer: "127.0.0.1:5555".parse().unwrap(),
             request_id: Some("r1"),
             method: Some("GET"),

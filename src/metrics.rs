@@ -621,6 +621,12 @@ pub fn render() -> String {
             if let Some(t) = l.tls.as_ref().and_then(|ctx| cert_not_after(ctx)) {
                 not_after.add(vec![("listener", l.name.clone())], Value::Gauge(t));
             }
+            for b in &l.sni {
+                if let Some(t) = b.tls.as_ref().and_then(|ctx| cert_not_after(ctx)) {
+                    let labels = vec![("listener", l.name.clone()), ("sni", b.sni_label.clone())];
+                    not_after.add(labels, Value::Gauge(t));
+                }
+            }
         }
     }
     registry.register(
@@ -630,7 +636,7 @@ pub fn render() -> String {
     );
     registry.register(
         "server_certificate_not_after_seconds",
-        "notAfter of the listener's server certificate (Unix time)",
+        "notAfter of the listener's server certificate, and of each SNI block's (Unix time)",
         not_after,
     );
 

@@ -83,6 +83,16 @@ fn referenced_files(t: &Table) -> Vec<(String, Content)> {
         if let Some(auth) = sub(&l, "client_auth") {
             add(auth.get("ca"), Content::ClientCa);
         }
+        let blocks = l.get("sni").and_then(Value::as_array).cloned();
+        for b in blocks.iter().flatten().filter_map(Value::as_table) {
+            if let Some(tls) = sub(b, "tls") {
+                add(tls.get("certificate"), Content::ServerChain);
+                add(tls.get("private_key"), Content::ServerKey);
+            }
+            if let Some(auth) = sub(b, "client_auth") {
+                add(auth.get("ca"), Content::ClientCa);
+            }
+        }
     }
     for u in tables("upstream") {
         if let Some(tls) = sub(&u, "tls") {

@@ -164,6 +164,12 @@ pub struct ListenerFile {
     /// `[listener.http2]`: HTTP/2 limits.
     #[serde(default)]
     pub http2: super::http2::Http2File,
+    /// `[[listener.sni]]`: names served with their own certificate and client-auth policy.
+    #[serde(default)]
+    pub sni: Vec<super::sni::SniFile>,
+    /// What a ClientHello naming no `[[listener.sni]]` block gets: `"default"` (the listener's
+    /// own `[tls]` and `[client_auth]`) or `"reject"` (the `unrecognized_name` alert).
+    pub unknown_sni: Option<Spanned<super::sni::UnknownSni>>,
 }
 
 /// `listener.mode`: what happens after the handshake and the rules.

@@ -10,6 +10,7 @@ mod headers;
 mod http2;
 mod pem;
 mod servers;
+mod sni;
 mod tree;
 
 use std::fmt;
@@ -27,6 +28,7 @@ pub use self::file::{
 };
 pub use self::http2::{Http2, Http2File, Protocols};
 pub use self::servers::{Balance, HealthCheck, HealthFile, Server};
+pub use self::sni::{SniFile, SniTlsFile, UnknownSni};
 use crate::http::StripSet;
 use crate::identity::rules::Family;
 use crate::identity::Rules;
@@ -180,6 +182,79 @@ pub struct Listener {
     pub protocols: Protocols,
     /// `[listener.http2]`.
     pub http2: Http2,
+    /// `[[listener.sni]]`: each block as a listener of its own (this one's address, mode,
+    /// timeouts, limits and protocols; its own certificate, client-auth policy, upstream and
+    /// headers), in file order. Empty on a block.
+    pub sni: Vec<Arc<Listener>>,
+    /// The names that select the blocks, shared by the listener and its blocks.
+    pub sni_names: Arc<crate::tls::sni::Names>,
+    /// Which block of its listener this is; None: the listener's own policy.
+    pub sni_block: Option<usize>,
+    /// A block's names, comma-separated, for the log; empty for the listener's own policy.
+    pub sni_label: String,
+    /// What a ClientHello naming no block gets.
+    pub unknown_sni: UnknownSni,
+}
+
+/// What a listener's blocks take from it.
+struct ListenerParts {
+    name: String,
+    addr: SocketAddr,
+    mode: ListenerMode,
+    upstream: usize,
+    alpn: &'static [u8],
+    tickets: Option<Arc<TicketKeys>>,
+    timeouts: Timeouts,
+    limits: Limits,
+    proxy_in: Option<ProxyIn>,
+    protocols: Protocols,
+    http2: Http2,
+    names: Arc<crate::tls::sni::Names>,
+    unknown_sni: UnknownSni,
+}
+
+impl Listener {
+    /// The block (or the listener's own policy, itself) a finished handshake on this listener
+    /// ended with: the one whose context the connection was switched to.
+    pub fn policy_of(self: &Arc<Self>, ssl: &boring::ssl::SslRef) -> Arc<Listener> {
+        use foreign_types::{ForeignType, ForeignTypeRef};
+        let ctx = ssl.ssl_context().as_ptr();
+        self.sni
+            .iter()
+            .find(|b| b.tls.as_ref().is_some_and(|t| t.as_ptr() == ctx))
+            .cloned()
+            .unwrap_or_else(|| self.clone())
+    }
+
+    /// Why a request whose authority (Host or `:authority`) is `host` must not be served on a
+    /// connection whose handshake chose this policy: it names another block (or a block, on
+    /// the listener's own policy, or the reverse). Only on listeners where some policy asks for
+    /// client certificates, so an identity never serves another policy's names.
+    pub fn misdirected(&self, host: Option<&[u8]>) -> Option<String> {
+        if self.sni_names.is_empty() || !self.sni_names.verifying {
+            return None;
+        }
+        let host = host?;
+        let wanted = self.sni_names.select(host);
+        if wanted == self.sni_block {
+            return None;
+        }
+        let shown = String::from_utf8_lossy(host);
+        let handshake = match self.sni_block {
+            Some(_) => format!("the SNI block {:?}", self.sni_label),
+            None => "the listener's own policy".to_owned(),
+        };
+        Some(match wanted {
+            Some(b) => format!(
+                "misdirected: {shown:?} is served by [[listener.sni]] block {b}, the handshake \
+                 chose {handshake}"
+            ),
+            None => format!(
+                "misdirected: {shown:?} is served by the listener's own policy, the handshake \
+                 chose {handshake}"
+            ),
+        })
+    }
 }
 
 /// A listener behind an L4 balancer: every connection opens with a PROXY protocol header, and
@@ -488,6 +563,32 @@ impl Config {
                 up.name,
                 up.servers.len()
             ));
+            for b in &l.sni {
+                let bup = &self.upstreams[b.upstream];
+                s.push_str(&format!(
+                    "    sni [{}]: own certificate, client_auth.mode = \"{}\", {} rule(s) (a whole \
+                     policy: nothing taken from [listener.client_auth]) -> upstream {:?}\n",
+                    b.sni_label,
+                    b.client_auth.mode.as_str(),
+                    b.client_auth.rule_count,
+                    bup.name
+                ));
+                if let Some(crls) = &b.crls {
+                    for line in crls.describe() {
+                        s.push_str(&format!("      {line}\n"));
+                    }
+                }
+            }
+            if !l.sni.is_empty() {
+                s.push_str(match l.unknown_sni {
+                    UnknownSni::Reject => {
+                        "    other names (and no SNI): refused with the unrecognized_name alert\n"
+                    }
+                    UnknownSni::Default => {
+                        "    other names (and no SNI): the listener's own [tls] and [client_auth]\n"
+                    }
+                });
+            }
             if let Some(p) = &l.proxy_in {
                 let from: Vec<String> = p.trusted.iter().map(Cidr::to_string).collect();
                 s.push_str(&format!(
@@ -511,12 +612,25 @@ impl Config {
     }
 }
 
-/// A listener's server TLS: context, ticket keys, CRLs.
+/// A listener's (or block's) server TLS: context, ticket keys, CRLs, and how a connection
+/// switched to it verifies.
 type ServerTls = (
     SslContext,
     Option<Arc<TicketKeys>>,
     Option<Arc<crate::tls::crl::CrlSet>>,
+    crate::tls::sni::Verify,
 );
+
+/// What differs when `server_tls` builds an SNI block's context, or a listener's with blocks.
+#[derive(Default)]
+struct Scope {
+    /// Added to the session ID context: a block's names, so no session crosses blocks.
+    tag: Vec<u8>,
+    /// A block's ticket keys: its listener's (None: read from the `[tls]` table).
+    tickets: Option<Option<Arc<TicketKeys>>>,
+    /// The listener's blocks, switched to in its ClientHello callback.
+    router: Option<crate::tls::sni::Router>,
+}
 
 /// Parsing context: the file, its text and its tree, for errors with lines.
 struct Cx<'a> {
@@ -862,34 +976,49 @@ impl Cx<'_> {
         l: &ListenerFile,
         upstreams: &[Arc<Upstream>],
     ) -> Result<Listener, ConfigError> {
-        let key = |k: &str| format!("listener[{i}].{k}");
+        let base = format!("listener[{i}]");
+        let key = |k: &str| format!("{base}.{k}");
         let name = l.name.get_ref().trim().to_owned();
         if name.is_empty() {
             return Err(self.err(Some(&l.name), &key("name"), "must not be empty"));
         }
         let addr = resolve_addr(l.listen.get_ref())
             .map_err(|r| self.err(Some(&l.listen), &key("listen"), &r))?;
-        let upstream = upstreams
-            .iter()
-            .position(|u| u.name == l.upstream.get_ref().trim())
-            .ok_or_else(|| {
-                self.err(
-                    Some(&l.upstream),
-                    &key("upstream"),
-                    &format!(
-                        "no [[upstream]] named {:?} is defined",
-                        l.upstream.get_ref()
-                    ),
-                )
-            })?;
-        let client_auth = self.client_auth(i, l.client_auth.as_ref())?;
+        let upstream = self.upstream_named(&key("upstream"), &l.upstream, upstreams)?;
+        let client_auth = self.client_auth(&base, l.client_auth.as_ref())?;
         let protocols = self.protocols(i, l.protocols.as_ref())?;
         // A TCP relay negotiates no application protocol: the bytes are the upstream's to read.
         let alpn: &'static [u8] = match l.mode {
             ListenerMode::Http => protocols.alpn(),
             ListenerMode::Tcp => b"",
         };
-        let (tls, tickets, crls) = match &l.tls {
+        let timeouts = self.timeouts(i, &l.timeouts)?;
+        let limits = self.limits(i, &l.limits, &timeouts)?;
+        let (headers, strip) = self.headers(&base, &l.headers)?;
+        let http2 = self.http2(i, &l.http2, limits.max_header_bytes)?;
+        self.check_upstream(&key("upstream"), &l.upstream, l.mode, &upstreams[upstream])?;
+        let proxy_in = self.proxy_in(i, l)?;
+        let unknown_sni = l
+            .unknown_sni
+            .as_ref()
+            .map_or_else(Default::default, |u| *u.get_ref());
+        let mut parts = ListenerParts {
+            name,
+            addr,
+            mode: l.mode,
+            upstream,
+            alpn,
+            tickets: None,
+            timeouts,
+            limits,
+            proxy_in,
+            protocols,
+            http2,
+            names: Arc::default(),
+            unknown_sni,
+        };
+        let mut blocks = Vec::with_capacity(l.sni.len());
+        let (tls, crls) = match &l.tls {
             None if client_auth.mode != VerifyMode::Off => {
                 return Err(self.err::<String>(
                     None,
@@ -904,59 +1033,148 @@ impl Cx<'_> {
                     "CRLs apply to client certificates, which need TLS: add [listener.tls]",
                 ))
             }
-            None => (None, None, None),
+            None if !l.sni.is_empty() => {
+                return Err(self.err::<String>(
+                    None,
+                    &key("sni"),
+                    "[[listener.sni]] blocks are chosen by the TLS ClientHello: add [listener.tls] (its \
+                     certificate serves the names no block lists)",
+                ))
+            }
+            None if l.unknown_sni.is_some() => {
+                return Err(self.err(
+                    l.unknown_sni.as_ref(),
+                    &key("unknown_sni"),
+                    "only applies to a TLS listener with [[listener.sni]] blocks: remove it",
+                ))
+            }
+            None => (None, None),
             Some(t) => {
-                let (ctx, tickets, crls) =
-                    self.server_tls(i, t, l.client_auth.as_ref(), &client_auth, alpn)?;
-                (Some(ctx), tickets, crls)
+                parts.tickets = self.session_tickets(&base, t)?;
+                parts.names = Arc::new(self.sni_names(i, l)?);
+                let mut policies = Vec::with_capacity(l.sni.len());
+                for (j, b) in l.sni.iter().enumerate() {
+                    let (block, policy) =
+                        self.sni_block(i, j, b, t, &l.headers, &parts, upstreams)?;
+                    blocks.push(Arc::new(block));
+                    policies.push(policy);
+                }
+                if l.sni.is_empty() && unknown_sni == UnknownSni::Reject {
+                    return Err(self.err(
+                        l.unknown_sni.as_ref(),
+                        &key("unknown_sni"),
+                        "\"reject\" with no [[listener.sni]] block would refuse every \
+                         handshake: add the blocks, or remove unknown_sni",
+                    ));
+                }
+                let router = if l.sni.is_empty() {
+                    None
+                } else {
+                    let reject = match unknown_sni {
+                        UnknownSni::Reject => Some(
+                            crate::tls::sni::Router::rejecting()
+                                .map_err(|e| self.err::<String>(None, &key("tls"), &e.to_string()))?,
+                        ),
+                        UnknownSni::Default => None,
+                    };
+                    Some(crate::tls::sni::Router {
+                        names: parts.names.clone(),
+                        blocks: policies,
+                        reject,
+                    })
+                };
+                let scope = Scope {
+                    tag: Vec::new(),
+                    tickets: Some(parts.tickets.clone()),
+                    router,
+                };
+                let (ctx, _, crls, _) = self.server_tls(
+                    &base,
+                    t,
+                    l.client_auth.as_ref(),
+                    &client_auth,
+                    alpn,
+                    scope,
+                )?;
+                (Some(ctx), crls)
             }
         };
-        let timeouts = self.timeouts(i, &l.timeouts)?;
-        let limits = self.limits(i, &l.limits, &timeouts)?;
-        let (headers, strip) = self.headers(i, &l.headers)?;
-        let http2 = self.http2(i, &l.http2, limits.max_header_bytes)?;
-        if l.mode == ListenerMode::Http && upstreams[upstream].proxy_protocol {
-            return Err(self.err(
-                Some(&l.upstream),
-                &key("upstream"),
-                &format!(
-                    "upstream {:?} sends a PROXY protocol header (proxy_protocol = \"v2\"), \
-                     which only a mode = \"tcp\" listener can use: write mode = \"tcp\" here, \
-                     or use an upstream without proxy_protocol",
-                    upstreams[upstream].name
-                ),
-            ));
-        }
-        if l.mode == ListenerMode::Tcp && upstreams[upstream].protocol == UpstreamProtocol::H2 {
-            return Err(self.err(
-                Some(&l.upstream),
-                &key("upstream"),
-                &format!(
-                    "upstream {:?} speaks HTTP/2 (protocol = \"h2\"), but a mode = \"tcp\" \
-                     listener relays bytes, not requests: use an upstream without protocol = \
-                     \"h2\", or remove mode = \"tcp\"",
-                    upstreams[upstream].name
-                ),
-            ));
-        }
-        let proxy_in = self.proxy_in(i, l)?;
         Ok(Listener {
-            name,
-            addr,
-            mode: l.mode,
+            name: parts.name,
+            addr: parts.addr,
+            mode: parts.mode,
             upstream,
             tls,
-            tickets,
+            tickets: parts.tickets,
             crls,
             client_auth,
             timeouts,
             limits,
             headers,
             strip,
-            proxy_in,
+            proxy_in: parts.proxy_in,
             protocols,
             http2,
+            sni: blocks,
+            sni_names: parts.names,
+            sni_block: None,
+            sni_label: String::new(),
+            unknown_sni,
         })
+    }
+
+    /// The index of the `[[upstream]]` named at `at`.
+    fn upstream_named(
+        &self,
+        key: &str,
+        at: &Spanned<String>,
+        upstreams: &[Arc<Upstream>],
+    ) -> Result<usize, ConfigError> {
+        upstreams
+            .iter()
+            .position(|u| u.name == at.get_ref().trim())
+            .ok_or_else(|| {
+                self.err(
+                    Some(at),
+                    key,
+                    &format!("no [[upstream]] named {:?} is defined", at.get_ref()),
+                )
+            })
+    }
+
+    /// Whether a listener (or block) of `mode` can forward to `up`.
+    fn check_upstream(
+        &self,
+        key: &str,
+        at: &Spanned<String>,
+        mode: ListenerMode,
+        up: &Upstream,
+    ) -> Result<(), ConfigError> {
+        if mode == ListenerMode::Http && up.proxy_protocol {
+            return Err(self.err(
+                Some(at),
+                key,
+                &format!(
+                    "upstream {:?} sends a PROXY protocol header (proxy_protocol = \"v2\"), \
+                     which only a mode = \"tcp\" listener can use: write mode = \"tcp\" here, \
+                     or use an upstream without proxy_protocol",
+                    up.name
+                ),
+            ));
+        }
+        if mode == ListenerMode::Tcp && up.protocol == UpstreamProtocol::H2 {
+            return Err(self.err(
+                Some(at),
+                key,
+                &format!(
+                    "upstream {:?} speaks HTTP/2 (protocol = \"h2\"), but a mode = \"tcp\" \
+                     listener relays bytes, not requests: use an upstream without protocol = \
+                     \"h2\", or remove mode = \"tcp\"",
+                    up.name
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// `proxy_protocol` and `trusted_proxies` of `listener[i]`. Both or neither: a header
@@ -1006,10 +1224,10 @@ impl Cx<'_> {
     /// `[listener.client_auth]` of `listener[i]`: the verify mode and the compiled rules.
     fn client_auth(
         &self,
-        i: usize,
+        base: &str,
         auth: Option<&file::ClientAuthFile>,
     ) -> Result<ClientAuth, ConfigError> {
-        let key = |k: &str| format!("listener[{i}].{k}");
+        let key = |k: &str| format!("{base}.{k}");
         let mode = auth.map(|a| a.mode).unwrap_or_default();
         let reject = auth.map(|a| a.reject).unwrap_or_default();
         let texts = |f: Family| -> Vec<String> {
@@ -1053,22 +1271,33 @@ impl Cx<'_> {
     /// verification, resumption) and its ticket keys.
     fn server_tls(
         &self,
-        i: usize,
+        base: &str,
         t: &file::TlsFile,
         auth_file: Option<&file::ClientAuthFile>,
         auth: &ClientAuth,
         alpn: &'static [u8],
+        scope: Scope,
     ) -> Result<ServerTls, ConfigError> {
-        let key = |k: &str| format!("listener[{i}].{k}");
-        let pairs = self.identities(i, t)?;
-        let ca = self.client_ca(i, auth_file, auth.mode)?;
-        let tickets = self.session_tickets(i, t)?;
-        let session_timeout = self.session_timeout(i, t)?;
-        let (verify_depth, verify_cache) = self.verification(i, auth_file)?;
+        let key = |k: &str| format!("{base}.{k}");
+        let pairs = self.identities(base, t)?;
+        let ca = self.client_ca(base, auth_file, auth.mode)?;
+        let tickets = match scope.tickets {
+            Some(shared) => shared,
+            None => self.session_tickets(base, t)?,
+        };
+        let session_timeout = self.session_timeout(base, t)?;
+        let (verify_depth, verify_cache) = self.verification(base, auth_file)?;
+        // A block's protocol settings are its listener's, already checked (and warned about).
+        let warned = self.warnings.borrow().len();
         let min_tls13 = t.min_version.unwrap_or_default() == TlsVersion::Tls13;
         let ciphers = self.ciphers(&key("tls.ciphers"), t.ciphers.as_ref(), min_tls13)?;
         let groups = self.groups(&key("tls.groups"), t.groups.as_deref())?;
-        let sigalgs = self.signature_algorithms(i, t, auth.mode)?;
+        let sigalgs = self.signature_algorithms(base, t, auth.mode)?;
+        if scope.router.is_none() && !scope.tag.is_empty() {
+            self.warnings.borrow_mut().truncate(warned);
+        }
+        let mut tag = policy_tag(auth_file);
+        tag.extend_from_slice(&scope.tag);
         let (cert_pem, key_pem) = &pairs[0];
         let settings = crate::tls::ServerSettings {
             cert_pem,
@@ -1078,7 +1307,7 @@ impl Cx<'_> {
             reject: auth.reject,
             verify_depth,
             min_tls13,
-            policy_tag: &policy_tag(auth_file),
+            policy_tag: &tag,
             tickets: tickets.as_ref(),
             session_cache_size: t.session_cache_size.unwrap_or(DEFAULT_SESSION_CACHE_SIZE),
             session_timeout,
@@ -1094,49 +1323,52 @@ impl Cx<'_> {
             groups: groups.as_deref(),
             verify_algorithms: sigalgs.as_deref(),
         };
-        let crls = self.crl_settings(i, auth_file, auth.mode)?;
-        let (ctx, crls) = crate::tls::listener_context(&settings, &handshake, crls.as_ref(), alpn)
-            .map_err(|e| {
-                use crate::tls::Part;
-                if let Part::Crl(n) = e.part {
-                    let at = auth_file.and_then(|a| a.crl.get(n));
-                    return self.err(at, &key("client_auth.crl"), &e.reason);
-                }
-                let (at, k) = match e.part {
-                    Part::Certificate | Part::Crl(_) | Part::MoreCertificate(_) => {
-                        (&t.certificate, "tls.certificate")
+        let crls = self.crl_settings(base, auth_file, auth.mode)?;
+        let stale = crls.as_ref().map(|c| c.stale);
+        let verify = crate::tls::verify_of(&settings, stale);
+        let (ctx, crls) =
+            crate::tls::sni_context(&settings, &handshake, crls.as_ref(), alpn, scope.router)
+                .map_err(|e| {
+                    use crate::tls::Part;
+                    if let Part::Crl(n) = e.part {
+                        let at = auth_file.and_then(|a| a.crl.get(n));
+                        return self.err(at, &key("client_auth.crl"), &e.reason);
                     }
-                    Part::PrivateKey | Part::MoreKey(_) => (&t.private_key, "tls.private_key"),
-                    Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
-                        Some(ca) => {
-                            return self.err(
-                                Some(ca),
-                                &key("client_auth.ca"),
-                                &pem::explain(&e.reason),
+                    let (at, k) = match e.part {
+                        Part::Certificate | Part::Crl(_) | Part::MoreCertificate(_) => {
+                            (&t.certificate, "tls.certificate")
+                        }
+                        Part::PrivateKey | Part::MoreKey(_) => (&t.private_key, "tls.private_key"),
+                        Part::Ca => match auth_file.and_then(|a| a.ca.as_ref()) {
+                            Some(ca) => {
+                                return self.err(
+                                    Some(ca),
+                                    &key("client_auth.ca"),
+                                    &pem::explain(&e.reason),
+                                )
+                            }
+                            None => (&t.certificate, "tls"),
+                        },
+                    };
+                    let reason = match e.part {
+                        Part::MoreCertificate(n) => {
+                            format!(
+                                "{}: {}",
+                                t.certificate.get_ref().0[n + 1],
+                                pem::explain(&e.reason)
                             )
                         }
-                        None => (&t.certificate, "tls"),
-                    },
-                };
-                let reason = match e.part {
-                    Part::MoreCertificate(n) => {
-                        format!(
-                            "{}: {}",
-                            t.certificate.get_ref().0[n + 1],
-                            pem::explain(&e.reason)
-                        )
-                    }
-                    Part::MoreKey(n) => {
-                        format!(
-                            "{}: {}",
-                            t.private_key.get_ref().0[n + 1],
-                            pem::explain(&e.reason)
-                        )
-                    }
-                    _ => pem::explain(&e.reason),
-                };
-                self.err(Some(at), &key(k), &reason)
-            })?;
+                        Part::MoreKey(n) => {
+                            format!(
+                                "{}: {}",
+                                t.private_key.get_ref().0[n + 1],
+                                pem::explain(&e.reason)
+                            )
+                        }
+                        _ => pem::explain(&e.reason),
+                    };
+                    self.err(Some(at), &key(k), &reason)
+                })?;
         if let Some(set) = &crls {
             for line in set.describe().iter().filter(|l| l.contains("STALE")) {
                 self.warn(&key("client_auth.crl"), line);
@@ -1154,13 +1386,13 @@ impl Cx<'_> {
                 }
             }
         }
-        Ok((ctx, tickets, crls))
+        Ok((ctx, tickets, crls, verify))
     }
 
     /// `tls.certificate` and `tls.private_key` of `listener[i]`: one file each, or two lists
     /// of the same length paired in order; every file read and each pair checked.
-    fn identities(&self, i: usize, t: &file::TlsFile) -> Result<Vec<PemPair>, ConfigError> {
-        let key = |k: &str| format!("listener[{i}].tls.{k}");
+    fn identities(&self, base: &str, t: &file::TlsFile) -> Result<Vec<PemPair>, ConfigError> {
+        let key = |k: &str| format!("{base}.tls.{k}");
         let (certs, keys) = (&t.certificate.get_ref().0, &t.private_key.get_ref().0);
         if certs.len() != keys.len() {
             return Err(self.err(
@@ -1257,11 +1489,11 @@ impl Cx<'_> {
     /// with; a warning for SHA-1 ones and when no client certificate is requested.
     fn signature_algorithms(
         &self,
-        i: usize,
+        base: &str,
         t: &file::TlsFile,
         mode: VerifyMode,
     ) -> Result<Option<Vec<u16>>, ConfigError> {
-        let key = format!("listener[{i}].tls.signature_algorithms");
+        let key = format!("{base}.tls.signature_algorithms");
         let Some(entries) = &t.signature_algorithms else {
             return Ok(None);
         };
@@ -1305,11 +1537,11 @@ impl Cx<'_> {
     /// without CRLs.
     fn crl_settings(
         &self,
-        i: usize,
+        base: &str,
         auth_file: Option<&file::ClientAuthFile>,
         mode: VerifyMode,
     ) -> Result<Option<crate::tls::crl::CrlSettings>, ConfigError> {
-        let key = |k: &str| format!("listener[{i}].client_auth.{k}");
+        let key = |k: &str| format!("{base}.client_auth.{k}");
         let Some(a) = auth_file.filter(|a| !a.crl.is_empty()) else {
             return Ok(None);
         };
@@ -1371,11 +1603,11 @@ impl Cx<'_> {
     /// `client_auth.ca` of `listener[i]`, read and checked; required by the modes that verify.
     fn client_ca(
         &self,
-        i: usize,
+        base: &str,
         auth_file: Option<&file::ClientAuthFile>,
         mode: VerifyMode,
     ) -> Result<Option<Vec<u8>>, ConfigError> {
-        let key = format!("listener[{i}].client_auth.ca");
+        let key = format!("{base}.client_auth.ca");
         match auth_file.and_then(|a| a.ca.as_ref()) {
             Some(ca) => {
                 let (_, pem) = self.read(ca, &key)?;
@@ -1393,14 +1625,14 @@ impl Cx<'_> {
     /// None when `session_tickets = false`.
     fn session_tickets(
         &self,
-        i: usize,
+        base: &str,
         t: &file::TlsFile,
     ) -> Result<Option<Arc<TicketKeys>>, ConfigError> {
         if !t.session_tickets {
             return Ok(None);
         }
         if t.session_ticket_keys.is_empty() {
-            let k = format!("listener[{i}].tls.session_ticket_rotation");
+            let k = format!("{base}.tls.session_ticket_rotation");
             let every = self.timeout(
                 &t.session_ticket_rotation,
                 &k,
@@ -1420,7 +1652,7 @@ impl Cx<'_> {
             }
             return Ok(Some(TicketKeys::rotating(every)));
         }
-        let k = format!("listener[{i}].tls.session_ticket_keys");
+        let k = format!("{base}.tls.session_ticket_keys");
         let mut keys = Vec::new();
         for f in &t.session_ticket_keys {
             let (path, bytes) = self.read(f, &k)?;
@@ -1432,8 +1664,8 @@ impl Cx<'_> {
     }
 
     /// `tls.session_timeout` of `listener[i]`.
-    fn session_timeout(&self, i: usize, t: &file::TlsFile) -> Result<Duration, ConfigError> {
-        let k = format!("listener[{i}].tls.session_timeout");
+    fn session_timeout(&self, base: &str, t: &file::TlsFile) -> Result<Duration, ConfigError> {
+        let k = format!("{base}.tls.session_timeout");
         let session_timeout = self.duration(&t.session_timeout, &k, DEFAULT_SESSION_TIMEOUT)?;
         if session_timeout < Duration::from_secs(1) || session_timeout > MAX_SESSION_TIMEOUT {
             return Err(self.err(
@@ -1453,10 +1685,10 @@ impl Cx<'_> {
     /// `client_auth.verify_depth` and `client_auth.verify_cache_size` of `listener[i]`.
     fn verification(
         &self,
-        i: usize,
+        base: &str,
         auth_file: Option<&file::ClientAuthFile>,
     ) -> Result<(u32, usize), ConfigError> {
-        let key = |k: &str| format!("listener[{i}].client_auth.{k}");
+        let key = |k: &str| format!("{base}.client_auth.{k}");
         let verify_depth = auth_file
             .and_then(|a| a.verify_depth)
             .unwrap_or(DEFAULT_VERIFY_DEPTH);
@@ -1564,10 +1796,10 @@ impl Cx<'_> {
     /// `[listener.headers]` of `listener[i]`: the identity header names and the strip set.
     fn headers(
         &self,
-        i: usize,
+        base: &str,
         h: &file::HeadersFile,
     ) -> Result<(IdentityHeaders, StripSet), ConfigError> {
-        let key = |k: &str| format!("listener[{i}].headers.{k}");
+        let key = |k: &str| format!("{base}.headers.{k}");
         let (headers, strip, warnings) = headers::identity_headers(h)
             .map_err(|e| self.err::<String>(None, &key(&e.key), &e.reason))?;
         for (k, reason) in warnings {

@@ -41,6 +41,9 @@ pub enum Page {
     RequestTimeout,
     /// 413.
     PayloadTooLarge,
+    /// 421: the request names a host another `[[listener.sni]]` policy serves than the one
+    /// this connection's handshake chose; the client retries on a new connection.
+    Misdirected,
 }
 
 /// What a page says: status line reason (nginx's wording), the title when it differs from
@@ -54,7 +57,7 @@ struct Text {
 
 impl Page {
     /// Every page, for tests and for checking the texts once.
-    pub const ALL: [Page; 14] = [
+    pub const ALL: [Page; 15] = [
         Page::NoCert,
         Page::CertError,
         Page::Forbidden,
@@ -69,6 +72,7 @@ impl Page {
         Page::ServiceUnavailable,
         Page::RequestTimeout,
         Page::PayloadTooLarge,
+        Page::Misdirected,
     ];
 
     /// The status code the page is sent with.
@@ -108,6 +112,12 @@ impl Page {
             Page::ServiceUnavailable => plain(503, "Service Temporarily Unavailable"),
             Page::RequestTimeout => plain(408, "Request Time-out"),
             Page::PayloadTooLarge => plain(413, "Request Entity Too Large"),
+            Page::Misdirected => Text {
+                status: 421,
+                reason: "Misdirected Request",
+                title: None,
+                detail: Some("This connection cannot serve this host: open a new connection to it"),
+            },
         }
     }
 
@@ -246,8 +256,15 @@ mod tests {
         let statuses: Vec<u16> = Page::ALL.iter().map(|p| p.status()).collect();
         assert_eq!(
             statuses,
-            [400, 400, 403, 400, 431, 414, 501, 505, 502, 504, 500, 503, 408, 413]
+            [400, 400, 403, 400, 431, 414, 501, 505, 502, 504, 500, 503, 408, 413, 421]
         );
+        let misdirected = render(Page::Misdirected, false, false);
+        let text = String::from_utf8_lossy(&misdirected);
+        assert!(
+            text.starts_with("HTTP/1.1 421 Misdirected Request\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("open a new connection"), "{text}");
         for (status, page) in [
             (400, Page::BadRequest),
             (414, Page::UriTooLong),

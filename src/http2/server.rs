@@ -343,7 +343,21 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
             .map(HeaderValue::as_bytes),
     );
     let id = &c.identity;
-    let outcome = if let Some(refusal) = &id.refusal {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().as_bytes())
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .map(HeaderValue::as_bytes)
+        });
+    let outcome = if let Some(why) = c.listener.misdirected(authority) {
+        tracing::info!(listener = %c.listener.name, peer = %c.peer, "421: {why}");
+        // A real 421 for gRPC as well: the client retries on a connection for that name.
+        let bytes = send_page(&mut respond, Page::Misdirected, head_only, c).await;
+        Outcome::answered(Page::Misdirected.status(), why, bytes)
+    } else if let Some(refusal) = &id.refusal {
         let page = refusal.page();
         let bytes = if grpc {
             let (status, message) = grpc::refusal_status(refusal);
@@ -540,6 +554,7 @@ fn log(
     Access {
         event: "request",
         listener: &c.listener.name,
+        sni: &c.listener.sni_label,
         peer: c.peer,
         request_id: Some(rid.as_str()),
         method: Some(method.as_str()),

@@ -163,6 +163,11 @@ pub async fn serve(
             }
         }
     };
+    // A connection the ClientHello switched to a `[[listener.sni]]` block is that block's.
+    let listener = match &client {
+        Conn::Tls(t) if !listener.sni.is_empty() => listener.policy_of(t.ssl()),
+        _ => listener,
+    };
     let mut session = Session {
         listener,
         worker,
@@ -315,6 +320,7 @@ fn log_refused_handshake(
     Access {
         event: "tls handshake failed",
         listener: &listener.name,
+        sni: "",
         peer,
         request_id: None,
         method: None,
@@ -400,6 +406,24 @@ impl Session {
             self.bytes = (raw.len() as u64, 0);
             self.connect_time = None;
             let request_id = request_id::of(&head, &raw);
+            if let Some(why) = self.listener.misdirected(head.host(&raw)) {
+                info!(listener = %self.listener.name, peer = %self.peer, "421: {why}");
+                let answer = http::render(Page::Misdirected, false, head.is_head());
+                self.bytes.1 += answer.len() as u64;
+                self.log_request(
+                    id,
+                    &head,
+                    &raw,
+                    Page::Misdirected.status(),
+                    &why,
+                    &request_id,
+                    None,
+                    None,
+                    Instant::now(),
+                );
+                self.send_rendered(&answer, false).await;
+                return None;
+            }
             if let Some(refusal) = &id.refusal {
                 let page = refusal.page();
                 let reason = refusal.to_string();
@@ -616,6 +640,7 @@ impl Session {
         Access {
             event,
             listener: &self.listener.name,
+            sni: &self.listener.sni_label,
             peer: self.peer,
             request_id: None,
             method: None,

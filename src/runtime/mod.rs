@@ -186,6 +186,7 @@ fn start_background(config: &Config) -> io::Result<()> {
     for crls in config
         .listeners
         .iter()
+        .flat_map(|l| std::iter::once(l).chain(l.sni.iter()))
         .filter_map(|l| l.crls.as_ref())
         .chain(upstream_crls)
     {

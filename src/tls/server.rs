@@ -17,6 +17,7 @@ use foreign_types::ForeignType;
 use boring::ssl::SslSessionCacheMode;
 
 use super::crl::{CrlSet, CrlSettings, StaleCrl};
+use super::sni::{Router, Verify};
 use super::tickets::TicketKeys;
 use super::verify_cache::VerifiedChains;
 use crate::config::{Reject, VerifyMode};
@@ -233,6 +234,18 @@ pub fn listener_context(
     crls: Option<&CrlSettings>,
     alpn: &'static [u8],
 ) -> Result<(SslContext, Option<Arc<CrlSet>>), ContextError> {
+    sni_context(s, h, crls, alpn, None)
+}
+
+/// As [`listener_context`]; with `sni`, the ClientHello callback first switches a connection
+/// whose SNI names a block to that block's context (see [`super::sni`]).
+pub fn sni_context(
+    s: &ServerSettings<'_>,
+    h: &Handshake<'_>,
+    crls: Option<&CrlSettings>,
+    alpn: &'static [u8],
+    sni: Option<Router>,
+) -> Result<(SslContext, Option<Arc<CrlSet>>), ContextError> {
     let internal = |e: boring::error::ErrorStack| fail(Part::Certificate, e.to_string());
     let mut b = SslContextBuilder::new(SslMethod::tls()).map_err(internal)?;
     let min = if s.min_tls13 {
@@ -359,11 +372,66 @@ pub fn listener_context(
         }
         _ => None,
     };
+    // The early ClientHello callback: the SNI block's context first, then the CRL generation
+    // of the policy the connection ends up with.
+    match (sni, &set) {
+        (Some(router), own) => {
+            let own = own.clone();
+            b.set_select_certificate_callback(move |mut hello| {
+                let ssl = hello.ssl_mut();
+                let switched = router.route(ssl).map_err(|e| {
+                    tracing::error!("TLS handshake refused: {e}");
+                    boring::ssl::SelectCertError::ERROR
+                })?;
+                match &own {
+                    Some(set) if !switched => set.prepare(ssl).map_err(|e| {
+                        tracing::error!("TLS handshake refused: {e}");
+                        boring::ssl::SelectCertError::ERROR
+                    }),
+                    _ => Ok(()),
+                }
+            });
+        }
+        (None, Some(set)) => {
+            let on_hello = set.clone();
+            b.set_select_certificate_callback(move |mut hello| {
+                on_hello.prepare(hello.ssl_mut()).map_err(|e| {
+                    tracing::error!("TLS handshake refused: {e}");
+                    boring::ssl::SelectCertError::ERROR
+                })
+            });
+        }
+        (None, None) => {}
+    }
     Ok((b.build(), set))
 }
 
-/// Hooks a CRL set into a context: each ClientHello takes the current generation (store and
-/// session ID context), verification goes through its cache, and with `stale_crl = "warn"` a
+/// How a connection switched to a context built from `s` must verify client certificates
+/// (what `SSL_new` copied from the listener's context, see [`super::sni`]).
+pub fn verify_of(s: &ServerSettings<'_>, crls: Option<StaleCrl>) -> Verify {
+    let mode = match (s.mode, s.reject) {
+        (VerifyMode::Off, _) => SslVerifyMode::NONE,
+        (VerifyMode::Required, Reject::Handshake) => {
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT
+        }
+        _ => SslVerifyMode::PEER,
+    };
+    Verify {
+        mode,
+        lenient: !matches!(
+            (s.mode, s.reject),
+            (
+                VerifyMode::Required | VerifyMode::Optional,
+                Reject::Handshake
+            )
+        ),
+        warn_stale: crls == Some(StaleCrl::Warn),
+        depth: s.verify_depth,
+    }
+}
+
+/// Hooks a CRL set into a context (each ClientHello takes the current generation, store and
+/// session ID context, in the callback `sni_context` installs): verification goes through its cache, and with `stale_crl = "warn"` a
 /// CRL past its nextUpdate is not an error.
 fn install_crls(
     b: &mut SslContextBuilder,
@@ -371,13 +439,6 @@ fn install_crls(
     s: &ServerSettings<'_>,
     stale: StaleCrl,
 ) {
-    let on_hello = set.clone();
-    b.set_select_certificate_callback(move |mut hello| {
-        on_hello.prepare(hello.ssl_mut()).map_err(|e| {
-            tracing::error!("TLS handshake refused: {e}");
-            boring::ssl::SelectCertError::ERROR
-        })
-    });
     let on_verify = set.clone();
     b.set_cert_verify_callback(move |ctx| on_verify.verify(ctx));
     // The handshake-rejecting modes refuse on a failure; the others let the handshake complete

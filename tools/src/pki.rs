@@ -18,8 +18,12 @@
 //! └── Intermediate 1 (again) ─┬── client.ed25519.local  client-ed25519.pem (Ed25519 key)
 //!                             ├── client.p384.local     client-p384.pem    (ECDSA P-384 key)
 //!                             ├── client.rsa.local      client-rsa.pem     (RSA 2048 key)
-//!                             └── localhost (RSA 2048)  server-rsa-chain.pem, server-rsa.key
+//!                             ├── localhost (RSA 2048)  server-rsa-chain.pem, server-rsa.key
+//!                             └── api.acme.test (SAN api.acme.test, *.partner.test)
+//!                                 server-sni-chain.pem, server-sni.key (an SNI block's)
 //!
+//! Partner Root CA (/C=FI/O=Partner/CN=Partner Root CA)  partner-ca.pem, a second client CA
+//! └── client.partner.test                             partner-client.pem
 //! "Intermediate 1" (self-signed, NOT the real one: same DN, different key)
 //!                      └── client.1.local        rogue.pem     must never verify
 //! ```
@@ -77,6 +81,11 @@ pub mod dn {
         "CN=client.10.local,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
     /// The root CA.
     pub const ROOT: &str = "CN=Acme Root CA,O=Acme,C=FI";
+    /// `partner-client.pem`, under the Partner Root CA.
+    pub const PARTNER_CLIENT: &str =
+        "CN=client.partner.test,O=Internet Widgits Pty Ltd,ST=Some-State,C=FI";
+    /// `partner-ca.pem`.
+    pub const PARTNER_ROOT: &str = "CN=Partner Root CA,O=Partner,C=FI";
     /// Intermediate 1 (also the DN of the rogue CA).
     pub const INTERMEDIATE1: &str = "CN=Intermediate 1,O=Acme,C=FI";
     /// Intermediate 1, legacy form.
@@ -157,6 +166,14 @@ pub struct Pki {
     /// `server-rsa-chain.pem` (localhost leaf with an RSA 2048 key + Intermediate 1) and
     /// `server-rsa.key`: the RSA half of a dual-certificate listener.
     pub server_rsa: CertKey,
+    /// `server-sni-chain.pem` (leaf "api.acme.test" with SANs `api.acme.test` and
+    /// `*.partner.test` + Intermediate 1) and `server-sni.key`: an `[[listener.sni]]` block's
+    /// certificate, verified by [`Pki::server_ca`] like the localhost one.
+    pub server_sni: CertKey,
+    /// `partner-ca.pem`: "Partner Root CA", a second client CA unrelated to Acme's.
+    pub partner_ca: PathBuf,
+    /// `partner-client.pem`/`.key`: [`dn::PARTNER_CLIENT`] under the Partner Root CA.
+    pub partner_client: CertKey,
 }
 
 /// The key algorithm of a generated leaf.
@@ -461,8 +478,26 @@ pub fn generate(dir: &Path) -> io::Result<Pki> {
         &int1,
     )?;
 
+    let server_sni = leaf(
+        acme("api.acme.test")?,
+        vec![
+            SanType::DnsName(ia5("api.acme.test")?),
+            SanType::DnsName(ia5("*.partner.test")?),
+        ],
+        ExtendedKeyUsagePurpose::ServerAuth,
+        &int1,
+    )?;
+    let partner_root = ca(name(None, "Partner", None, "Partner Root CA")?, None)?;
+    let partner_client = client(widgits("client.partner.test")?, vec![], &partner_root)?;
+
     Ok(Pki {
         dir: dir.to_path_buf(),
+        server_sni: CertKey {
+            cert: w.pem("server-sni-chain.pem", &[&server_sni, &int1])?,
+            key: w.file("server-sni.key", &[&server_sni.key.serialize_pem()], true)?,
+        },
+        partner_ca: w.pem("partner-ca.pem", &[&partner_root])?,
+        partner_client: w.pair("partner-client", &partner_client, &[&partner_root])?,
         root_ca: w.pem("root-ca.pem", &[&root])?,
         intermediate1: w.pem("intermediate1.pem", &[&int1])?,
         intermediate2: w.pem("intermediate2.pem", &[&int2])?,

@@ -8,7 +8,8 @@
 extern crate boring_shim as boring;
 extern crate boring_shim as boring_sys;
 
-#[allow(dead_code, unused_imports)]
+// Code past a built TLS context is statically dead here (the shim's context is uninhabited).
+#[allow(dead_code, unused_imports, unused_variables, unreachable_code)]
 #[path = "../../src/config/mod.rs"]
 pub mod config;
 #[allow(dead_code, unused_imports)]
@@ -31,6 +32,9 @@ pub mod logging;
 pub mod proxy;
 #[allow(dead_code)]
 pub mod tls;
+/// `certgate::tls::sni`'s name table, re-exported by the `tls` stand-in.
+#[path = "../../src/tls/sni/names.rs"]
+pub mod sni_names;
 pub mod upstream;
 
 pub mod check;

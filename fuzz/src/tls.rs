@@ -78,6 +78,52 @@ pub struct Handshake<'a> {
     pub verify_algorithms: Option<&'a [u16]>,
 }
 
+/// `certgate::tls::sni`: the name table is certgate's own; no context is switched here.
+pub mod sni {
+    use std::sync::Arc;
+
+    use boring::ssl::SslContext;
+
+    pub use crate::sni_names::{Name, Names};
+
+    pub struct Verify(pub(super) ());
+
+    pub struct Policy {
+        pub ctx: SslContext,
+        pub verify: Verify,
+        pub crls: Option<Arc<super::crl::CrlSet>>,
+    }
+
+    pub struct Router {
+        pub names: Arc<Names>,
+        pub blocks: Vec<Policy>,
+        pub reject: Option<SslContext>,
+    }
+
+    impl Router {
+        pub fn rejecting() -> Result<SslContext, boring::error::ErrorStack> {
+            Err(boring::error::ErrorStack::shim())
+        }
+    }
+}
+
+pub fn verify_of(_: &ServerSettings<'_>, _: Option<crl::StaleCrl>) -> sni::Verify {
+    sni::Verify(())
+}
+
+pub fn sni_context(
+    _: &ServerSettings<'_>,
+    _: &Handshake<'_>,
+    _: Option<&crl::CrlSettings>,
+    _: &'static [u8],
+    _: Option<sni::Router>,
+) -> Result<(SslContext, Option<Arc<crl::CrlSet>>), ContextError> {
+    Err(ContextError {
+        part: Part::Certificate,
+        reason: NOT_BUILT.into(),
+    })
+}
+
 pub fn listener_context(
     _: &ServerSettings<'_>,
     _: &Handshake<'_>,

@@ -214,18 +214,6 @@ struct ListenerParts {
 }
 
 impl Listener {
-    /// The block (or the listener's own policy, itself) a finished handshake on this listener
-    /// ended with: the one whose context the connection was switched to.
-    pub fn policy_of(self: &Arc<Self>, ssl: &boring::ssl::SslRef) -> Arc<Listener> {
-        use foreign_types::{ForeignType, ForeignTypeRef};
-        let ctx = ssl.ssl_context().as_ptr();
-        self.sni
-            .iter()
-            .find(|b| b.tls.as_ref().is_some_and(|t| t.as_ptr() == ctx))
-            .cloned()
-            .unwrap_or_else(|| self.clone())
-    }
-
     /// Why a request whose authority (Host or `:authority`) is `host` must not be served on a
     /// connection whose handshake chose this policy: it names another block (or a block, on
     /// the listener's own policy, or the reverse). Only on listeners where some policy asks for

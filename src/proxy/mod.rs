@@ -165,7 +165,7 @@ pub async fn serve(
     };
     // A connection the ClientHello switched to a `[[listener.sni]]` block is that block's.
     let listener = match &client {
-        Conn::Tls(t) if !listener.sni.is_empty() => listener.policy_of(t.ssl()),
+        Conn::Tls(t) if !listener.sni.is_empty() => crate::tls::sni::policy_of(&listener, t.ssl()),
         _ => listener,
     };
     let mut session = Session {

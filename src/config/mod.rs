@@ -8,6 +8,7 @@ mod duration;
 pub mod file;
 mod headers;
 mod http2;
+mod ocsp;
 mod pem;
 mod servers;
 mod tree;
@@ -163,6 +164,8 @@ pub struct Listener {
     pub tickets: Option<Arc<TicketKeys>>,
     /// The CRLs client certificates are checked against, refreshed in the background.
     pub crls: Option<Arc<crate::tls::crl::CrlSet>>,
+    /// The OCSP response stapled (`tls.ocsp_response`), re-read in the background.
+    pub ocsp: Option<Arc<crate::tls::ocsp::Stapler>>,
     /// Client-certificate mode, rejection style and compiled rules.
     pub client_auth: ClientAuth,
     /// Per-phase time limits.
@@ -501,6 +504,9 @@ impl Config {
                     s.push_str(&format!("    {line}\n"));
                 }
             }
+            if let Some(ocsp) = &l.ocsp {
+                s.push_str(&format!("    {}\n", ocsp.describe()));
+            }
             if let Some(crls) = up.tls.as_ref().and_then(|t| t.crls()) {
                 for line in crls.describe() {
                     s.push_str(&format!("    upstream {:?} {line}\n", up.name));
@@ -511,11 +517,12 @@ impl Config {
     }
 }
 
-/// A listener's server TLS: context, ticket keys, CRLs.
+/// A listener's server TLS: context, ticket keys, CRLs, OCSP staple.
 type ServerTls = (
     SslContext,
     Option<Arc<TicketKeys>>,
     Option<Arc<crate::tls::crl::CrlSet>>,
+    Option<Arc<crate::tls::ocsp::Stapler>>,
 );
 
 /// Parsing context: the file, its text and its tree, for errors with lines.
@@ -889,7 +896,7 @@ impl Cx<'_> {
             ListenerMode::Http => protocols.alpn(),
             ListenerMode::Tcp => b"",
         };
-        let (tls, tickets, crls) = match &l.tls {
+        let (tls, tickets, crls, ocsp) = match &l.tls {
             None if client_auth.mode != VerifyMode::Off => {
                 return Err(self.err::<String>(
                     None,
@@ -904,11 +911,11 @@ impl Cx<'_> {
                     "CRLs apply to client certificates, which need TLS: add [listener.tls]",
                 ))
             }
-            None => (None, None, None),
+            None => (None, None, None, None),
             Some(t) => {
-                let (ctx, tickets, crls) =
+                let (ctx, tickets, crls, ocsp) =
                     self.server_tls(i, t, l.client_auth.as_ref(), &client_auth, alpn)?;
-                (Some(ctx), tickets, crls)
+                (Some(ctx), tickets, crls, ocsp)
             }
         };
         let timeouts = self.timeouts(i, &l.timeouts)?;
@@ -948,6 +955,7 @@ impl Cx<'_> {
             tls,
             tickets,
             crls,
+            ocsp,
             client_auth,
             timeouts,
             limits,
@@ -1070,6 +1078,7 @@ impl Cx<'_> {
         let groups = self.groups(&key("tls.groups"), t.groups.as_deref())?;
         let sigalgs = self.signature_algorithms(i, t, auth.mode)?;
         let (cert_pem, key_pem) = &pairs[0];
+        let ocsp = self.ocsp_stapler(i, t, cert_pem, pairs.len())?;
         let settings = crate::tls::ServerSettings {
             cert_pem,
             key_pem,
@@ -1093,6 +1102,7 @@ impl Cx<'_> {
             ciphers: ciphers.as_deref(),
             groups: groups.as_deref(),
             verify_algorithms: sigalgs.as_deref(),
+            ocsp: ocsp.as_ref(),
         };
         let crls = self.crl_settings(i, auth_file, auth.mode)?;
         let (ctx, crls) = crate::tls::listener_context(&settings, &handshake, crls.as_ref(), alpn)
@@ -1154,7 +1164,7 @@ impl Cx<'_> {
                 }
             }
         }
-        Ok((ctx, tickets, crls))
+        Ok((ctx, tickets, crls, ocsp))
     }
 
     /// `tls.certificate` and `tls.private_key` of `listener[i]`: one file each, or two lists

@@ -201,6 +201,18 @@ fn start_background(config: &Config) -> io::Result<()> {
                 }
             })?;
     }
+    for stapler in config.listeners.iter().filter_map(|l| l.ocsp.as_ref()) {
+        let stapler = Arc::downgrade(stapler);
+        std::thread::Builder::new()
+            .name("certgate-ocsp".into())
+            .spawn(move || loop {
+                std::thread::sleep(crate::tls::ocsp::POLL_INTERVAL);
+                match stapler.upgrade() {
+                    Some(s) => s.refresh(),
+                    None => return,
+                }
+            })?;
+    }
     for u in &config.upstreams {
         crate::upstream::health::start_checks(u)?;
     }

@@ -605,6 +605,7 @@ pub fn render() -> String {
 
     let mut healthy = Series::new(MetricType::Gauge);
     let mut not_after = Series::new(MetricType::Gauge);
+    let mut staple_until = Series::new(MetricType::Gauge);
     if let Some(c) = &config {
         let now = crate::upstream::health::now();
         for u in &c.upstreams {
@@ -621,6 +622,12 @@ pub fn render() -> String {
             if let Some(t) = l.tls.as_ref().and_then(|ctx| cert_not_after(ctx)) {
                 not_after.add(vec![("listener", l.name.clone())], Value::Gauge(t));
             }
+            if let Some(s) = l.ocsp.as_ref().and_then(|o| o.current()) {
+                staple_until.add(
+                    vec![("listener", l.name.clone())],
+                    Value::Gauge(s.next_update),
+                );
+            }
         }
     }
     registry.register(
@@ -632,6 +639,11 @@ pub fn render() -> String {
         "server_certificate_not_after_seconds",
         "notAfter of the listener's server certificate (Unix time)",
         not_after,
+    );
+    registry.register(
+        "ocsp_staple_next_update_seconds",
+        "nextUpdate of the OCSP response the listener staples (Unix time); absent while none is",
+        staple_until,
     );
 
     let mut rotations = Series::new(MetricType::Counter);

@@ -818,3 +818,467 @@ fn show_time(posix: i64) -> String {
         secs % 60
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use boring::asn1::{Asn1Integer, Asn1Time};
+    use boring::bn::BigNum;
+    use boring::ec::{EcGroup, EcKey};
+    use boring::nid::Nid;
+    use boring::pkey::Private;
+    use boring::sign::Signer as Signing;
+    use boring::x509::extension::ExtendedKeyUsage;
+    use boring::x509::{X509Builder, X509NameBuilder};
+
+    const NOW: i64 = 1_795_996_800; // 2026-11-30 00:00:00 UTC
+    const HOUR: i64 = 3600;
+
+    fn key() -> PKey<Private> {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+    }
+
+    /// A certificate for `cn` with `key`, signed by `by` (None: self-signed), serial `serial`.
+    fn cert(
+        cn: &str,
+        key: &PKey<Private>,
+        by: Option<(&X509, &PKey<Private>)>,
+        serial: u32,
+        ocsp_signing: bool,
+    ) -> X509 {
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        let serial = Asn1Integer::from_bn(&BigNum::from_u32(serial).unwrap()).unwrap();
+        b.set_serial_number(&serial).unwrap();
+        b.set_subject_name(&name).unwrap();
+        match by {
+            Some((issuer, _)) => b.set_issuer_name(issuer.subject_name()).unwrap(),
+            None => b.set_issuer_name(&name).unwrap(),
+        }
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        if ocsp_signing {
+            let eku = ExtendedKeyUsage::new()
+                .other("OCSPSigning")
+                .build()
+                .unwrap();
+            b.append_extension(&eku).unwrap();
+        }
+        b.sign(by.map_or(key, |(_, k)| k), MessageDigest::sha256())
+            .unwrap();
+        b.build()
+    }
+
+    fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = body.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .iter()
+                .copied()
+                .skip_while(|&b| b == 0)
+                .collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend_from_slice(&bytes);
+        }
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn seq(parts: &[&[u8]]) -> Vec<u8> {
+        tlv(SEQUENCE, &parts.concat())
+    }
+
+    fn gtime(posix: i64) -> Vec<u8> {
+        let digits: String = show_time(posix)
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        tlv(GENERALIZED_TIME, format!("{digits}Z").as_bytes())
+    }
+
+    /// What a response says, and how it is made.
+    struct Spec {
+        serial: u32,
+        status: Vec<u8>,
+        this: i64,
+        next: Option<i64>,
+        /// CertID hash: SHA-1 (true) or SHA-256.
+        sha1_id: bool,
+        /// sha256 or sha1 for the signature.
+        sig_md: MessageDigest,
+        sig_oid: &'static [u8],
+        certs: Vec<X509>,
+    }
+
+    const ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+
+    impl Spec {
+        fn good() -> Spec {
+            Spec {
+                serial: 0x1001,
+                status: tlv(0x80, &[]),
+                this: NOW - HOUR,
+                next: Some(NOW + HOUR),
+                sha1_id: true,
+                sig_md: MessageDigest::sha256(),
+                sig_oid: ECDSA_SHA256,
+                certs: Vec::new(),
+            }
+        }
+
+        /// The DER response about serial `self.serial` of `issuer`, signed with `signer`.
+        fn make(&self, issuer: &X509, signer: &PKey<Private>) -> Vec<u8> {
+            let issuer_der = issuer.to_der().unwrap();
+            let fields = CertFields::parse(&issuer_der).unwrap();
+            let (md, alg) = if self.sha1_id {
+                (MessageDigest::sha1(), vec![0x2b, 0x0e, 0x03, 0x02, 0x1a])
+            } else {
+                (
+                    MessageDigest::sha256(),
+                    vec![0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01],
+                )
+            };
+            let serial = BigNum::from_u32(self.serial).unwrap().to_vec();
+            let serial = if serial[0] & 0x80 != 0 {
+                [&[0u8][..], &serial].concat()
+            } else {
+                serial
+            };
+            let id = seq(&[
+                &seq(&[&tlv(OID, &alg), &[0x05, 0x00]]),
+                &tlv(OCTET_STRING, &hash(md, fields.subject).unwrap()),
+                &tlv(OCTET_STRING, &hash(md, fields.key_bits).unwrap()),
+                &tlv(INTEGER, &serial),
+            ]);
+            let next = self
+                .next
+                .map(|t| tlv(EXPLICIT_0, &gtime(t)))
+                .unwrap_or_default();
+            let single = seq(&[&id, &self.status, &gtime(self.this), &next]);
+            let tbs = seq(&[
+                &tlv(EXPLICIT_1, fields.subject),
+                &gtime(self.this),
+                &seq(&[&single]),
+            ]);
+            let mut s = Signing::new(self.sig_md, signer).unwrap();
+            let sig = s.sign_oneshot_to_vec(&tbs).unwrap();
+            let certs: Vec<u8> = self
+                .certs
+                .iter()
+                .flat_map(|c| c.to_der().unwrap())
+                .collect();
+            let certs = if self.certs.is_empty() {
+                Vec::new()
+            } else {
+                tlv(EXPLICIT_0, &tlv(SEQUENCE, &certs))
+            };
+            let basic = seq(&[
+                &tbs,
+                &seq(&[&tlv(OID, self.sig_oid)]),
+                &tlv(BIT_STRING, &[&[0u8][..], &sig].concat()),
+                &certs,
+            ]);
+            seq(&[
+                &tlv(ENUMERATED, &[0]),
+                &tlv(
+                    EXPLICIT_0,
+                    &seq(&[&tlv(OID, OCSP_BASIC), &tlv(OCTET_STRING, &basic)]),
+                ),
+            ])
+        }
+    }
+
+    struct Fixture {
+        ca: X509,
+        ca_key: PKey<Private>,
+        leaf: X509,
+    }
+
+    fn fixture() -> Fixture {
+        let ca_key = key();
+        let ca = cert("Test CA", &ca_key, None, 1, false);
+        let leaf = cert("localhost", &key(), Some((&ca, &ca_key)), 0x1001, false);
+        Fixture { ca, ca_key, leaf }
+    }
+
+    impl Fixture {
+        fn check(&self, der: &[u8], now: i64) -> Result<Staple, String> {
+            check(der, &self.leaf, &self.ca, now)
+        }
+    }
+
+    #[test]
+    fn a_good_response_signed_by_the_issuer_is_stapled_until_its_next_update() {
+        let f = fixture();
+        let der = Spec::good().make(&f.ca, &f.ca_key);
+        let s = f.check(&der, NOW).unwrap();
+        assert_eq!(s.status, CertStatus::Good);
+        assert_eq!(s.signer, Signer::Issuer);
+        assert_eq!((s.this_update, s.next_update), (NOW - HOUR, NOW + HOUR));
+        assert!(s.is_fresh(NOW) && s.is_fresh(NOW + HOUR - 1) && !s.is_fresh(NOW + HOUR));
+        assert_eq!(
+            s.describe(),
+            "status good, thisUpdate 2026-11-29 23:00:00 UTC, nextUpdate 2026-11-30 01:00:00 \
+             UTC, signed by the issuer"
+        );
+        // A SHA-256 CertID names the certificate as well.
+        let der = Spec {
+            sha1_id: false,
+            ..Spec::good()
+        }
+        .make(&f.ca, &f.ca_key);
+        assert!(f.check(&der, NOW).is_ok());
+    }
+
+    #[test]
+    fn expired_future_and_open_ended_responses_are_refused() {
+        let f = fixture();
+        let der = Spec::good().make(&f.ca, &f.ca_key);
+        let e = f.check(&der, NOW + HOUR).unwrap_err();
+        assert!(
+            e.contains("expired at 2026-11-30 01:00:00 UTC (its nextUpdate)"),
+            "{e}"
+        );
+        // thisUpdate ahead of our clock by more than the allowed skew.
+        assert!(f.check(&der, NOW - HOUR - MAX_SKEW).is_ok());
+        let e = f.check(&der, NOW - HOUR - MAX_SKEW - 1).unwrap_err();
+        assert!(e.contains("is in the future"), "{e}");
+        let der = Spec {
+            next: None,
+            ..Spec::good()
+        }
+        .make(&f.ca, &f.ca_key);
+        let e = f.check(&der, NOW).unwrap_err();
+        assert!(e.contains("has no nextUpdate"), "{e}");
+    }
+
+    #[test]
+    fn a_revoked_or_unknown_status_is_reported() {
+        let f = fixture();
+        let revoked = tlv(0xa1, &gtime(NOW - 10 * HOUR));
+        let der = Spec {
+            status: revoked,
+            ..Spec::good()
+        }
+        .make(&f.ca, &f.ca_key);
+        let s = f.check(&der, NOW).unwrap();
+        assert_eq!(s.status, CertStatus::Revoked(NOW - 10 * HOUR));
+        assert!(s
+            .describe()
+            .starts_with("status REVOKED (since 2026-11-29 14:00:00 UTC)"));
+        let der = Spec {
+            status: tlv(0x82, &[]),
+            ..Spec::good()
+        }
+        .make(&f.ca, &f.ca_key);
+        assert_eq!(f.check(&der, NOW).unwrap().status, CertStatus::Unknown);
+    }
+
+    #[test]
+    fn a_response_for_another_certificate_is_refused() {
+        let f = fixture();
+        let der = Spec {
+            serial: 0x1002,
+            ..Spec::good()
+        }
+        .make(&f.ca, &f.ca_key);
+        let e = f.check(&der, NOW).unwrap_err();
+        assert!(
+            e.contains("for another certificate") && e.contains("serial 1001"),
+            "{e}"
+        );
+        // Same serial, but another issuer (same name, another key): the key hash differs.
+        let other_key = key();
+        let other = cert("Test CA", &other_key, None, 1, false);
+        let der = Spec::good().make(&other, &other_key);
+        let e = f.check(&der, NOW).unwrap_err();
+        assert!(e.contains("for another certificate"), "{e}");
+    }
+
+    #[test]
+    fn a_response_that_does_not_verify_is_refused() {
+        let f = fixture();
+        // Signed by a key that is not the issuer's.
+        let der = Spec::good().make(&f.ca, &key());
+        let e = f.check(&der, NOW).unwrap_err();
+        assert!(e.contains("its signature does not verify"), "{e}");
+        // Altered after signing: a byte of the responder name flipped.
+        let mut der = Spec::good().make(&f.ca, &f.ca_key);
+        let at = der.windows(7).position(|w| w == b"Test CA").unwrap();
+        der[at] = b'B';
+        let e = f.check(&der, NOW).unwrap_err();
+        assert!(e.contains("its signature does not verify"), "{e}");
+        // SHA-1 signatures are refused with the fix.
+        let der = Spec {
+            sig_md: MessageDigest::sha1(),
+            sig_oid: &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01],
+            ..Spec::good()
+        }
+        .make(&f.ca, &f.ca_key);
+        let e = f.check(&der, NOW).unwrap_err();
+        assert!(e.contains("does not support (OID 2A8648CE3D0401)"), "{e}");
+    }
+
+    #[test]
+    fn a_delegated_responder_needs_the_issuers_signature_and_ocsp_signing() {
+        // The responder certificates are valid from the real now on.
+        let f = fixture();
+        let now = now();
+        let around = || Spec {
+            this: now - HOUR,
+            next: Some(now + HOUR),
+            ..Spec::good()
+        };
+        let rkey = key();
+        let responder = cert("Responder", &rkey, Some((&f.ca, &f.ca_key)), 7, true);
+        let der = Spec {
+            certs: vec![responder],
+            ..around()
+        }
+        .make(&f.ca, &rkey);
+        let s = f.check(&der, now).unwrap();
+        assert_eq!(s.signer, Signer::Delegated("CN=Responder".into()));
+
+        let plain = cert("Responder", &rkey, Some((&f.ca, &f.ca_key)), 7, false);
+        let der = Spec {
+            certs: vec![plain],
+            ..around()
+        }
+        .make(&f.ca, &rkey);
+        let e = f.check(&der, now).unwrap_err();
+        assert!(
+            e.contains("lacks the OCSP signing extended key usage"),
+            "{e}"
+        );
+
+        let self_made = cert("Responder", &rkey, None, 7, true);
+        let der = Spec {
+            certs: vec![self_made],
+            ..around()
+        }
+        .make(&f.ca, &rkey);
+        let e = f.check(&der, now).unwrap_err();
+        assert!(
+            e.contains("whose certificate the issuer did not sign"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unsuccessful_truncated_and_garbage_responses_are_refused_without_panic() {
+        let f = fixture();
+        let e = f.check(&[0x30, 0x03, 0x0a, 0x01, 0x03], NOW).unwrap_err();
+        assert!(e.contains("responseStatus is tryLater"), "{e}");
+        let der = Spec::good().make(&f.ca, &f.ca_key);
+        for n in 0..der.len() {
+            let e = f.check(&der[..n], NOW).unwrap_err();
+            assert!(e.starts_with("not a DER OCSP response"), "{n}: {e}");
+        }
+        let mut long = der.clone();
+        long.push(0);
+        assert!(f.check(&long, NOW).is_err());
+        for garbage in [
+            &b""[..],
+            b"\x30\x80",
+            b"\x30\x84\xff\xff\xff\xff",
+            b"\x1f\x01\x00",
+        ] {
+            assert!(f.check(garbage, NOW).is_err());
+        }
+    }
+
+    #[test]
+    fn generalized_times_are_read_as_utc() {
+        assert_eq!(time(b"20261130000000Z"), Ok(NOW));
+        assert_eq!(time(b"19700101000000Z"), Ok(0));
+        assert_eq!(time(b"20240229120000Z"), Ok(1_709_208_000));
+        for bad in [
+            &b"20261330000000Z"[..],
+            b"2026113000000Z",
+            b"20261130000000+",
+            b"2026113000000aZ",
+        ] {
+            assert!(time(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(show_time(1_709_208_000), "2024-02-29 12:00:00 UTC");
+    }
+
+    #[test]
+    fn the_chain_must_hold_the_issuer() {
+        let f = fixture();
+        let leaf_only = f.leaf.to_pem().unwrap();
+        let e = leaf_and_issuer(&leaf_only).unwrap_err();
+        assert!(e.contains("append the intermediate that signed it"), "{e}");
+        let chain = [leaf_only, f.ca.to_pem().unwrap()].concat();
+        let (leaf, issuer) = leaf_and_issuer(&chain).unwrap();
+        assert_eq!(leaf.to_der().unwrap(), f.leaf.to_der().unwrap());
+        assert_eq!(issuer.to_der().unwrap(), f.ca.to_der().unwrap());
+    }
+
+    #[test]
+    fn refresh_replaces_the_staple_and_keeps_it_over_a_bad_file() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.ocsp");
+        let chain = [f.leaf.to_pem().unwrap(), f.ca.to_pem().unwrap()].concat();
+        let day = 86_400;
+        let (this, next) = (now() - HOUR, now() + day);
+        let first = Spec {
+            this,
+            next: Some(next),
+            ..Spec::good()
+        }
+        .make(&f.ca, &f.ca_key);
+        std::fs::write(&path, &first).unwrap();
+        let stapler = Stapler::load(&path, &chain).unwrap();
+        assert_eq!(stapler.current().unwrap().next_update, next);
+        assert!(stapler.refused().is_none());
+
+        std::fs::write(&path, b"garbage").unwrap();
+        stapler.refresh();
+        assert_eq!(stapler.current().unwrap().next_update, next);
+        assert!(stapler
+            .refused()
+            .unwrap()
+            .contains("not a DER OCSP response"));
+        assert!(stapler
+            .describe()
+            .contains("NOT stapled: not a DER OCSP response"));
+        assert!(stapler
+            .describe()
+            .contains("the previous response stays stapled"));
+
+        let second = Spec {
+            this,
+            next: Some(next + day),
+            ..Spec::good()
+        }
+        .make(&f.ca, &f.ca_key);
+        std::fs::write(&path, &second).unwrap();
+        stapler.refresh();
+        assert_eq!(stapler.current().unwrap().next_update, next + day);
+        assert!(stapler.refused().is_none());
+        assert!(stapler.describe().contains(": stapled, status good"));
+
+        std::fs::remove_file(&path).unwrap();
+        stapler.refresh();
+        assert_eq!(stapler.current().unwrap().next_update, next + day);
+        assert!(stapler.refused().unwrap().contains("cannot read"));
+        // Unreadable at load: a configuration error.
+        assert!(Stapler::load(&path, &chain)
+            .unwrap_err()
+            .contains("cannot read"));
+    }
+}

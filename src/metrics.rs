@@ -622,7 +622,8 @@ pub fn render() -> String {
             if let Some(t) = l.tls.as_ref().and_then(|ctx| cert_not_after(ctx)) {
                 not_after.add(vec![("listener", l.name.clone())], Value::Gauge(t));
             }
-            if let Some(s) = l.ocsp.as_ref().and_then(|o| o.current()) {
+            let stapler = l.tls.as_deref().and_then(crate::tls::ocsp::of);
+            if let Some(s) = stapler.and_then(|o| o.current()) {
                 staple_until.add(
                     vec![("listener", l.name.clone())],
                     Value::Gauge(s.next_update),

@@ -164,8 +164,6 @@ pub struct Listener {
     pub tickets: Option<Arc<TicketKeys>>,
     /// The CRLs client certificates are checked against, refreshed in the background.
     pub crls: Option<Arc<crate::tls::crl::CrlSet>>,
-    /// The OCSP response stapled (`tls.ocsp_response`), re-read in the background.
-    pub ocsp: Option<Arc<crate::tls::ocsp::Stapler>>,
     /// Client-certificate mode, rejection style and compiled rules.
     pub client_auth: ClientAuth,
     /// Per-phase time limits.
@@ -504,7 +502,7 @@ impl Config {
                     s.push_str(&format!("    {line}\n"));
                 }
             }
-            if let Some(ocsp) = &l.ocsp {
+            if let Some(ocsp) = l.tls.as_deref().and_then(crate::tls::ocsp::of) {
                 s.push_str(&format!("    {}\n", ocsp.describe()));
             }
             if let Some(crls) = up.tls.as_ref().and_then(|t| t.crls()) {
@@ -517,12 +515,11 @@ impl Config {
     }
 }
 
-/// A listener's server TLS: context, ticket keys, CRLs, OCSP staple.
+/// A listener's server TLS: context, ticket keys, CRLs.
 type ServerTls = (
     SslContext,
     Option<Arc<TicketKeys>>,
     Option<Arc<crate::tls::crl::CrlSet>>,
-    Option<Arc<crate::tls::ocsp::Stapler>>,
 );
 
 /// Parsing context: the file, its text and its tree, for errors with lines.
@@ -896,7 +893,7 @@ impl Cx<'_> {
             ListenerMode::Http => protocols.alpn(),
             ListenerMode::Tcp => b"",
         };
-        let (tls, tickets, crls, ocsp) = match &l.tls {
+        let (tls, tickets, crls) = match &l.tls {
             None if client_auth.mode != VerifyMode::Off => {
                 return Err(self.err::<String>(
                     None,
@@ -911,11 +908,11 @@ impl Cx<'_> {
                     "CRLs apply to client certificates, which need TLS: add [listener.tls]",
                 ))
             }
-            None => (None, None, None, None),
+            None => (None, None, None),
             Some(t) => {
-                let (ctx, tickets, crls, ocsp) =
+                let (ctx, tickets, crls) =
                     self.server_tls(i, t, l.client_auth.as_ref(), &client_auth, alpn)?;
-                (Some(ctx), tickets, crls, ocsp)
+                (Some(ctx), tickets, crls)
             }
         };
         let timeouts = self.timeouts(i, &l.timeouts)?;
@@ -955,7 +952,6 @@ impl Cx<'_> {
             tls,
             tickets,
             crls,
-            ocsp,
             client_auth,
             timeouts,
             limits,
@@ -1078,7 +1074,7 @@ impl Cx<'_> {
         let groups = self.groups(&key("tls.groups"), t.groups.as_deref())?;
         let sigalgs = self.signature_algorithms(i, t, auth.mode)?;
         let (cert_pem, key_pem) = &pairs[0];
-        let ocsp = self.ocsp_stapler(i, t, cert_pem, pairs.len())?;
+        let ocsp = self.ocsp_stapler(&key("tls.ocsp_response"), t, cert_pem, pairs.len())?;
         let settings = crate::tls::ServerSettings {
             cert_pem,
             key_pem,
@@ -1164,7 +1160,7 @@ impl Cx<'_> {
                 }
             }
         }
-        Ok((ctx, tickets, crls, ocsp))
+        Ok((ctx, tickets, crls))
     }
 
     /// `tls.certificate` and `tls.private_key` of `listener[i]`: one file each, or two lists

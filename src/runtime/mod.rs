@@ -201,7 +201,11 @@ fn start_background(config: &Config) -> io::Result<()> {
                 }
             })?;
     }
-    for stapler in config.listeners.iter().filter_map(|l| l.ocsp.as_ref()) {
+    let staplers = config
+        .listeners
+        .iter()
+        .filter_map(|l| l.tls.as_deref().and_then(crate::tls::ocsp::of));
+    for stapler in staplers {
         let stapler = Arc::downgrade(stapler);
         std::thread::Builder::new()
             .name("certgate-ocsp".into())

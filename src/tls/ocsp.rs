@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
+use boring::ex_data::Index;
 use boring::hash::{hash, MessageDigest};
 use boring::pkey::{Id, PKey, Public};
 use boring::sign::Verifier;
-use boring::ssl::SslContextBuilder;
+use boring::ssl::{SslContext, SslContextBuilder, SslContextRef};
 use boring::x509::X509;
 use foreign_types::ForeignTypeRef;
 use tracing::{info, warn};
@@ -236,11 +237,13 @@ impl Stapler {
     }
 }
 
-/// Staples `stapler`'s response to the handshakes of a context whose client asks for one.
+/// Staples `stapler`'s response to the handshakes of a context whose client asks for one; the
+/// context keeps the stapler, for [`of`].
 pub fn install(
     b: &mut SslContextBuilder,
     stapler: Arc<Stapler>,
 ) -> Result<(), boring::error::ErrorStack> {
+    b.set_ex_data(index()?, stapler.clone());
     b.set_status_callback(move |ssl| {
         let current = stapler.current.load();
         match current.as_deref() {
@@ -248,6 +251,21 @@ pub fn install(
             _ => Ok(false),
         }
     })
+}
+
+/// The stapler of a context that staples (see [`install`]): for the poll thread, `check` and
+/// metrics.
+pub fn of(ctx: &SslContextRef) -> Option<&Arc<Stapler>> {
+    ctx.ex_data(index().ok()?)
+}
+
+/// The context ex_data slot holding a stapler.
+fn index() -> Result<Index<SslContext, Arc<Stapler>>, boring::error::ErrorStack> {
+    static INDEX: std::sync::OnceLock<Option<Index<SslContext, Arc<Stapler>>>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| SslContext::new_ex_index().ok())
+        .ok_or_else(boring::error::ErrorStack::get)
 }
 
 /// The leaf of a PEM chain and its issuer: the next certificate, or the leaf if self-signed.

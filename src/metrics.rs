@@ -605,6 +605,7 @@ pub fn render() -> String {
 
     let mut healthy = Series::new(MetricType::Gauge);
     let mut not_after = Series::new(MetricType::Gauge);
+    let mut staple_until = Series::new(MetricType::Gauge);
     if let Some(c) = &config {
         let now = crate::upstream::health::now();
         for u in &c.upstreams {
@@ -621,10 +622,22 @@ pub fn render() -> String {
             if let Some(t) = l.tls.as_ref().and_then(|ctx| cert_not_after(ctx)) {
                 not_after.add(vec![("listener", l.name.clone())], Value::Gauge(t));
             }
+            let stapler = l.tls.as_deref().and_then(crate::tls::ocsp::of);
+            if let Some(s) = stapler.and_then(|o| o.current()) {
+                staple_until.add(
+                    vec![("listener", l.name.clone())],
+                    Value::Gauge(s.next_update),
+                );
+            }
             for b in &l.sni {
                 if let Some(t) = b.tls.as_ref().and_then(|ctx| cert_not_after(ctx)) {
                     let labels = vec![("listener", l.name.clone()), ("sni", b.sni_label.clone())];
                     not_after.add(labels, Value::Gauge(t));
+                }
+                let stapler = b.tls.as_deref().and_then(crate::tls::ocsp::of);
+                if let Some(s) = stapler.and_then(|o| o.current()) {
+                    let labels = vec![("listener", l.name.clone()), ("sni", b.sni_label.clone())];
+                    staple_until.add(labels, Value::Gauge(s.next_update));
                 }
             }
         }
@@ -638,6 +651,11 @@ pub fn render() -> String {
         "server_certificate_not_after_seconds",
         "notAfter of the listener's server certificate, and of each SNI block's (Unix time)",
         not_after,
+    );
+    registry.register(
+        "ocsp_staple_next_update_seconds",
+        "nextUpdate of the OCSP response the listener staples (Unix time); absent while none is",
+        staple_until,
     );
 
     let mut rotations = Series::new(MetricType::Counter);

@@ -76,6 +76,36 @@ pub struct Handshake<'a> {
     pub ciphers: Option<&'a str>,
     pub groups: Option<&'a str>,
     pub verify_algorithms: Option<&'a [u16]>,
+    pub ocsp: Option<&'a Arc<ocsp::Stapler>>,
+}
+
+/// `certgate::tls::ocsp`: no response is read here.
+pub mod ocsp {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use boring::ssl::SslContextRef;
+
+    #[derive(Debug)]
+    pub struct Stapler(());
+
+    impl Stapler {
+        pub fn load(_: &Path, _: &[u8]) -> Result<Stapler, String> {
+            Err(super::NOT_BUILT.into())
+        }
+
+        pub fn refused(&self) -> Option<String> {
+            None
+        }
+
+        pub fn describe(&self) -> String {
+            String::new()
+        }
+    }
+
+    pub fn of(_: &SslContextRef) -> Option<&Arc<Stapler>> {
+        None
+    }
 }
 
 /// `certgate::tls::sni`: the name table is certgate's own; no context is switched here.

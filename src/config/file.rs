@@ -213,6 +213,9 @@ pub struct TlsFile {
     pub session_cache_size: Option<u32>,
     /// Session lifetime (nginx `ssl_session_timeout`).
     pub session_timeout: Option<Spanned<String>>,
+    /// DER OCSP response stapled for `certificate` (nginx `ssl_stapling_file`), re-read when
+    /// the file changes.
+    pub ocsp_response: Option<Spanned<String>>,
 }
 
 /// `client_auth.mode`: whether a client certificate is asked for and must verify (nginx

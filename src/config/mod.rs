@@ -8,6 +8,7 @@ mod duration;
 pub mod file;
 mod headers;
 mod http2;
+mod ocsp;
 mod pem;
 mod servers;
 mod sni;
@@ -566,6 +567,9 @@ impl Config {
                         s.push_str(&format!("      {line}\n"));
                     }
                 }
+                if let Some(ocsp) = b.tls.as_deref().and_then(crate::tls::ocsp::of) {
+                    s.push_str(&format!("      {}\n", ocsp.describe()));
+                }
             }
             if !l.sni.is_empty() {
                 s.push_str(match l.unknown_sni {
@@ -589,6 +593,9 @@ impl Config {
                 for line in crls.describe() {
                     s.push_str(&format!("    {line}\n"));
                 }
+            }
+            if let Some(ocsp) = l.tls.as_deref().and_then(crate::tls::ocsp::of) {
+                s.push_str(&format!("    {}\n", ocsp.describe()));
             }
             if let Some(crls) = up.tls.as_ref().and_then(|t| t.crls()) {
                 for line in crls.describe() {
@@ -1287,6 +1294,7 @@ impl Cx<'_> {
         let mut tag = policy_tag(auth_file);
         tag.extend_from_slice(&scope.tag);
         let (cert_pem, key_pem) = &pairs[0];
+        let ocsp = self.ocsp_stapler(&key("tls.ocsp_response"), t, cert_pem, pairs.len())?;
         let settings = crate::tls::ServerSettings {
             cert_pem,
             key_pem,
@@ -1310,6 +1318,7 @@ impl Cx<'_> {
             ciphers: ciphers.as_deref(),
             groups: groups.as_deref(),
             verify_algorithms: sigalgs.as_deref(),
+            ocsp: ocsp.as_ref(),
         };
         let crls = self.crl_settings(base, auth_file, auth.mode)?;
         let stale = crls.as_ref().map(|c| c.stale);

@@ -40,6 +40,8 @@ pub struct SniTlsFile {
     pub certificate: Spanned<Paths>,
     /// As `[listener.tls] private_key`.
     pub private_key: Spanned<Paths>,
+    /// As `[listener.tls] ocsp_response`: the block's own staple.
+    pub ocsp_response: Option<Spanned<String>>,
 }
 
 /// `unknown_sni`: what a ClientHello naming no block gets.
@@ -150,6 +152,7 @@ impl Cx<'_> {
             session_ticket_rotation: listener_tls.session_ticket_rotation.clone(),
             session_cache_size: listener_tls.session_cache_size,
             session_timeout: listener_tls.session_timeout.clone(),
+            ocsp_response: own.ocsp_response.clone(),
         };
         let mut tag = b"sni:".to_vec();
         for name in b.names.get_ref() {

@@ -202,6 +202,23 @@ fn start_background(config: &Config) -> io::Result<()> {
                 }
             })?;
     }
+    let staplers = config
+        .listeners
+        .iter()
+        .flat_map(|l| std::iter::once(l).chain(l.sni.iter()))
+        .filter_map(|l| l.tls.as_deref().and_then(crate::tls::ocsp::of));
+    for stapler in staplers {
+        let stapler = Arc::downgrade(stapler);
+        std::thread::Builder::new()
+            .name("certgate-ocsp".into())
+            .spawn(move || loop {
+                std::thread::sleep(crate::tls::ocsp::POLL_INTERVAL);
+                match stapler.upgrade() {
+                    Some(s) => s.refresh(),
+                    None => return,
+                }
+            })?;
+    }
     for u in &config.upstreams {
         crate::upstream::health::start_checks(u)?;
     }

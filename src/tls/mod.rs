@@ -3,6 +3,7 @@
 pub mod algorithms;
 mod connector;
 pub mod crl;
+pub mod ocsp;
 mod server;
 pub mod sni;
 pub mod stream;

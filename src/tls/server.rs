@@ -68,6 +68,9 @@ pub struct Handshake<'a> {
     /// Schemes a client certificate's signature is verified with, and that the
     /// CertificateRequest advertises.
     pub verify_algorithms: Option<&'a [u16]>,
+    /// The OCSP response stapled for the certificate of [`ServerSettings`] (only without
+    /// `more_identities`: the staple goes to the connection's own credential).
+    pub ocsp: Option<&'a Arc<super::ocsp::Stapler>>,
 }
 
 /// Which input a context error is about.
@@ -286,6 +289,9 @@ pub fn sni_context(
     b.set_alpn_select_callback(move |_, client| {
         boring::ssl::select_next_proto(alpn, client).ok_or(boring::ssl::AlpnError::NOACK)
     });
+    if let Some(stapler) = h.ocsp {
+        super::ocsp::install(&mut b, stapler.clone()).map_err(internal)?;
+    }
 
     let mut sid_ctx = Vec::with_capacity(256);
     sid_ctx.extend_from_slice(b"certgate/1");

@@ -155,6 +155,17 @@ pub mod ssl {
     /// A built TLS context. The fuzz crate's `tls` stand-in never builds one.
     pub enum SslContext {}
 
+    /// What a context dereferences to.
+    pub enum SslContextRef {}
+
+    impl std::ops::Deref for SslContext {
+        type Target = SslContextRef;
+
+        fn deref(&self) -> &SslContextRef {
+            match *self {}
+        }
+    }
+
     impl Clone for SslContext {
         fn clone(&self) -> Self {
             match *self {}

@@ -107,20 +107,16 @@ pub async fn forward(
         let _ = respond.send_informational(interim);
     }
     match attempt_upstreams(c, &pool, &sending, &mut body, &mut respond, &mut out).await {
-        Ok((mut up, resp, raw, buf, attempts)) => {
+        Ok((up, resp, raw, buf, attempts)) => {
             out.attempts = Some(attempts);
-            out.upstream = Some((up.addr, started.elapsed()));
+            let addr = up.addr;
+            out.upstream = Some((addr, started.elapsed()));
             out.status = resp.status;
-            match respond_with(c, &mut respond, &mut up, &resp, &raw, buf, head_only).await {
-                Ok((sent, reusable)) => {
-                    out.bytes.1 += sent;
-                    if reusable {
-                        pool.checkin(up);
-                    }
-                }
+            match respond_with(c, &mut respond, &pool, up, &resp, &raw, buf, head_only).await {
+                Ok(sent) => out.bytes.1 += sent,
                 Err((sent, e)) => {
                     out.bytes.1 += sent;
-                    warn!(upstream = %up.addr, peer = %c.peer, "HTTP/2 response relay failed: {e}");
+                    warn!(upstream = %addr, peer = %c.peer, "HTTP/2 response relay failed: {e}");
                     respond.send_reset(Reason::INTERNAL_ERROR);
                     out.decision = format!("{admitted_by}; {e}");
                 }
@@ -406,17 +402,30 @@ async fn send_body(
 /// # Return
 /// The body bytes sent and whether the upstream connection may go back to the pool; or what
 /// was sent before the relay failed, and why.
+#[allow(clippy::too_many_arguments)]
 async fn respond_with(
     c: &Shared,
     respond: &mut SendResponse<Bytes>,
-    up: &mut UpstreamConn,
+    pool: &Pool,
+    up: UpstreamConn,
     resp: &ResponseHead,
     raw: &[u8],
     mut buf: BytesMut,
     head_only: bool,
-) -> Result<(u64, bool), (u64, BodyError)> {
+) -> Result<u64, (u64, BodyError)> {
     let idle = c.listener.timeouts.body_idle;
     let kind = if head_only { BodyKind::None } else { resp.body };
+    // The upstream connection goes back to the pool as soon as the whole body is in hand, not
+    // when the client has taken it: under many concurrent streams the pool then keeps up
+    // instead of opening a connection per request.
+    let mut up = Some(up);
+    let release = |up: &mut Option<UpstreamConn>, buf: &BytesMut| {
+        if let Some(conn) = up.take() {
+            if resp.keep_alive && kind != BodyKind::Close && buf.is_empty() {
+                pool.checkin(conn);
+            }
+        }
+    };
     let mut r = Response::new(());
     *r.status_mut() =
         http::StatusCode::from_u16(resp.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
@@ -427,11 +436,11 @@ async fn respond_with(
         .map_err(|e| (0, client_err(e)))?;
     let mut sent = 0u64;
     match kind {
-        BodyKind::None => {}
+        BodyKind::None => release(&mut up, &buf),
         BodyKind::Length(mut left) => {
             while left > 0 {
                 if buf.is_empty()
-                    && upstream_read(up, &mut buf, idle)
+                    && upstream_read(&mut up, &mut buf, idle)
                         .await
                         .map_err(|e| (sent, e))?
                         == 0
@@ -442,6 +451,9 @@ async fn respond_with(
                 let data = buf.split_to(take).freeze();
                 left -= take as u64;
                 sent += take as u64;
+                if left == 0 {
+                    release(&mut up, &buf);
+                }
                 send_data(&mut send, data, left == 0, idle)
                     .await
                     .map_err(|e| (sent, e))?;
@@ -460,6 +472,7 @@ async fn respond_with(
                         .map_err(|e| (sent, e))?;
                 }
                 if let Some(trailers) = done {
+                    release(&mut up, &buf);
                     if trailers.is_empty() {
                         send_data(&mut send, Bytes::new(), true, idle)
                             .await
@@ -470,7 +483,7 @@ async fn respond_with(
                     }
                     break;
                 }
-                if upstream_read(up, &mut buf, idle)
+                if upstream_read(&mut up, &mut buf, idle)
                     .await
                     .map_err(|e| (sent, e))?
                     == 0
@@ -487,7 +500,7 @@ async fn respond_with(
                     .await
                     .map_err(|e| (sent, e))?;
             }
-            if upstream_read(up, &mut buf, idle)
+            if upstream_read(&mut up, &mut buf, idle)
                 .await
                 .map_err(|e| (sent, e))?
                 == 0
@@ -499,16 +512,19 @@ async fn respond_with(
             }
         },
     }
-    let reusable = resp.keep_alive && kind != BodyKind::Close && buf.is_empty();
-    Ok((sent, reusable))
+    Ok(sent)
 }
 
 /// Reads more of the response body into `buf`, within `idle`.
 async fn upstream_read(
-    up: &mut UpstreamConn,
+    up: &mut Option<UpstreamConn>,
     buf: &mut BytesMut,
     idle: Duration,
 ) -> Result<usize, BodyError> {
+    // Released already: the body was complete (never read again).
+    let Some(up) = up.as_mut() else {
+        return Ok(0);
+    };
     buf.reserve(READ_CHUNK);
     match timeout(idle, up.conn.read_into(buf)).await {
         Err(_) => Err(BodyError::Timeout(Side::Upstream)),

@@ -9,6 +9,8 @@
 #   LOAD_CPU      CPU of the load generator and the shared upstream (default 1)
 #   PERF_OUT      output directory           (default: perf/out, gitignored)
 #   NGINX_LISTEN_OPTS  extra nginx `listen` parameters, e.g. " http2" (default none)
+#   UPSTREAM_KEEPALIVE idle upstream connections each server keeps (default 32; certgate
+#                      `keepalive`, nginx `keepalive`, Caddy `keepalive_idle_conns`)
 # shellcheck shell=bash
 
 PERF_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -351,7 +353,7 @@ max_connections = 32768
 [[upstream]]
 name = "app"
 servers = ["127.0.0.1:$UPSTREAM_PORT"]
-keepalive = 32
+keepalive = ${UPSTREAM_KEEPALIVE:-32}
 EOF
       spawn "$tag" "$SERVER_CPU" "$CERTGATE" run --config "$RUN/$tag.toml"
       ;;
@@ -360,7 +362,7 @@ EOF
       mkdir -p "$RUN/nginx-tmp"
       render "$PERF_DIR/peers/nginx.conf" "$RUN/$tag.conf" RUN="$RUN" PKI="$PKI" \
         LISTEN="127.0.0.1:$port" UPSTREAM="127.0.0.1:$UPSTREAM_PORT" VERIFY="$v" \
-        LISTEN_OPTS="${NGINX_LISTEN_OPTS:-}"
+        LISTEN_OPTS="${NGINX_LISTEN_OPTS:-}" KEEPALIVE="${UPSTREAM_KEEPALIVE:-32}"
       # Each instance its own pid file and error log.
       sed -i -e "s#$RUN/nginx.pid#$RUN/$tag.pid#; s#$RUN/nginx-error.log#$RUN/$tag-error.log#" "$RUN/$tag.conf"
       spawn "$tag" "$SERVER_CPU" nginx -p "$RUN" -e "$RUN/$tag-error.log" -c "$RUN/$tag.conf"

@@ -8,6 +8,7 @@
 //!   head-rewrite N         N parses + rewrites of a typical request head
 //!   rule-match N           N checks against 10,000 exact subject rules, hit and miss alternately
 //!   identity N             N `ClientCert::from_x509` on a fixed leaf
+//!   idle-connection N      bytes the server keeps per idle connection, over N connections
 //! ci_workloads gen-pki     prints a fresh set of the embedded PEM fixtures (see below)
 //! ```
 //!
@@ -27,6 +28,13 @@
 //! tickets and the hash seeds of the rules' `HashMap` (averaged over 128 subjects). Measured
 //! spread between runs of one binary: under 0.02 % for the handshakes, up to 0.3 % for
 //! rule-match, none for head-rewrite and identity (see perf/RESULTS.md).
+//!
+//! `idle-connection` is not an instruction count: it prints `bytes_per_connection: B`, the heap
+//! (glibc `mallinfo2`, which BoringSSL and, in this example, Rust allocate from) that N
+//! established server-side connections hold after their handshake, divided by N, with the
+//! clients gone and the pipes' buffers freed: the BoringSSL connection and certgate's treatment
+//! of it (`certgate::tls::stream::server_side`). Deterministic: allocation sizes do not depend
+//! on the random values of a handshake except by a few bytes of signature.
 //!
 //! `CI_WORKLOADS_EXTRA_PCT=P` runs P% more iterations than asked. The script never sets it: it
 //! exists to check that the regression gate trips (`CI_WORKLOADS_EXTRA_PCT=10 scripts/bench-ci.sh`
@@ -52,7 +60,7 @@ use certgate::tls::{server_context, ServerSettings, TicketKey, TicketKeys};
 use foreign_types::ForeignTypeRef;
 
 const USAGE: &str = "usage: ci_workloads WORKLOAD N | ci_workloads gen-pki
-workloads: handshakes-full, handshakes-resumed, head-rewrite, rule-match, identity";
+workloads: handshakes-full, handshakes-resumed, head-rewrite, rule-match, identity, idle-connection";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -151,6 +159,21 @@ fn main() -> ExitCode {
                     black_box(ClientCert::from_x509(black_box(&leaf)));
                 }
             });
+        }
+        "idle-connection" => {
+            let peers = Peers::new(SslVersion::TLS1_3);
+            // One-time initialisation (BoringSSL's, the pools', the client's ticket slot) first.
+            let warm: Vec<_> = (0..16).map(|_| peers.idle_server()).collect();
+            drop(warm);
+            let before = heap_in_use();
+            let held: Vec<SslStream<Pipe>> = (0..n).map(|_| peers.idle_server()).collect();
+            let held_bytes = heap_in_use().saturating_sub(before);
+            assert!(held.iter().all(|s| s.ssl().peer_certificate().is_some()));
+            println!("connections: {n}");
+            println!("bytes_per_connection: {}", held_bytes / n.max(1) as usize);
+            // Not part of the heap figure above: the connection task certgate keeps beside it.
+            println!("task_bytes: {}", certgate::proxy::task_size());
+            drop(held);
         }
         _ => {
             eprintln!("unknown workload {name:?}\n{USAGE}");
@@ -317,6 +340,7 @@ impl Peers {
         }
         let mut client = Side::Mid(SslStreamBuilder::new(ssl, cp).setup_connect());
         let ssl = Ssl::new(&self.server).expect("server ssl");
+        certgate::tls::stream::server_side(&ssl);
         let mut server = Side::Mid(SslStreamBuilder::new(ssl, sp).setup_accept());
         let mut rounds = 0;
         while matches!(client, Side::Mid(_)) || matches!(server, Side::Mid(_)) {
@@ -346,12 +370,27 @@ impl Peers {
         (client, server)
     }
 
+    /// The server side of a full handshake, as certgate keeps an idle connection: the client
+    /// gone, the pipes' buffers freed.
+    fn idle_server(&self) -> SslStream<Pipe> {
+        let (client, server) = self.handshake(None);
+        drop(client);
+        server.get_ref().release();
+        server
+    }
+
     /// A session from a full handshake, to resume.
     fn ticket(&self) -> SslSession {
         drop(self.handshake(None));
         let session = self.session.lock().expect("slot").take();
         session.expect("the server issued no ticket")
     }
+}
+
+/// Heap bytes in use (glibc: every arena, chunk headers included).
+fn heap_in_use() -> usize {
+    // SAFETY: mallinfo2 only reads the allocator's statistics.
+    unsafe { libc::mallinfo2() }.uordblks
 }
 
 /// A self-signed leaf with subject `C=FI, ST=Some-State, O=Internet Widgits Pty Ltd, CN=cn`.

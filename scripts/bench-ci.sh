@@ -6,6 +6,9 @@
 # building and rule compilation is excluded), and compares the instruction counts (Ir) with
 # perf/baseline.json. Fails, naming the workload, when one rose by more than the tolerance
 # (5 %, or BENCH_CI_TOLERANCE_PCT). `--update` rewrites the baseline from this run instead.
+# The memory workloads (MEMORY_WORKLOADS) run without valgrind and report bytes instead
+# (`idle-connection`: heap the server keeps per idle mTLS connection); they are compared the
+# same way, under the baseline key `<workload>-bytes`.
 #
 # Instruction counts are a property of the binary: a different rustc, Cargo.lock (BoringSSL via
 # boring-sys), release profile or valgrind changes them without any change in certgate, and so can
@@ -36,6 +39,10 @@ WORKLOADS=(
   "head-rewrite 10000"
   "rule-match 10000"
   "identity 1000"
+)
+# Workloads that print "bytes_per_connection: B" (run natively: allocation sizes, not time).
+MEMORY_WORKLOADS=(
+  "idle-connection 1000"
 )
 BASELINE=perf/baseline.json
 TOLERANCE=${BENCH_CI_TOLERANCE_PCT:-5}
@@ -95,6 +102,28 @@ for w in "${WORKLOADS[@]}"; do
   echo "bench-ci: $name $n: ${NOW[$name]} instructions ($((SECONDS - t)) s)"
 done
 
+# Bytes per connection of one memory workload.
+run_memory() {
+  local name=$1 n=$2 bytes
+  if ! "$BIN" "$name" "$n" >"$OUT/$name.out" 2>&1; then
+    echo "bench-ci: workload $name failed; its output ($OUT/$name.out):" >&2
+    cat "$OUT/$name.out" >&2
+    exit 1
+  fi
+  bytes=$(awk '$1 == "bytes_per_connection:" { print $2; exit }' "$OUT/$name.out")
+  if [ -z "$bytes" ] || [ "$bytes" -eq 0 ]; then
+    echo "bench-ci: workload $name reported no bytes_per_connection (see $OUT/$name.out)" >&2
+    exit 1
+  fi
+  echo "$bytes"
+}
+
+for w in "${MEMORY_WORKLOADS[@]}"; do
+  read -r name n <<<"$w"
+  NOW[$name-bytes]=$(run_memory "$name" "$n")
+  echo "bench-ci: $name $n: ${NOW[$name-bytes]} bytes per connection"
+done
+
 boring_sys=$(awk '/^name = "boring-sys"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock 2>/dev/null)
 toolchain="$(rustc -V); boring-sys ${boring_sys:-?}; $(valgrind --version)"
 
@@ -104,14 +133,23 @@ if [ "$update" -eq 1 ]; then
   sizes=$(printf '%s, ' "${WORKLOADS[@]}")
   {
     echo "{"
-    printf '  "note": "%s",\n' "Callgrind instruction counts (Ir) of the measured loops of examples/ci_workloads.rs (${sizes%, }), made by scripts/bench-ci.sh --update on $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} (nproc $(nproc)). Valid only for the toolchain below, this Cargo.lock (BoringSSL via boring-sys) and the release profile: after changing any of them, or on a CPU with other features, re-run scripts/bench-ci.sh --update."
+    msizes=$(printf '%s, ' "${MEMORY_WORKLOADS[@]}")
+    printf '  "note": "%s",\n' "Callgrind instruction counts (Ir) of the measured loops of examples/ci_workloads.rs (${sizes%, }), and heap bytes held per idle connection (<workload>-bytes: ${msizes%, }; glibc mallinfo2), made by scripts/bench-ci.sh --update on $(date -u +%Y-%m-%d) on ${cpu:-unknown CPU} (nproc $(nproc)). Valid only for the toolchain below, this Cargo.lock (BoringSSL via boring-sys) and the release profile: after changing any of them, or on a CPU with other features, re-run scripts/bench-ci.sh --update."
     printf '  "toolchain": "%s",\n' "$toolchain"
-    last=$((${#WORKLOADS[@]} - 1))
-    for i in "${!WORKLOADS[@]}"; do
-      read -r name n <<<"${WORKLOADS[$i]}"
+    keys=()
+    for w in "${WORKLOADS[@]}"; do
+      read -r name n <<<"$w"
+      keys+=("$name")
+    done
+    for w in "${MEMORY_WORKLOADS[@]}"; do
+      read -r name n <<<"$w"
+      keys+=("$name-bytes")
+    done
+    last=$((${#keys[@]} - 1))
+    for i in "${!keys[@]}"; do
       sep=","
       if [ "$i" -eq "$last" ]; then sep=""; fi
-      printf '  "%s": %s%s\n' "$name" "${NOW[$name]}" "$sep"
+      printf '  "%s": %s%s\n' "${keys[$i]}" "${NOW[${keys[$i]}]}" "$sep"
     done
     echo "}"
   } >"$BASELINE"
@@ -141,17 +179,21 @@ fi
 
 printf '\n%-20s %8s %16s %16s %9s %12s\n' workload iters baseline now change "now/iter"
 failed=()
-for w in "${WORKLOADS[@]}"; do
+# Memory workloads under their baseline key ("idle-connection-bytes 1000"); their "now/iter" is
+# already per connection.
+for w in "${WORKLOADS[@]}" "${MEMORY_WORKLOADS[@]/ /-bytes }"; do
   read -r name n <<<"$w"
   now=${NOW[$name]}
+  per=$((now / n))
+  if [[ $name == *-bytes ]]; then per=$now; fi
   base=$(baseline_count "$name")
   if [ -z "$base" ]; then
-    printf '%-20s %8s %16s %16s %9s %12s\n' "$name" "$n" "-" "$now" "new" "$((now / n))"
+    printf '%-20s %8s %16s %16s %9s %12s\n' "$name" "$n" "-" "$now" "new" "$per"
     failed+=("$name (no baseline entry; run scripts/bench-ci.sh --update)")
     continue
   fi
   change=$(awk -v a="$base" -v b="$now" 'BEGIN { printf "%+.2f", (b - a) * 100 / a }')
-  printf '%-20s %8s %16s %16s %8s%% %12s\n' "$name" "$n" "$base" "$now" "$change" "$((now / n))"
+  printf '%-20s %8s %16s %16s %8s%% %12s\n' "$name" "$n" "$base" "$now" "$change" "$per"
   if awk -v c="$change" -v t="$TOLERANCE" 'BEGIN { exit !(c > t) }'; then
     failed+=("$name rose ${change}% (limit +${TOLERANCE}%)")
   elif awk -v c="$change" -v t="$TOLERANCE" 'BEGIN { exit !(c < -t) }'; then
@@ -170,4 +212,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
     "re-run scripts/bench-ci.sh --update and commit the new baseline" >&2
   exit 1
 fi
-echo "bench-ci: OK: no workload rose more than ${TOLERANCE}%"
+echo "bench-ci: OK: no workload rose more than ${TOLERANCE}% (instructions, or bytes held)"

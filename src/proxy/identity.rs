@@ -107,8 +107,10 @@ impl Identity {
         let mut id = Self::judge(listener, facts, verified, ssl.is_some(), peer);
         if listener.headers.xfcc != XfccMode::Off && id.verified {
             if let (Some(c), Some(ssl)) = (&id.cert, ssl) {
-                // `By`: the URI SANs of the certificate this handshake served.
+                // `By`: the URI SANs of the certificate this handshake served (its context's:
+                // the SSL object's own copy is shed after the handshake).
                 let by: Vec<String> = ssl
+                    .ssl_context()
                     .certificate()
                     .and_then(|own| own.subject_alt_names())
                     .map(|names| {

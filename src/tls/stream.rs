@@ -244,6 +244,21 @@ fn plaintext_alert(incoming: &[u8]) -> Option<u8> {
     }
 }
 
+/// Makes `ssl` the server side of a connection, as [`TlsStream::accept`] does.
+///
+/// BoringSSL is also told to free the handshake configuration (the SSL object's copy of the
+/// certificate, key and verification settings) the moment the handshake completes: a server
+/// never renegotiates, and tickets are sealed before that moment, so an established connection
+/// does not need it. After that, the certificate this connection served is the one of
+/// `ssl.ssl_context()` (the listener's, or the SNI block's), not `ssl.certificate()`.
+pub fn server_side(ssl: &SslRef) {
+    // SAFETY: plain setters on a live SSL object, before its handshake.
+    unsafe {
+        boring_sys::SSL_set_accept_state(ssl.as_ptr());
+        boring_sys::SSL_set_shed_handshake_config(ssl.as_ptr(), 1);
+    }
+}
+
 /// A TLS connection over a `Socket`.
 pub struct TlsStream {
     tls: SslStream<Bio>,
@@ -265,8 +280,7 @@ impl TlsStream {
         sock: Socket,
         early: BytesMut,
     ) -> Result<Self, HandshakeError> {
-        // SAFETY: a plain setter on the SSL object this call owns.
-        unsafe { boring_sys::SSL_set_accept_state(ssl.as_ptr()) };
+        server_side(&ssl);
         let mut stream = Self::new(ssl, sock)?;
         stream.tls.get_mut().incoming = early;
         stream.handshake().await?;
@@ -713,6 +727,31 @@ mod tests {
             .as_utf8()
             .unwrap();
         assert_eq!(cn.to_string(), "client.1.local");
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn an_established_connection_sheds_its_handshake_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut server, mut client) = connected(dir.path()).await;
+        // SAFETY: a read-only check on a live SSL object; 0 once its configuration is freed.
+        let config_held = unsafe { boring_sys::SSL_check_private_key(server.ssl().as_ptr()) } == 1;
+        assert!(!config_held, "the handshake configuration is still held");
+        // SAFETY: as above; the client keeps its configuration.
+        assert_eq!(
+            unsafe { boring_sys::SSL_check_private_key(client.ssl().as_ptr()) },
+            1
+        );
+        // What the connection still needs is there: the client certificate and its
+        // verification, the certificate served (through the context), data both ways.
+        assert!(server.ssl().peer_certificate().is_some());
+        assert!(server.ssl().verify_result().is_ok());
+        assert!(server.ssl().ssl_context().certificate().is_some());
+        let mut buf = BytesMut::new();
+        client.write_all(b"ping").await.unwrap();
+        assert_eq!(server.read_into(&mut buf).await.unwrap(), 4);
+        server.write_all(b"pong").await.unwrap();
+        assert_eq!(client.read_into(&mut buf).await.unwrap(), 4);
+        assert_eq!(&buf[..], b"pingpong");
     }
 
     #[monoio::test_all(timer_enabled = true)]

@@ -17,6 +17,19 @@ pub struct Pipe {
     tx: Buf,
 }
 
+impl Pipe {
+    /// Frees both directions' buffers once they are empty, so that an idle connection's pipe
+    /// holds no memory (what certgate's socket does between requests).
+    pub fn release(&self) {
+        for buf in [&self.rx, &self.tx] {
+            let mut b = buf.borrow_mut();
+            if b.is_empty() {
+                *b = VecDeque::new();
+            }
+        }
+    }
+}
+
 impl Read for Pipe {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut rx = self.rx.borrow_mut();

@@ -339,9 +339,11 @@ fn handshake_reject_without_certificate_sends_certificate_required() {
         s.output
     );
 
+    // In TLS 1.3 the client's Finished goes out before the server judges it: curl then fails in
+    // the handshake (35), receiving (56) or sending its request (55), whichever meets the alert.
     let out = gate.curl("/").run();
     assert!(
-        matches!(out.exit, 35 | 56),
+        matches!(out.exit, 35 | 55 | 56),
         "curl exit {}: {out:?}",
         out.exit
     );

@@ -3,6 +3,7 @@
 pub mod algorithms;
 mod connector;
 pub mod crl;
+pub mod heap;
 mod server;
 pub mod stream;
 pub mod tickets;

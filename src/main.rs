@@ -18,9 +18,6 @@ use sd_notify::NotifyState;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// BoringSSL allocates with mimalloc too, not the C library's malloc (`certgate::tls::heap`).
-certgate::boringssl_heap!();
-
 #[derive(Parser)]
 #[command(name = "certgate", version, about = "A mutual-TLS edge proxy")]
 struct Cli {
@@ -245,10 +242,6 @@ fn run(config: Arc<Config>, logging: &Logging, upgrade: bool) -> ExitCode {
 
     let path = config.path.clone();
     let pid_file = config.runtime.pid_file.clone();
-    // BoringSSL's allocations go to mimalloc (`certgate::tls::heap`).
-    if !certgate::tls::heap::in_use() {
-        tracing::warn!("BoringSSL allocates with the C library's malloc, not certgate's allocator");
-    }
     // Before the workers start, so that a signal sent as soon as the port answers is handled.
     let mut signals =
         match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1]) {

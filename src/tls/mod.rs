@@ -3,7 +3,6 @@
 pub mod algorithms;
 mod connector;
 pub mod crl;
-pub mod heap;
 mod server;
 pub mod stream;
 pub mod tickets;

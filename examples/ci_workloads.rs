@@ -66,10 +66,9 @@ use certgate::identity::{ClientCert, Rules};
 use certgate::tls::{server_context, ServerSettings, TicketKey, TicketKeys};
 use foreign_types::ForeignTypeRef;
 
-// As the `certgate` binary: BoringSSL's heap is Rust's global allocator (`certgate::tls::heap`).
+// The `certgate` binary's allocator.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-certgate::boringssl_heap!();
 
 const USAGE: &str = "usage: ci_workloads WORKLOAD N | ci_workloads gen-pki
 workloads: handshakes-full, handshakes-resumed, server-first, server-returning, server-resumed,
@@ -91,10 +90,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    assert!(
-        certgate::tls::heap::in_use(),
-        "BoringSSL does not allocate through certgate::tls::heap"
-    );
     let n = with_extra(n);
     match name {
         "handshakes-full" => {

@@ -5,6 +5,16 @@
 //! ci_workloads WORKLOAD N
 //!   handshakes-full N      N full TLS 1.3 mTLS handshakes, in memory
 //!   handshakes-resumed N   N TLS 1.3 handshakes resuming one ticket, in memory
+//!   server-first N         the server's side only of N full handshakes of a first-time client
+//!                          (verified-chain cache off: the chain is verified every time)
+//!   server-returning N     the server's side only of N full handshakes of a returning client
+//!                          (verified-chain cache on, the chain verified before the count)
+//!   server-resumed N       the server's side only of N TLS 1.3 resumptions
+//!   floor-returning N      N times the public-key operations a returning client's full
+//!                          handshake cannot avoid on the server: 1 ECDSA P-256 sign, 1 verify,
+//!                          2 X25519 (as `openssl speed` counts them), with the same BoringSSL
+//!   floor-first N          N times 1 sign, 3 verifies (the chain's two signatures too), 2 X25519
+//!   floor-resumed N        N times 2 X25519
 //!   head-rewrite N         N parses + rewrites of a typical request head
 //!   rule-match N           N checks against 10,000 exact subject rules, hit and miss alternately
 //!   identity N             N `ClientCert::from_x509` on a fixed leaf
@@ -15,7 +25,12 @@
 //! Only [`measured`] is counted: the script runs `valgrind --tool=callgrind --collect-atstart=no
 //! --toggle-collect=ci_workloads::measured`, so setup (parsing the PKI, building the TLS
 //! contexts, obtaining the ticket, compiling the rules) and teardown are left out. `measured` is
-//! entered once per process and never recursively (a toggle inside would switch counting off).
+//! never entered recursively (a toggle inside would switch counting off): the `server-*`
+//! workloads enter it once per server step (creating the server's `Ssl`, each handshake step,
+//! the write that sends the ticket, freeing the connection), the others once per run. The
+//! `server-*` counts divided by the matching `floor-*` counts are the issue's "multiple of the
+//! crypto floor" in instructions, which a shared machine cannot disturb (`scripts/bench-ci.sh`
+//! prints them).
 //!
 //! A handshake here is both peers' `Ssl` objects, the handshake itself and the client reading the
 //! tickets (flushed by a zero-byte server write, as certgate's first response would), between a
@@ -59,8 +74,13 @@ use certgate::identity::{ClientCert, Rules};
 use certgate::tls::{server_context, ServerSettings, TicketKey, TicketKeys};
 use foreign_types::ForeignTypeRef;
 
+// The `certgate` binary's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: ci_workloads WORKLOAD N | ci_workloads gen-pki
-workloads: handshakes-full, handshakes-resumed, head-rewrite, rule-match, identity, idle-connection";
+workloads: handshakes-full, handshakes-resumed, server-first, server-returning, server-resumed,
+floor-first, floor-returning, floor-resumed, head-rewrite, rule-match, identity, idle-connection";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -81,24 +101,48 @@ fn main() -> ExitCode {
     let n = with_extra(n);
     match name {
         "handshakes-full" => {
-            let peers = Peers::new(SslVersion::TLS1_3);
+            let peers = Peers::new(SslVersion::TLS1_3, 0);
             // Outside the count: one-time initialisation in BoringSSL, and a look at what was
             // negotiated.
-            let (client, _) = peers.handshake(None);
+            let client = peers.handshake(None, &mut uncounted);
             assert_eq!(client.ssl().version2(), Some(SslVersion::TLS1_3));
             assert_eq!(client.ssl().curve_name(), Some("X25519"));
             measured(&mut || {
                 for _ in 0..n {
-                    black_box(peers.handshake(None));
+                    black_box(peers.handshake(None, &mut uncounted));
                 }
             });
         }
         "handshakes-resumed" => {
-            let peers = Peers::new(SslVersion::TLS1_3);
+            let peers = Peers::new(SslVersion::TLS1_3, 0);
             let session = peers.ticket();
             measured(&mut || {
                 for _ in 0..n {
-                    black_box(peers.handshake(Some(&session)));
+                    black_box(peers.handshake(Some(&session), &mut uncounted));
+                }
+            });
+        }
+        "server-first" | "server-returning" | "server-resumed" => {
+            let cache = if name == "server-returning" { 64 } else { 0 };
+            let peers = Peers::new(SslVersion::TLS1_3, cache);
+            // Outside the count: BoringSSL's one-time initialisation, the ticket, and with the
+            // cache the chain's first (full) verification.
+            let session = peers.ticket();
+            let resume = (name == "server-resumed").then_some(&session);
+            for _ in 0..n {
+                black_box(peers.handshake(resume, &mut measured));
+            }
+        }
+        "floor-first" | "floor-returning" | "floor-resumed" => {
+            let (signs, verifies, x25519) = match name {
+                "floor-first" => (1, 3, 2),
+                "floor-returning" => (1, 1, 2),
+                _ => (0, 0, 2),
+            };
+            let floor = Floor::new();
+            measured(&mut || {
+                for _ in 0..n {
+                    floor.run(signs, verifies, x25519);
                 }
             });
         }
@@ -161,7 +205,7 @@ fn main() -> ExitCode {
             });
         }
         "idle-connection" => {
-            let peers = Peers::new(SslVersion::TLS1_3);
+            let peers = Peers::new(SslVersion::TLS1_3, 0);
             // One-time initialisation (BoringSSL's, the pools', the client's ticket slot) first.
             let warm: Vec<_> = (0..16).map(|_| peers.idle_server()).collect();
             drop(warm);
@@ -188,6 +232,76 @@ fn main() -> ExitCode {
 #[inline(never)]
 fn measured(work: &mut dyn FnMut()) {
     work();
+}
+
+/// Runs `work` outside the count (the client's side of the `server-*` workloads, and every
+/// side of the others, whose whole loop is in one [`measured`]).
+fn uncounted(work: &mut dyn FnMut()) {
+    work();
+}
+
+/// The public-key operations a handshake cannot avoid, as `openssl speed` counts them: ECDSA
+/// P-256 signatures (the server's CertificateVerify) and verifications (the client's
+/// CertificateVerify; for a first-time client, the chain's signatures too) of a 32-byte digest,
+/// and X25519 operations (`X25519()`, the key agreement: 2 per handshake, as the issue counts).
+struct Floor {
+    key: boring::ec::EcKey<boring::pkey::Private>,
+    public: boring::ec::EcKey<boring::pkey::Public>,
+    signature: boring::ecdsa::EcdsaSig,
+    digest: [u8; 32],
+    /// An X25519 public value and private key.
+    x25519: ([u8; 32], [u8; 32]),
+}
+
+impl Floor {
+    fn new() -> Floor {
+        let key = PKey::private_key_from_pem(SERVER_KEY.as_bytes())
+            .and_then(|k| k.ec_key())
+            .expect("server key");
+        let public =
+            boring::ec::EcKey::from_public_key(key.group(), key.public_key()).expect("public key");
+        let digest = [7u8; 32];
+        let signature = boring::ecdsa::EcdsaSig::sign(&digest, &key).expect("sign");
+        let (mut x_public, mut x_private) = ([0u8; 32], [0u8; 32]);
+        // SAFETY: both buffers are 32 bytes, as X25519_keypair writes.
+        unsafe { boring_sys::X25519_keypair(x_public.as_mut_ptr(), x_private.as_mut_ptr()) };
+        Floor {
+            key,
+            public,
+            signature,
+            digest,
+            x25519: (x_public, x_private),
+        }
+    }
+
+    fn run(&self, signs: u32, verifies: u32, x25519: u32) {
+        for _ in 0..signs {
+            let sig =
+                boring::ecdsa::EcdsaSig::sign(black_box(&self.digest), &self.key).expect("sign");
+            black_box(sig);
+        }
+        for _ in 0..verifies {
+            let ok = self
+                .signature
+                .verify(black_box(&self.digest), &self.public)
+                .expect("verify");
+            assert!(ok);
+        }
+        let (public, private) = self.x25519;
+        let mut shared = [0u8; 32];
+        for _ in 0..x25519 {
+            // SAFETY: 32-byte output, private key and peer value, as X25519 reads and writes.
+            let ok = unsafe {
+                boring_sys::X25519(
+                    shared.as_mut_ptr(),
+                    black_box(&private).as_ptr(),
+                    black_box(&public).as_ptr(),
+                )
+            };
+            assert_eq!(ok, 1);
+        }
+        black_box(shared);
+    }
 }
 
 /// `n` plus `CI_WORKLOADS_EXTRA_PCT` percent (to simulate a regression).
@@ -270,7 +384,7 @@ const ADD: &[(&str, &[u8])] = &[
 use certgate_tools::memory::{pipes, Pipe, Side};
 
 /// A client context and certgate's server context, as configured by default except for the
-/// fixed ticket key.
+/// fixed ticket key and the verified-chain cache (`verify_cache` entries, 0: off).
 struct Peers {
     client: SslContext,
     server: SslContext,
@@ -279,7 +393,7 @@ struct Peers {
 }
 
 impl Peers {
-    fn new(version: SslVersion) -> Peers {
+    fn new(version: SslVersion, verify_cache: usize) -> Peers {
         let bundle = [ROOT, INT1, INT2, INT10].concat();
         let server_chain = [SERVER, INT1].concat();
         // Fixed (nginx 80-byte layout: name, HMAC key, AES-256 key), as from a key file.
@@ -297,7 +411,7 @@ impl Peers {
             tickets: Some(&tickets),
             session_cache_size: 20 * 1024,
             session_timeout: Duration::from_secs(300),
-            verify_cache: 0,
+            verify_cache,
         })
         .expect("server context");
 
@@ -328,8 +442,24 @@ impl Peers {
 
     /// One complete mTLS handshake; the client has also read what the server sent after it (the
     /// tickets). Panics unless the server verified the client's certificate and, with `resume`,
-    /// unless both sides resumed.
-    fn handshake(&self, resume: Option<&SslSession>) -> (SslStream<Pipe>, SslStream<Pipe>) {
+    /// unless both sides resumed. Every step of the server's (and only those: creating its
+    /// `Ssl`, each handshake step, the write that sends the ticket, freeing it) runs through
+    /// `server`: [`measured`] to count the server alone. Returns the client's stream.
+    fn handshake(
+        &self,
+        resume: Option<&SslSession>,
+        server: &mut dyn FnMut(&mut dyn FnMut()),
+    ) -> SslStream<Pipe> {
+        self.handshake_with(resume, server, false).0
+    }
+
+    /// [`Peers::handshake`], also handing back the server's connection when `keep`.
+    fn handshake_with(
+        &self,
+        resume: Option<&SslSession>,
+        server: &mut dyn FnMut(&mut dyn FnMut()),
+        keep: bool,
+    ) -> (SslStream<Pipe>, Option<SslStream<Pipe>>) {
         let (cp, sp) = pipes();
         let mut ssl = Ssl::new(&self.client).expect("client ssl");
         ssl.set_hostname("localhost").expect("sni");
@@ -339,49 +469,70 @@ impl Peers {
             unsafe { ssl.set_session(session) }.expect("set session");
         }
         let mut client = Side::Mid(SslStreamBuilder::new(ssl, cp).setup_connect());
-        let ssl = Ssl::new(&self.server).expect("server ssl");
-        certgate::tls::stream::server_side(&ssl);
-        let mut server = Side::Mid(SslStreamBuilder::new(ssl, sp).setup_accept());
+        let mut sp = Some(sp);
+        let mut side = None;
+        server(&mut || {
+            let ssl = Ssl::new(&self.server).expect("server ssl");
+            // As certgate's accept: the handshake configuration is shed once it completes.
+            certgate::tls::stream::server_side(&ssl);
+            let sp = sp.take().expect("pipe");
+            side = Some(Side::Mid(SslStreamBuilder::new(ssl, sp).setup_accept()));
+        });
+        let mut server_side = side.expect("server side");
         let mut rounds = 0;
-        while matches!(client, Side::Mid(_)) || matches!(server, Side::Mid(_)) {
+        while matches!(client, Side::Mid(_)) || matches!(server_side, Side::Mid(_)) {
             rounds += 1;
             assert!(rounds < 10, "handshake stalled");
             client = client.step();
-            server = server.step();
+            let mut next = None;
+            let mut this = Some(server_side);
+            server(&mut || next = this.take().map(Side::step));
+            server_side = next.expect("server step");
         }
-        let (mut client, server) = (client.done(), server.done());
+        let (mut client, server_stream) = (client.done(), server_side.done());
         // BoringSSL holds TLS 1.3 tickets back until the server first writes (in certgate, the
         // first response); a zero-byte write sends them, and the client reads them.
         // SAFETY: `server` owns a live SSL; a zero-length write reads nothing from the pointer.
-        unsafe { boring_sys::SSL_write(server.ssl().as_ptr(), std::ptr::null(), 0) };
+        server(&mut || unsafe {
+            boring_sys::SSL_write(server_stream.ssl().as_ptr(), std::ptr::null(), 0);
+        });
+        let server_stream = Some(server_stream);
         let mut byte = [0u8; 1];
         match client.ssl_read(&mut byte) {
             Err(e) if e.code() == ErrorCode::WANT_READ => {}
             other => panic!("client read after the handshake: {other:?}"),
         }
-        assert!(server.ssl().peer_certificate().is_some());
+        let s = server_stream.as_ref().expect("server stream");
+        assert!(s.ssl().peer_certificate().is_some());
         assert!(
-            server.ssl().verify_result().is_ok(),
+            s.ssl().verify_result().is_ok(),
             "client certificate not verified"
         );
         if resume.is_some() {
-            assert!(client.ssl().session_reused() && server.ssl().session_reused());
+            assert!(client.ssl().session_reused() && s.ssl().session_reused());
         }
-        (client, server)
+        if keep {
+            return (client, server_stream);
+        }
+        // Freeing the server's connection is part of its cost.
+        let mut server_stream = server_stream;
+        server(&mut || drop(server_stream.take()));
+        (client, None)
     }
 
     /// The server side of a full handshake, as certgate keeps an idle connection: the client
     /// gone, the pipes' buffers freed.
     fn idle_server(&self) -> SslStream<Pipe> {
-        let (client, server) = self.handshake(None);
+        let (client, server) = self.handshake_with(None, &mut uncounted, true);
         drop(client);
+        let server = server.expect("kept");
         server.get_ref().release();
         server
     }
 
     /// A session from a full handshake, to resume.
     fn ticket(&self) -> SslSession {
-        drop(self.handshake(None));
+        drop(self.handshake(None, &mut uncounted));
         let session = self.session.lock().expect("slot").take();
         session.expect("the server issued no ticket")
     }

@@ -18,7 +18,13 @@
 #   p99_full       --mode full --rate R               p99 at R = 50% of the slowest server's hs_full_req
 #   p99_keepalive  --mode keepalive --rate R          p99 at R = 50% of the slowest server's keepalive
 #
-# Usage: perf/compare.sh [--rounds 3] [--duration 5s] [--connections 64]
+# The report also gives the crypto floor of the run, from `openssl speed` on the server's CPU
+# before and after the runs (a returning client's full handshake: 1 sign + 1 verify + 2 X25519;
+# a first-time client's: 1 sign + 3 verifies + 2 X25519; a resumption: 2 X25519), and every
+# server's CPU per operation as a multiple of it. The client offers --groups (default X25519,
+# the group of the floor; certgate's own default is X25519MLKEM768 first, see perf/pq.sh).
+#
+# Usage: perf/compare.sh [--rounds 3] [--duration 5s] [--connections 64] [--groups X25519]
 #          [--servers "certgate nginx haproxy caddy"] [--metrics "..."]
 #          [--rate-full R] [--rate-keepalive R] [--retries 2] [--no-install] [--no-build]
 # A run during which more than 10% of either CPU went to anything but the measured processes
@@ -35,6 +41,7 @@ source "$(dirname "$0")/lib.sh"
 ROUNDS=3
 DURATION=5s
 CONNECTIONS=64
+KEX_GROUPS=X25519
 SERVERS="certgate nginx haproxy caddy"
 METRICS="hs_full hs_full_req hs_resume keepalive p99_full p99_keepalive"
 RATE_FULL=""
@@ -50,6 +57,7 @@ while (($#)); do
     --rounds) ROUNDS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
+    --groups) KEX_GROUPS=$2; shift 2 ;;
     --servers) SERVERS=$2; shift 2 ;;
     --metrics) METRICS=$2; shift 2 ;;
     --rate-full) RATE_FULL=$2; shift 2 ;;
@@ -107,6 +115,7 @@ done
 
 CAL_BEFORE=$(calibrate "$SERVER_CPU")
 log "CPU $SERVER_CPU now: $CAL_BEFORE (openssl speed)"
+python3 "$PERF_DIR/report.py" calibration before "$CAL_BEFORE" >>"$JSONL"
 n_metrics=$(wc -w <<<"$METRICS")
 est=$(( ${#ACTIVE[@]} * (n_metrics * ROUNDS * (DUR_S + 2) + 4) ))
 log "servers: ${ACTIVE[*]}; metrics: $METRICS; $ROUNDS round(s) of $DURATION"
@@ -126,7 +135,7 @@ run_load() {
     measure "$server" "$RUN/load.out" timeout --kill-after=5 $((DUR_S + 30)) "$CERTGATE_LOAD" \
       --connect "127.0.0.1:$port" --server-name localhost --ca "$PKI/server-ca.pem" \
       --cert "$PKI/client.pem" --key "$PKI/client.key" --threads 1 --pin "$LOAD_CPU" \
-      --duration "$DURATION" --max-errors 1000000000 --json "$@" || alive=0
+      --duration "$DURATION" --max-errors 1000000000 --groups "$KEX_GROUPS" --json "$@" || alive=0
     if ((METER_RC != 0)); then
       log "  $server $metric round $round: certgate-load exited $METER_RC: $(tail -c 300 "$RUN/load.err" | tr '\n' ' ')"
     fi
@@ -213,6 +222,7 @@ done
 
 # --- report ----------------------------------------------------------------------------------
 CAL_AFTER=$(calibrate "$SERVER_CPU")
+python3 "$PERF_DIR/report.py" calibration after "$CAL_AFTER" >>"$JSONL"
 {
   echo "### Peer comparison ($(date -u +%Y-%m-%d))"
   echo
@@ -220,7 +230,8 @@ CAL_AFTER=$(calibrate "$SERVER_CPU")
   for s in "${ACTIVE[@]}"; do echo "- $s: $(server_version "$s")"; done
   echo "- certgate-load: $("$CERTGATE_LOAD" --version 2>/dev/null || echo '?'), 1 thread on CPU $LOAD_CPU, $CONNECTIONS connections, $DURATION per run; servers on CPU $SERVER_CPU, one worker each"
   echo "- Speed of CPU $SERVER_CPU (openssl speed) before: $CAL_BEFORE; after: $CAL_AFTER"
-  echo "- Command: \`perf/compare.sh --rounds $ROUNDS --duration $DURATION --connections $CONNECTIONS --servers \"${ACTIVE[*]}\"\`"
+  echo "- Key exchange: the client offers $KEX_GROUPS"
+  echo "- Command: \`perf/compare.sh --rounds $ROUNDS --duration $DURATION --connections $CONNECTIONS --groups $KEX_GROUPS --servers \"${ACTIVE[*]}\" --metrics \"$METRICS\"\`"
   echo
   python3 "$PERF_DIR/report.py" compare "$JSONL"
   for s in "${!DEAD[@]}"; do echo; echo "Note: $s died during the runs; later metrics lack it (see $RUN/$s-required.log)."; done

@@ -36,6 +36,12 @@ esac
 WORKLOADS=(
   "handshakes-full 100"
   "handshakes-resumed 100"
+  "server-first 100"
+  "server-returning 100"
+  "server-resumed 100"
+  "floor-first 100"
+  "floor-returning 100"
+  "floor-resumed 100"
   "head-rewrite 10000"
   "rule-match 10000"
   "identity 1000"
@@ -198,6 +204,17 @@ for w in "${WORKLOADS[@]}" "${MEMORY_WORKLOADS[@]/ /-bytes }"; do
     failed+=("$name rose ${change}% (limit +${TOLERANCE}%)")
   elif awk -v c="$change" -v t="$TOLERANCE" 'BEGIN { exit !(c < -t) }'; then
     echo "bench-ci: note: $name fell ${change}%; run scripts/bench-ci.sh --update to keep the gain"
+  fi
+done
+# The server's handshakes as multiples of their crypto floors (the public-key operations they
+# cannot avoid), in instructions: informational, the gate is the comparison above.
+echo
+echo "server handshake ÷ its crypto floor, in instructions (same iterations):"
+for pair in "server-returning floor-returning" "server-first floor-first" "server-resumed floor-resumed"; do
+  read -r server floor <<<"$pair"
+  if [ -n "${NOW[$server]:-}" ] && [ -n "${NOW[$floor]:-}" ]; then
+    awk -v s="${NOW[$server]}" -v f="${NOW[$floor]}" -v a="$server" -v b="$floor" \
+      'BEGIN { printf "  %-17s %6.2f x %s\n", a, s / f, b }'
   fi
 done
 echo

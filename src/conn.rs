@@ -86,10 +86,21 @@ impl Conn {
 
     /// A pooled connection is reusable when nothing is in flight and the peer neither closed
     /// it nor sent unrequested bytes.
-    pub fn is_reusable(&self) -> bool {
+    pub fn is_reusable(&mut self) -> bool {
         match self {
             Self::Plain(s) => s.is_reusable(),
-            Self::Tls(t) => !t.has_buffered_input() && t.socket().is_reusable(),
+            Self::Tls(t) => !t.has_buffered_input() && t.socket_mut().is_reusable(),
+        }
+    }
+
+    /// Readies a connection going into a pool: buffers released and, on plain TCP, a standing
+    /// read (see [`Socket::stand_read`]) that the next response is read by and that tells the
+    /// pool, without a syscall, whether the server closed the connection meanwhile. (On TLS a
+    /// late record, such as a session ticket, must go through the TLS layer: the pool peeks.)
+    pub fn park_idle(&mut self) {
+        self.release_buffers();
+        if let Self::Plain(s) = self {
+            s.stand_read();
         }
     }
 }

@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
@@ -22,6 +22,9 @@ use monoio::net::TcpStream;
 /// Bytes asked of the kernel per read: one full TLS record plus its overhead fits.
 pub const READ_CHUNK: usize = 16 * 1024 + 512;
 
+/// Bytes a pooled connection's standing read may take at once: a small response fits.
+const STANDING_READ: usize = 4 * 1024;
+
 type ReadOp = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>, OwnedReadHalf<TcpStream>)>>>;
 type WriteOp =
     Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>, OwnedWriteHalf<TcpStream>)>>>;
@@ -29,6 +32,9 @@ type WriteOp =
 enum ReadSlot {
     Idle(OwnedReadHalf<TcpStream>, Vec<u8>),
     Busy(ReadOp),
+    /// A read that finished while nobody waited for it (seen by [`Socket::is_reusable`]); the
+    /// next `read_into` takes its result.
+    Done(io::Result<usize>, Vec<u8>, OwnedReadHalf<TcpStream>),
     /// Only seen if an operation's future panicked; every call then fails.
     Broken,
 }
@@ -87,29 +93,82 @@ impl Socket {
     /// If the returned future is dropped, the read stays in flight inside `self`; its bytes are
     /// appended to whichever buffer the next `read_into` call passes.
     pub async fn read_into(&mut self, dst: &mut BytesMut) -> io::Result<usize> {
-        if let ReadSlot::Idle(..) = self.rd {
-            let ReadSlot::Idle(half, mut buf) = std::mem::replace(&mut self.rd, ReadSlot::Broken)
-            else {
-                unreachable!("checked above")
-            };
-            buf.clear();
-            if buf.capacity() < READ_CHUNK {
-                buf.reserve_exact(READ_CHUNK);
-            }
-            self.rd = ReadSlot::Busy(Box::pin(async move {
-                let mut half = half;
-                let (res, buf) = half.read(buf).await;
-                (res, buf, half)
-            }));
-        }
-        let (res, buf, half) = poll_fn(|cx| match &mut self.rd {
-            ReadSlot::Busy(op) => op.as_mut().poll(cx),
-            _ => Poll::Pending,
-        })
-        .await;
+        self.start_read(READ_CHUNK);
+        let (res, buf, half) = poll_fn(|cx| self.poll_read_op(cx)).await;
         let res = res.inspect(|&n| dst.extend_from_slice(&buf[..n]));
         self.rd = ReadSlot::Idle(half, buf);
         res
+    }
+
+    /// Parks a read of up to `size` bytes in the slot, unless one is parked or done already.
+    fn start_read(&mut self, size: usize) {
+        if !matches!(self.rd, ReadSlot::Idle(..)) {
+            return;
+        }
+        let ReadSlot::Idle(half, mut buf) = std::mem::replace(&mut self.rd, ReadSlot::Broken)
+        else {
+            return;
+        };
+        buf.clear();
+        if buf.capacity() < size {
+            buf.reserve_exact(size);
+        }
+        self.rd = ReadSlot::Busy(Box::pin(async move {
+            let mut half = half;
+            let (res, buf) = half.read(buf).await;
+            (res, buf, half)
+        }));
+    }
+
+    /// Polls the parked read; `Ready` leaves the slot `Broken` until the caller puts the half
+    /// back (with no await in between).
+    #[allow(clippy::type_complexity)]
+    fn poll_read_op(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<(io::Result<usize>, Vec<u8>, OwnedReadHalf<TcpStream>)> {
+        match std::mem::replace(&mut self.rd, ReadSlot::Broken) {
+            ReadSlot::Busy(mut op) => match op.as_mut().poll(cx) {
+                Poll::Ready(done) => Poll::Ready(done),
+                Poll::Pending => {
+                    self.rd = ReadSlot::Busy(op);
+                    Poll::Pending
+                }
+            },
+            ReadSlot::Done(res, buf, half) => Poll::Ready((res, buf, half)),
+            other => {
+                self.rd = other;
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Starts a read that stays in flight while the connection sits idle in a pool. The next
+    /// `read_into` (the next response) collects it, so it costs no extra operation, and
+    /// [`Socket::is_reusable`] learns without a syscall whether the server closed the
+    /// connection or sent stray bytes meanwhile: the read has completed.
+    pub fn stand_read(&mut self) {
+        if let ReadSlot::Idle(_, buf) = &mut self.rd {
+            if buf.capacity() > READ_CHUNK {
+                *buf = Vec::new();
+            }
+        }
+        self.start_read(STANDING_READ);
+        // An operation is submitted at its first poll.
+        self.settle_standing_read();
+    }
+
+    /// Polls a standing read without a waker: true while it is still waiting, i.e. nothing
+    /// arrived on the connection.
+    fn settle_standing_read(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.poll_read_op(&mut cx) {
+            Poll::Pending => matches!(self.rd, ReadSlot::Busy(_)),
+            Poll::Ready((res, buf, half)) => {
+                self.rd = ReadSlot::Done(res, buf, half);
+                false
+            }
+        }
     }
 
     /// Waits until the socket has something to read, without parking a buffer in the kernel:
@@ -117,7 +176,7 @@ impl Socket {
     pub async fn readable(&mut self) -> io::Result<()> {
         match &self.rd {
             // A parked read already holds a buffer; waiting on it is the same as waiting here.
-            ReadSlot::Busy(_) => Ok(()),
+            ReadSlot::Busy(_) | ReadSlot::Done(..) => Ok(()),
             ReadSlot::Idle(half, _) => {
                 // SAFETY: the halves share one stream; readiness polling only reads the fd.
                 let stream = unsafe { &*half.0.get() };
@@ -202,11 +261,6 @@ impl Socket {
         }
     }
 
-    /// True when no read or write is parked: the connection may be pooled or reused.
-    pub fn is_quiet(&self) -> bool {
-        matches!(self.rd, ReadSlot::Idle(..)) && matches!(self.wr, WriteSlot::Idle(..))
-    }
-
     /// Releases the socket's own read buffer (kept between reads otherwise), e.g. before a long
     /// idle period.
     pub fn release_buffers(&mut self) {
@@ -219,10 +273,16 @@ impl Socket {
     }
 
     /// Checks without blocking whether a pooled connection is still usable: the peer has not
-    /// closed it and sent nothing unexpected.
-    pub fn is_reusable(&self) -> bool {
-        if !self.is_quiet() || self.write_error.is_some() {
+    /// closed it and sent nothing unexpected. With a standing read ([`Socket::stand_read`]) that
+    /// is whether the read still waits; otherwise a one-byte peek.
+    pub fn is_reusable(&mut self) -> bool {
+        if self.write_error.is_some() || !matches!(self.wr, WriteSlot::Idle(..)) {
             return false;
+        }
+        match self.rd {
+            ReadSlot::Busy(_) => return self.settle_standing_read(),
+            ReadSlot::Idle(..) => {}
+            ReadSlot::Done(..) | ReadSlot::Broken => return false,
         }
         let mut byte = 0u8;
         // SAFETY: a one-byte peek into a stack byte on a descriptor this socket owns.
@@ -306,5 +366,63 @@ mod tests {
         sock.write_all(&[9u8; 10]).await.unwrap();
         sock.shutdown_write().await.unwrap();
         assert_eq!(reader.await, (8 << 20) + 10);
+    }
+    /// Lets the runtime park, so completions that arrived are reaped.
+    async fn settle() {
+        monoio::time::sleep(Duration::from_millis(30)).await;
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn standing_read_keeps_a_quiet_connection_and_delivers_the_next_response() {
+        let (mut sock, mut peer) = pair().await;
+        sock.stand_read();
+        settle().await;
+        assert!(sock.is_reusable(), "nothing arrived: reusable");
+        assert!(sock.is_reusable(), "checking twice changes nothing");
+        sock.write_all(b"GET").await.unwrap();
+        let mut req = vec![0u8; 3];
+        let (res, r) = peer.read(req).await;
+        req = r;
+        assert_eq!(res.unwrap(), 3);
+        assert_eq!(&req[..], b"GET");
+        let (res, _) =
+            monoio::io::AsyncWriteRentExt::write_all(&mut peer, b"response".to_vec()).await;
+        res.unwrap();
+        // The standing read takes the response: nothing is lost or read twice.
+        let mut buf = BytesMut::new();
+        let n = sock.read_into(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"response");
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn standing_read_sees_a_server_close() {
+        let (mut sock, peer) = pair().await;
+        sock.stand_read();
+        drop(peer);
+        settle().await;
+        assert!(!sock.is_reusable(), "closed by the server");
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn standing_read_sees_stray_bytes_and_keeps_them() {
+        let (mut sock, mut peer) = pair().await;
+        sock.stand_read();
+        let (res, _) = monoio::io::AsyncWriteRentExt::write_all(&mut peer, b"junk".to_vec()).await;
+        res.unwrap();
+        settle().await;
+        assert!(!sock.is_reusable(), "unrequested bytes: not reusable");
+        // Whoever reads next still gets them (they were not dropped on the floor).
+        let mut buf = BytesMut::new();
+        let n = sock.read_into(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"junk");
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn without_standing_read_the_peek_still_decides() {
+        let (mut sock, peer) = pair().await;
+        assert!(sock.is_reusable());
+        drop(peer);
+        settle().await;
+        assert!(!sock.is_reusable());
     }
 }

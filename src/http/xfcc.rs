@@ -13,6 +13,8 @@ use crate::identity::San;
 
 /// The header's name as sent.
 pub const HEADER: &str = "X-Forwarded-Client-Cert";
+/// The header's name as HTTP/2 spells it.
+pub const LOWER: &str = "x-forwarded-client-cert";
 
 /// This hop's element for a verified client certificate.
 pub fn element(by: &[String], hash: &str, subject: &str, sans: &[San]) -> String {

@@ -72,8 +72,10 @@ pub struct Shared {
     tls: Option<(&'static str, String, bool)>,
     /// The connection's identity, judged once.
     pub identity: Identity,
-    /// The identity headers as HTTP/2 fields.
+    /// The identity headers as HTTP/2 fields (for HTTP/2 upstreams).
     add: Vec<(HeaderName, HeaderValue)>,
+    /// The same as HTTP/1.1 field lines, written as they are into every request head.
+    pub(super) add_h1: Vec<u8>,
     /// Streams being served.
     active: Cell<usize>,
     /// When the last stream ended (or the connection started).
@@ -125,7 +127,8 @@ impl Shared {
 pub struct Outcome {
     /// The status sent (0: none).
     pub status: u16,
-    /// The admission decision and how the exchange ended.
+    /// The admission decision and how the exchange ended; empty: the connection's admission
+    /// decision alone (not copied per stream).
     pub decision: String,
     /// The server that answered and the time to its answer.
     pub upstream: Option<(SocketAddr, Duration)>,
@@ -188,7 +191,7 @@ pub async fn serve(s: Session, buffered: BytesMut) {
         )),
         Conn::Plain(_) => None,
     };
-    let add = identity
+    let add: Vec<(HeaderName, HeaderValue)> = identity
         .headers
         .iter()
         .filter_map(|(n, v)| {
@@ -198,6 +201,12 @@ pub async fn serve(s: Session, buffered: BytesMut) {
             ))
         })
         .collect();
+    let mut add_h1 = Vec::new();
+    for (n, v) in &add {
+        for part in [n.as_str().as_bytes(), b": ", v.as_bytes(), b"\r\n"] {
+            add_h1.extend_from_slice(part);
+        }
+    }
     let Session {
         listener,
         worker,
@@ -216,6 +225,7 @@ pub async fn serve(s: Session, buffered: BytesMut) {
         tls,
         identity,
         add,
+        add_h1,
         active: Cell::new(0),
         idle_since: Cell::new(Instant::now()),
         used: Cell::new(false),
@@ -331,10 +341,14 @@ pub async fn serve(s: Session, buffered: BytesMut) {
 async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or_else(String::new, |p| p.as_str().to_owned());
+    // Kept for the access line only: not built when there is none.
+    let path = match c.worker.config.access_log.enabled() {
+        true => req
+            .uri()
+            .path_and_query()
+            .map_or_else(String::new, |p| p.as_str().to_owned()),
+        false => String::new(),
+    };
     let grpc = grpc::is_grpc(req.headers());
     let head_only = method == http::Method::HEAD;
     let rid = request_id::from_client(
@@ -380,36 +394,36 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
                     bytes,
                 )
             }
-            Ok(valid) => {
-                let req = upstream_request(c, req, &rid);
-                forward_stream(c, req, respond, valid, grpc).await
-            }
+            Ok(valid) => forward_stream(c, req, respond, valid, grpc, &rid).await,
         }
     };
     c.stream_ended(outcome.client_gone);
     log(c, &method, &path, &rid, &outcome, started);
 }
 
-/// The one place a validated, rewritten stream goes upstream: `req` carries the final upstream
-/// headers (identity stripped and added, `x-request-id`; pseudo-headers in its method and URI,
-/// HTTP/2 field names), its body still streaming from the client; `respond` answers the client;
+/// The one place a validated stream goes upstream, where its fields are rewritten (identity
+/// stripped and added, `x-request-id`, XFCC): into the HTTP/1.1 head in one pass for HTTP/1.1
+/// upstreams ([`to_h1::forward`]), in the request's fields for HTTP/2 ones
+/// ([`upstream_request`]). Its body still streams from the client; `respond` answers the client;
 /// `valid` is what validation learnt (the declared length), `grpc` whether failures are
 /// answered as gRPC statuses. Every upstream protocol returns the stream's [`Outcome`], which
 /// the caller logs.
 pub async fn forward_stream(
     c: &Shared,
-    mut req: Request<RecvStream>,
+    req: Request<RecvStream>,
     respond: SendResponse<Bytes>,
     valid: request::Valid,
     grpc: bool,
+    rid: &RequestId,
 ) -> Outcome {
     let upstream = c.listener.upstream;
     let Some(pool) = c.worker.pools.get(upstream) else {
-        return to_h1::forward(c, req, respond, valid, grpc).await;
+        return to_h1::forward(c, req, respond, valid, grpc, rid).await;
     };
     if pool.upstream().protocol != crate::config::UpstreamProtocol::H2 {
-        return to_h1::forward(c, req, respond, valid, grpc).await;
+        return to_h1::forward(c, req, respond, valid, grpc, rid).await;
     }
+    let mut req = upstream_request(c, req, rid);
     // The h2 relay keeps `te: trailers` (gRPC needs it) and checks the length as it relays.
     let key = pool.key(
         c.identity.cert.as_ref().map(|cert| cert.fingerprint()),
@@ -572,7 +586,10 @@ fn log(
             .cert
             .as_ref()
             .map(|c| (c.issuer_rfc2253(), c.serial(), c.fingerprint())),
-        decision: &o.decision,
+        decision: match o.decision.is_empty() {
+            true => &id.admitted_by,
+            false => &o.decision,
+        },
         upstream: Some(o.upstream.map(|(a, _)| a)),
         attempts: o.attempts,
         bytes: Some(o.bytes),

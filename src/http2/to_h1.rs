@@ -29,8 +29,11 @@ use tracing::{debug, warn};
 
 use super::request::Valid;
 use super::server::{refuse, send_data, Outcome, Shared};
-use crate::http::{self as h1, BodyKind, ResponseHead};
+use crate::config::XfccMode;
+use crate::http::StripSet;
+use crate::http::{self as h1, xfcc, BodyKind, ResponseHead};
 use crate::proxy::error::{fate, Attempt, Error, Fate, Kind};
+use crate::proxy::request_id::RequestId;
 use crate::proxy::{BodyError, Side};
 use crate::upstream::balance::Tried;
 use crate::upstream::{Pool, UpstreamConn};
@@ -45,12 +48,14 @@ pub async fn forward(
     mut respond: SendResponse<Bytes>,
     valid: Valid,
     grpc: bool,
+    rid: &RequestId,
 ) -> Outcome {
     let started = Instant::now();
     let admitted_by = &c.identity.admitted_by;
     let (parts, mut body) = req.into_parts();
     let head_only = parts.method == Method::HEAD;
-    let mut out = Outcome::answered(0, admitted_by.clone(), 0);
+    // An empty decision logs as the connection's own (no string built per request).
+    let mut out = Outcome::answered(0, String::new(), 0);
 
     // Whatever DATA already arrived with the HEADERS: a content-length it contradicts is found
     // here, before anything goes upstream.
@@ -87,7 +92,13 @@ pub async fn forward(
         None => None,
     };
     let chunked = !ended && length.is_none();
-    let head = request_head(&parts, length, chunked);
+    let rewrite = Rewrite {
+        strip: &c.listener.strip,
+        add: &c.add_h1,
+        xfcc: (c.listener.headers.xfcc == XfccMode::Forward).then_some(c.identity.xfcc.as_deref()),
+        rid,
+    };
+    let head = request_head(&parts, &rewrite, length, chunked);
     out.bytes.0 = first.len() as u64;
 
     let pool = c.worker.pools[c.listener.upstream].clone();
@@ -533,9 +544,28 @@ async fn upstream_read(
     }
 }
 
-/// The HTTP/1.1 request head: request line, `Host` from `:authority` (or the client's host
-/// field), the fields with cookies joined, the framing certgate chose.
-fn request_head(parts: &http::request::Parts, length: Option<u64>, chunked: bool) -> Vec<u8> {
+/// How a stream's fields change on their way to an HTTP/1.1 upstream.
+struct Rewrite<'a> {
+    /// Identity-named fields the client may not send.
+    strip: &'a StripSet,
+    /// The connection's identity fields, as HTTP/1.1 lines.
+    add: &'a [u8],
+    /// `xfcc = "forward"`: the client's XFCC elements go on, followed by ours (if any).
+    xfcc: Option<Option<&'a str>>,
+    rid: &'a RequestId,
+}
+
+/// The HTTP/1.1 request head, written in one pass from the stream's fields: request line,
+/// `Host` from `:authority` (or the client's host field), the client's fields without the
+/// connection-specific ones and without the identity-named ones (`strip`, `_` read as `-`),
+/// the connection's identity fields, XFCC, the request id, cookies joined, then the framing
+/// certgate chose.
+fn request_head(
+    parts: &http::request::Parts,
+    r: &Rewrite<'_>,
+    length: Option<u64>,
+    chunked: bool,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -550,14 +580,36 @@ fn request_head(parts: &http::request::Parts, length: Option<u64>, chunked: bool
             .map_or(&b""[..], HeaderValue::as_bytes),
     };
     push_field(&mut out, b"host", host);
+    let forward_xfcc = r.xfcc.is_some();
     let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in &parts.headers {
         match name.as_str() {
             "host" | "content-length" | "te" | "transfer-encoding" | "connection"
             | "keep-alive" | "proxy-connection" | "upgrade" | "expect" => {}
             "cookie" => cookies.push(value.as_bytes()),
+            "x-request-id" if r.rid.replaced() => {}
+            xfcc::LOWER if forward_xfcc => {}
+            n if r.strip.contains(n.as_bytes()) => {}
             n => push_field(&mut out, n.as_bytes(), value.as_bytes()),
         }
+    }
+    out.extend_from_slice(r.add);
+    if let Some(ours) = r.xfcc {
+        // The client's elements go on, ours after them (as on HTTP/1.1).
+        let joined = xfcc::join(
+            parts
+                .headers
+                .get_all(xfcc::LOWER)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            ours,
+        );
+        if let Some(v) = joined.filter(|v| HeaderValue::from_bytes(v).is_ok()) {
+            push_field(&mut out, xfcc::LOWER.as_bytes(), &v);
+        }
+    }
+    if r.rid.generated() {
+        push_field(&mut out, b"x-request-id", r.rid.as_str().as_bytes());
     }
     if !cookies.is_empty() {
         out.extend_from_slice(b"cookie: ");
@@ -796,6 +848,7 @@ fn find_crlf(buf: &[u8], limit: usize) -> Result<Option<usize>, h1::ChunkError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::request_id;
 
     fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, HeaderMap), h1::ChunkError> {
         let mut d = ChunkDecoder::default();
@@ -850,11 +903,62 @@ mod tests {
             .body(())
             .expect("request");
         let (parts, ()) = req.into_parts();
-        let head = String::from_utf8(request_head(&parts, None, true)).expect("utf8");
+        let strip = StripSet::new(&[]);
+        let rid = request_id::from_client(Some(b"abc"));
+        let plain = Rewrite {
+            strip: &strip,
+            add: b"",
+            xfcc: None,
+            rid: &rid,
+        };
+        let head = String::from_utf8(request_head(&parts, &plain, None, true)).expect("utf8");
         assert_eq!(
             head,
             "POST /p?q=1 HTTP/1.1\r\nhost: a.example:8443\r\nx-y: z\r\ncookie: a=1; b=2\r\n\
              transfer-encoding: chunked\r\n\r\n"
         );
+    }
+
+    /// The one-pass rewrite: identity-named fields in any spelling dropped, ours added, the
+    /// client's implausible request id replaced, XFCC joined in forward mode.
+    #[test]
+    fn request_head_rewrites_identity_fields() {
+        let req = Request::builder()
+            .method("GET")
+            .uri("https://a.example/")
+            .header("x-ssl-client-s-dn", "CN=forged")
+            .header("x_ssl_client_s_dn", "CN=forged2")
+            .header("x-request-id", "bad id with spaces")
+            .header("x-forwarded-client-cert", "By=a;Hash=b")
+            .header("x-keep", "1")
+            .body(())
+            .expect("request");
+        let (parts, ()) = req.into_parts();
+        let strip = StripSet::new(&["X-SSL-Client-S-DN"]);
+        let rid = request_id::from_client(Some(b"bad id with spaces"));
+        assert!(rid.replaced());
+        let r = Rewrite {
+            strip: &strip,
+            add: b"X-SSL-Client-S-DN: CN=real\r\n",
+            xfcc: Some(Some("Hash=ours")),
+            rid: &rid,
+        };
+        let head = String::from_utf8(request_head(&parts, &r, None, false)).expect("utf8");
+        assert_eq!(
+            head,
+            format!(
+                "GET / HTTP/1.1\r\nhost: a.example\r\nx-keep: 1\r\nX-SSL-Client-S-DN: CN=real\r\n\
+                 x-forwarded-client-cert: By=a;Hash=b,Hash=ours\r\nx-request-id: {}\r\n\r\n",
+                rid.as_str()
+            )
+        );
+        // Not in forward mode: the client's XFCC is a field like any other unless stripped.
+        let r = Rewrite { xfcc: None, ..r };
+        let head = String::from_utf8(request_head(&parts, &r, None, false)).expect("utf8");
+        assert!(
+            head.contains("x-forwarded-client-cert: By=a;Hash=b\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("forged"), "{head}");
     }
 }

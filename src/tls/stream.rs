@@ -408,6 +408,11 @@ impl TlsStream {
         &self.sock
     }
 
+    /// The TCP socket underneath, to check a pooled connection.
+    pub fn socket_mut(&mut self) -> &mut Socket {
+        &mut self.sock
+    }
+
     /// Bytes received from the peer but not yet decrypted (e.g. a pipelined request that came
     /// with the handshake's last flight).
     pub fn has_buffered_input(&self) -> bool {

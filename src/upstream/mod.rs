@@ -256,7 +256,7 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let mut found = None;
-        while let Some((conn, since)) = list.pop() {
+        while let Some((mut conn, since)) = list.pop() {
             if since.elapsed() < POOL_IDLE_MAX && conn.is_reusable() {
                 found = Some(conn);
                 break;
@@ -274,7 +274,7 @@ impl Pool {
             return;
         }
         let mut conn = c.conn;
-        conn.release_buffers();
+        conn.park_idle();
         let mut idle = self.idle.borrow_mut();
         let list = idle.entry(c.addr).or_default();
         if list.len() >= self.upstream.keepalive {

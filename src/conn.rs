@@ -93,6 +93,19 @@ impl Conn {
         }
     }
 
+    /// True when a write may be handed over and not awaited: no write is in flight (a
+    /// finished one is collected first), so a write started now takes all of its data at its
+    /// first poll, and the runtime is io_uring, whose kernel finishes it unpolled.
+    pub fn can_hand_over_write(&mut self) -> bool {
+        if !crate::io::kernel_driven() {
+            return false;
+        }
+        match self {
+            Self::Plain(s) => s.settle_write(),
+            Self::Tls(t) => t.socket_mut().settle_write(),
+        }
+    }
+
     /// Readies a connection going into a pool: buffers released and, on plain TCP, a standing
     /// read (see [`Socket::stand_read`]) that the next response is read by and that tells the
     /// pool, without a syscall, whether the server closed the connection meanwhile. (On TLS a

@@ -22,6 +22,21 @@ use monoio::net::TcpStream;
 /// Bytes asked of the kernel per read: one full TLS record plus its overhead fits.
 pub const READ_CHUNK: usize = 16 * 1024 + 512;
 
+thread_local! {
+    static KERNEL_DRIVEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Declares this thread's runtime io_uring-driven (or not): there the kernel carries a parked
+/// operation to its end without anyone polling it, which epoll's readiness model does not.
+pub fn set_kernel_driven(on: bool) {
+    KERNEL_DRIVEN.with(|k| k.set(on));
+}
+
+/// Whether this thread's parked operations progress without being polled.
+pub fn kernel_driven() -> bool {
+    KERNEL_DRIVEN.with(std::cell::Cell::get)
+}
+
 /// Bytes a pooled connection's standing read may take at once: a small response fits.
 const STANDING_READ: usize = 4 * 1024;
 
@@ -228,6 +243,24 @@ impl Socket {
         }));
     }
 
+    /// Collects a parked write that has completed, without waiting (a write handed over and
+    /// not awaited, e.g. a request head sent while the response is awaited). True when no
+    /// write is in flight any more; a failure is kept for the next write.
+    pub fn settle_write(&mut self) -> bool {
+        let WriteSlot::Busy(op) = &mut self.wr else {
+            return matches!(self.wr, WriteSlot::Idle(..));
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready((res, buf, half)) = op.as_mut().poll(&mut cx) else {
+            return false;
+        };
+        self.wr = WriteSlot::Idle(half, buf);
+        if let Err(e) = res {
+            self.write_error = Some(e.kind());
+        }
+        true
+    }
+
     /// Completes a parked write, if any.
     pub async fn flush(&mut self) -> io::Result<()> {
         if let Some(kind) = self.write_error {
@@ -264,6 +297,7 @@ impl Socket {
     /// Releases the socket's own read buffer (kept between reads otherwise), e.g. before a long
     /// idle period.
     pub fn release_buffers(&mut self) {
+        self.settle_write();
         if let ReadSlot::Idle(_, buf) = &mut self.rd {
             *buf = Vec::new();
         }
@@ -276,7 +310,7 @@ impl Socket {
     /// closed it and sent nothing unexpected. With a standing read ([`Socket::stand_read`]) that
     /// is whether the read still waits; otherwise a one-byte peek.
     pub fn is_reusable(&mut self) -> bool {
-        if self.write_error.is_some() || !matches!(self.wr, WriteSlot::Idle(..)) {
+        if !self.settle_write() || self.write_error.is_some() {
             return false;
         }
         match self.rd {
@@ -424,5 +458,27 @@ mod tests {
         drop(peer);
         settle().await;
         assert!(!sock.is_reusable());
+    }
+    // io_uring only: there the kernel finishes a parked operation that nobody polls.
+    #[monoio::test(driver = "uring", timer_enabled = true)]
+    async fn a_write_handed_over_and_not_awaited_completes_and_is_collected() {
+        let (mut sock, mut peer) = pair().await;
+        {
+            let mut w = std::pin::pin!(sock.write_all(b"head"));
+            let mut cx = Context::from_waker(Waker::noop());
+            // Taken at the first poll; the future is dropped with the write in flight.
+            let _ = w.as_mut().poll(&mut cx);
+        }
+        let mut got = vec![0u8; 4];
+        let (res, g) = peer.read(got).await;
+        got = g;
+        assert_eq!(res.unwrap(), 4);
+        assert_eq!(&got[..], b"head");
+        settle().await;
+        assert!(sock.is_reusable(), "the finished write is collected");
+        sock.write_all(b"next").await.unwrap();
+        let (res, g) = peer.read(got).await;
+        assert_eq!(res.unwrap(), 4);
+        assert_eq!(&g[..], b"next");
     }
 }

@@ -126,7 +126,11 @@ pub fn run(
     draining: Arc<AtomicBool>,
 ) -> io::Result<()> {
     match driver {
-        Driver::IoUring => uring_runtime()?.block_on(main(id, current, listeners, draining)),
+        Driver::IoUring => {
+            let mut rt = uring_runtime()?;
+            crate::io::set_kernel_driven(true);
+            rt.block_on(main(id, current, listeners, draining))
+        }
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()?

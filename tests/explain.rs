@@ -10,13 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::ca;
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
-};
-use time::OffsetDateTime;
 
 /// Writes the configuration `c` renders into `env` and returns its path.
 fn config(env: &Env, c: &Config) -> PathBuf {
@@ -210,59 +205,18 @@ fn at_verifies_at_that_time() {
     );
 }
 
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p
-}
-
 #[test]
 fn revoked_by_a_crl() {
     let env = Env::new();
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let ca_params = ca_params("Explain CRL CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let ca = Issuer::new(ca_params, ca_key);
+    let (issuer, ca_pem) = ca::root("Explain CRL CA", 0x20);
     let client = |serial: u64| {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name = DistinguishedName::new();
-        p.distinguished_name
-            .push(DnType::CommonName, format!("c{serial}.crl.local"));
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p.serial_number = Some(SerialNumber::from(serial));
-        env.write(
-            &format!("c{serial}.pem"),
-            p.signed_by(&key, &ca).unwrap().pem(),
-        )
+        let (stem, cn) = (format!("c{serial}"), format!("c{serial}.crl.local"));
+        ca::client(&env, &stem, &cn, serial, &issuer, "").cert
     };
     let good = client(0x2001);
     let bad = client(0x2002);
-    let now = OffsetDateTime::now_utc();
-    let crl = CertificateRevocationListParams {
-        this_update: now - time::Duration::minutes(5),
-        next_update: now + time::Duration::days(1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![RevokedCertParams {
-            serial_number: SerialNumber::from(0x2002u64),
-            revocation_time: now - time::Duration::minutes(1),
-            reason_code: None,
-            invalidity_date: None,
-        }],
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&ca)
-    .unwrap();
-    env.write("crl-ca.pem", ca_cert.pem());
-    env.write("ca.crl", crl.pem().unwrap());
+    env.write("crl-ca.pem", ca_pem);
+    env.write("ca.crl", ca::crl(&issuer, &[0x2002], ca::DAY));
     let text = Config::new()
         .mode("required")
         .reject("handshake")

@@ -1,9 +1,11 @@
 //! `certgate explain`: what a listener would do with a client certificate, without a network.
 //!
-//! The configuration is loaded as `run` loads it; the certificate (PEM, leaf first, then its
-//! chain) is verified against the listener's CA store (with its CRLs and verify depth, at `--at`
-//! or now), the rules are checked with `Rules::check`, and the verdict and headers come from
-//! `Identity::judge`, the code a connection goes through after its handshake.
+//! The configuration is loaded as `run` loads it; the policy is chosen as the ClientHello
+//! callback chooses it (the `[[listener.sni]]` block `--sni` selects, else the listener's own, or
+//! the `unrecognized_name` refusal of `unknown_sni = "reject"`); the certificate (PEM, leaf
+//! first, then its chain) is verified against that policy's CA store (with its CRLs and verify
+//! depth, at `--at` or now), the rules are checked with `Rules::check`, and the verdict and
+//! headers come from `Identity::judge`, the code a connection goes through after its handshake.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,7 +15,7 @@ use std::process::ExitCode;
 use boring::stack::Stack;
 use boring::x509::store::{X509Store, X509StoreBuilder};
 use boring::x509::{X509StoreContext, X509VerifyError, X509};
-use certgate::config::{Config, Listener, Reject, VerifyMode};
+use certgate::config::{Config, Listener, Reject, UnknownSni, VerifyMode};
 use certgate::identity::rules::Family;
 use certgate::identity::{ClientCert, Refuse, Rules};
 use certgate::proxy::identity::{Identity, Refusal};
@@ -28,6 +30,8 @@ pub struct Args {
     pub config: PathBuf,
     pub cert: PathBuf,
     pub listener: Option<String>,
+    /// The server name the client sends (SNI); None: a ClientHello without one.
+    pub sni: Option<String>,
     pub at: Option<String>,
     pub json: bool,
 }
@@ -65,6 +69,13 @@ struct FamilyLine {
 
 struct Report {
     listener: String,
+    /// `--sni`, as given.
+    sni: Option<String>,
+    /// Which policy judged the certificate, and why that one.
+    policy: String,
+    /// The handshake is refused before a certificate is asked for (`unknown_sni = "reject"`):
+    /// nothing after the policy applies.
+    unrecognized: bool,
     at: String,
     verify_ok: bool,
     verify_reason: String,
@@ -111,6 +122,40 @@ fn explain(args: &Args) -> Result<Report, String> {
         rest.push(c).map_err(|e| e.to_string())?;
     }
 
+    let facts = ClientCert::from_x509(&leaf);
+    let at_text = match at {
+        Some(t) => format!("{} (--at)", show_time(t)),
+        None => "now".to_owned(),
+    };
+    let sni = args.sni.clone();
+    let (listener, policy) = match choose(listener, sni.as_deref()) {
+        Chosen::Policy(policy, why) => (policy, why),
+        Chosen::Unrecognized(why) => {
+            return Ok(Report {
+                listener: listener.name.clone(),
+                sni,
+                policy: why,
+                unrecognized: true,
+                at: at_text,
+                verify_ok: false,
+                verify_reason: "not verified: the handshake is refused before a certificate is \
+                                asked for"
+                    .to_owned(),
+                not_before: leaf.not_before().to_string(),
+                cert: facts,
+                families: Vec::new(),
+                headers: Vec::new(),
+                admitted: false,
+                outcome: "TLS alert unrecognized_name (unknown_sni = \"reject\"): the handshake \
+                          fails"
+                    .to_owned(),
+                reason: Some(
+                    "no [[listener.sni]] block serves this name, and unknown_sni = \"reject\""
+                        .to_owned(),
+                ),
+            });
+        }
+    };
     let auth = &listener.client_auth;
     let verified = if auth.mode == VerifyMode::Off {
         None
@@ -118,7 +163,6 @@ fn explain(args: &Args) -> Result<Report, String> {
         let store = store(&config, listener)?;
         Some(verify(listener, &store, &leaf, &rest, at)?)
     };
-    let facts = ClientCert::from_x509(&leaf);
     let identity = Identity::judge(listener, Some(facts.clone()), verified, true, PEER);
 
     let verify_ok = matches!(verified, Some(Ok(())));
@@ -158,10 +202,10 @@ fn explain(args: &Args) -> Result<Report, String> {
         .collect();
     Ok(Report {
         listener: listener.name.clone(),
-        at: match at {
-            Some(t) => format!("{} (--at)", show_time(t)),
-            None => "now".to_owned(),
-        },
+        sni,
+        policy,
+        unrecognized: false,
+        at: at_text,
         verify_ok,
         verify_reason,
         not_before: leaf.not_before().to_string(),
@@ -213,8 +257,66 @@ fn pick<'c>(config: &'c Config, name: Option<&str>) -> Result<&'c Listener, Stri
     }
 }
 
-/// The store a handshake on `listener` verifies against: the CRL generation in force (CAs,
-/// CRLs and CRL flags) when the listener has CRLs, else its CA file.
+/// The policy a handshake on a listener ends with.
+enum Chosen<'l> {
+    /// The listener's own or one of its blocks, and a sentence saying which and why.
+    Policy(&'l Listener, String),
+    /// `unknown_sni = "reject"` refuses the handshake; why it applies.
+    Unrecognized(String),
+}
+
+/// Chooses as the ClientHello callback does (`tls::sni::Router::route`): the block whose names
+/// select `sni` (exact names first, then `*.` wildcards, case-insensitive), else the listener's
+/// own policy, or the refusal when `unknown_sni = "reject"` (also without SNI).
+fn choose<'l>(listener: &'l Listener, sni: Option<&str>) -> Chosen<'l> {
+    let block = sni
+        .and_then(|name| listener.sni_names.select(name.as_bytes()))
+        .and_then(|j| {
+            listener
+                .sni
+                .iter()
+                .find(|b| b.sni_block == Some(j))
+                .map(|b| (j, b))
+        });
+    if let Some((j, b)) = block {
+        let name = sni.unwrap_or_default();
+        return Chosen::Policy(
+            b,
+            format!(
+                "[[listener.sni]] block {j} (names {}), selected by SNI {name:?}: its own \
+                 [listener.sni.client_auth]",
+                b.sni_label
+            ),
+        );
+    }
+    let names: Vec<&str> = listener.sni.iter().map(|b| b.sni_label.as_str()).collect();
+    let unselected = match sni {
+        _ if names.is_empty() => {
+            return Chosen::Policy(
+                listener,
+                "the listener's own [listener.client_auth] (it has no [[listener.sni]] blocks)"
+                    .to_owned(),
+            )
+        }
+        Some(name) => format!("SNI {name:?} names no [[listener.sni]] block"),
+        None => "no SNI (give the name the client sends with --sni)".to_owned(),
+    };
+    let blocks = names.join("; ");
+    if listener.unknown_sni == UnknownSni::Reject {
+        return Chosen::Unrecognized(format!(
+            "none: {unselected}, and unknown_sni = \"reject\" refuses the handshake (blocks: \
+             {blocks})"
+        ));
+    }
+    Chosen::Policy(
+        listener,
+        format!("the listener's own [listener.client_auth]: {unselected} (blocks: {blocks})"),
+    )
+}
+
+/// The store a handshake under `listener` (a listener's own policy or one of its blocks) verifies
+/// against: the CRL generation in force (CAs, CRLs and CRL flags) when the policy has CRLs, else
+/// its CA file.
 fn store(config: &Config, listener: &Listener) -> Result<X509Store, String> {
     if let Some(crls) = &listener.crls {
         return Ok(crls.store());
@@ -229,7 +331,10 @@ fn store(config: &Config, listener: &Listener) -> Result<X509Store, String> {
         .listener
         .iter()
         .find(|l| *l.name.get_ref() == listener.name)
-        .and_then(|l| l.client_auth.as_ref())
+        .and_then(|l| match listener.sni_block {
+            Some(j) => l.sni.get(j).and_then(|b| b.client_auth.as_ref()),
+            None => l.client_auth.as_ref(),
+        })
         .and_then(|a| a.ca.as_ref());
     let mut b = X509StoreBuilder::new().map_err(|e| e.to_string())?;
     // `optional_no_ca` without a CA: an empty store, as the listener has.
@@ -509,8 +614,14 @@ impl Report {
         let mut o = String::new();
         let c = &self.cert;
         let _ = writeln!(o, "listener: {}", self.listener);
+        if let Some(sni) = &self.sni {
+            let _ = writeln!(o, "sni: {sni}");
+        }
+        let _ = writeln!(o, "policy: {}", self.policy);
         let _ = writeln!(o, "time: {}", self.at);
-        if self.verify_ok {
+        if self.unrecognized {
+            let _ = writeln!(o, "verify: not reached");
+        } else if self.verify_ok {
             let _ = writeln!(o, "verify: ok");
         } else {
             let _ = writeln!(o, "verify: FAILED ({})", self.verify_reason);
@@ -528,7 +639,9 @@ impl Report {
         let _ = writeln!(o, "serial: {}", c.serial());
         let _ = writeln!(o, "fingerprint: {}", c.fingerprint());
         let _ = writeln!(o, "validity: {} to {}", self.not_before, c.not_after());
-        if self.families.is_empty() {
+        if self.unrecognized {
+            let _ = writeln!(o, "rules: not reached");
+        } else if self.families.is_empty() {
             let _ = writeln!(o, "rules: none (any verified certificate is admitted)");
         }
         for f in &self.families {
@@ -544,9 +657,11 @@ impl Report {
                 }
             }
         }
-        let _ = writeln!(o, "headers (client address shown as {}):", PEER.ip());
-        for (n, v) in &self.headers {
-            let _ = writeln!(o, "  {n}: {v}");
+        if !self.unrecognized {
+            let _ = writeln!(o, "headers (client address shown as {}):", PEER.ip());
+            for (n, v) in &self.headers {
+                let _ = writeln!(o, "  {n}: {v}");
+            }
         }
         let _ = writeln!(o, "outcome: {}", self.outcome);
         if let Some(r) = &self.reason {
@@ -583,12 +698,14 @@ impl Report {
             .map(|(n, v)| format!("{{\"name\":{},\"value\":{}}}", s(n), s(v)))
             .collect();
         format!(
-            "{{\"listener\":{},\"time\":{},\"verify\":{{\"ok\":{},\"reason\":{}}},\
+            "{{\"listener\":{},\"sni\":{},\"policy\":{},\"time\":{},\"verify\":{{\"ok\":{},\"reason\":{}}},\
              \"identity\":{{\"subject\":{},\"subject_legacy\":{},\"issuer\":{},\
              \"issuer_legacy\":{},\"sans\":[{}],\"serial\":{},\"fingerprint\":{},\
              \"not_before\":{},\"not_after\":{}}},\"rules\":[{}],\"headers\":[{}],\
              \"outcome\":{},\"reason\":{},\"admitted\":{}}}",
             s(&self.listener),
+            opt(self.sni.as_deref()),
+            s(&self.policy),
             s(&self.at),
             self.verify_ok,
             s(&self.verify_reason),

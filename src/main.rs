@@ -79,6 +79,10 @@ enum Command {
         /// The listener, by name (default: the first with TLS).
         #[arg(long)]
         listener: Option<String>,
+        /// The server name the client sends (SNI): the [[listener.sni]] block it selects judges
+        /// the certificate, as in the handshake (default: no SNI, the listener's own policy).
+        #[arg(long)]
+        sni: Option<String>,
         /// Verify at this RFC 3339 time instead of now (e.g. 2030-01-31T12:00:00Z).
         #[arg(long)]
         at: Option<String>,
@@ -138,12 +142,14 @@ fn main() -> ExitCode {
             config,
             cert,
             listener,
+            sni,
             at,
             json,
         } => explain::run(&explain::Args {
             config,
             cert,
             listener,
+            sni,
             at,
             json,
         }),

@@ -6,21 +6,18 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use boring::ssl::{
-    SslConnector, SslFiletype, SslMethod, SslOptions, SslSession, SslSessionCacheMode, SslVersion,
-};
+use boring::ssl::{SslFiletype, SslMethod, SslVersion};
+use common::ca;
+use common::resuming::ResumingClient;
 use common::*;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
-use time::OffsetDateTime;
 
 const CERT_ERROR: &str = "The SSL certificate error";
 const REQUEST: &str = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
@@ -42,35 +39,6 @@ struct Pki {
 const GOOD: u64 = 0x1001;
 const BAD: u64 = 0x1002;
 
-fn ca_params(cn: &str, serial: u64) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p.serial_number = Some(SerialNumber::from(serial));
-    p
-}
-
-fn client(env: &Env, stem: &str, serial: u64, int: &Issuer<'_, KeyPair>, int_pem: &str) -> CertKey {
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name
-        .push(DnType::CommonName, format!("{stem}.crl.local"));
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    p.serial_number = Some(SerialNumber::from(serial));
-    let cert = p.signed_by(&key, int).unwrap();
-    CertKey {
-        cert: env.write(&format!("pki/{stem}.pem"), cert.pem() + int_pem),
-        key: env.write(&format!("pki/{stem}.key"), key.serialize_pem()),
-    }
-}
-
 impl Pki {
     /// A server certificate for `localhost` under the intermediate, with the chain.
     fn server(&self, env: &Env, serial: u64) -> CertKey {
@@ -90,30 +58,37 @@ impl Pki {
     }
 
     fn new(env: &Env) -> Pki {
-        let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let root_params = ca_params("CRL Test Root", 0x10);
-        let root_cert = root_params.self_signed(&root_key).unwrap();
-        let root = Issuer::new(root_params, root_key);
+        let (root, root_pem) = ca::root("CRL Test Root", 0x10);
 
         let int_serial = 0x11;
         let int_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let int_params = ca_params("CRL Test Intermediate", int_serial);
+        let int_params = ca::ca_params("CRL Test Intermediate", int_serial);
         let int_cert = int_params.signed_by(&int_key, &root).unwrap();
         let int = Issuer::new(int_params, int_key);
 
         let imp_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let impostor = Issuer::new(ca_params("CRL Test Intermediate", 0x12), imp_key);
+        let impostor = Issuer::new(ca::ca_params("CRL Test Intermediate", 0x12), imp_key);
 
-        let good = client(env, "good", GOOD, &int, &int_cert.pem());
-        let bad = client(env, "bad", BAD, &int, &int_cert.pem());
+        let client = |stem: &str, serial| {
+            let cn = format!("{stem}.crl.local");
+            ca::client(
+                env,
+                &format!("pki/{stem}"),
+                &cn,
+                serial,
+                &int,
+                &int_cert.pem(),
+            )
+        };
+        let (good, bad) = (client("good", GOOD), client("bad", BAD));
         // The listener trusts this root and intermediate too.
         let bundle = env.pki.dir.join("client-ca-bundle.pem");
         let mut pem = std::fs::read_to_string(&bundle).unwrap();
-        pem.push_str(&root_cert.pem());
+        pem.push_str(&root_pem);
         pem.push_str(&int_cert.pem());
         std::fs::write(&bundle, pem).unwrap();
         Pki {
-            root_pem: root_cert.pem(),
+            root_pem,
             root,
             int,
             impostor,
@@ -124,45 +99,20 @@ impl Pki {
     }
 }
 
-/// A PEM CRL by `issuer` revoking `serials`, with nextUpdate `next` from now (negative: stale).
-fn crl(issuer: &Issuer<'_, KeyPair>, serials: &[u64], next: time::Duration) -> String {
-    let now = OffsetDateTime::now_utc();
-    let this_update = if next.is_negative() {
-        now + next - time::Duration::hours(1)
-    } else {
-        now - time::Duration::minutes(5)
-    };
-    static NUMBER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    CertificateRevocationListParams {
-        this_update,
-        next_update: now + next,
-        crl_number: SerialNumber::from(NUMBER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
-        issuing_distribution_point: None,
-        revoked_certs: serials
-            .iter()
-            .map(|s| RevokedCertParams {
-                serial_number: SerialNumber::from(*s),
-                revocation_time: now - time::Duration::minutes(1),
-                reason_code: None,
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(issuer)
-    .unwrap()
-    .pem()
-    .unwrap()
-}
-
-fn day() -> time::Duration {
-    time::Duration::days(1)
-}
-
 /// Replaces `rel` in `env` atomically (write aside, rename), as a CRL publisher does.
 fn publish(env: &Env, rel: &str, contents: &str) {
     let tmp = env.write(&format!("{rel}.tmp"), contents);
     std::fs::rename(tmp, env.path(rel)).unwrap();
+}
+
+/// A gate with a fresh [`Pki`] whose intermediate's CRL, `pki/int.crl`, revokes `revoked`, run
+/// with `config` and that CRL.
+fn gate_revoking(revoked: &[u64], config: Config) -> (Gate, Pki) {
+    let env = Env::new();
+    let pki = Pki::new(&env);
+    env.write("pki/int.crl", ca::crl(&pki.int, revoked, ca::DAY));
+    let gate = start(env, config.client_auth_extra("crl = [\"pki/int.crl\"]"));
+    (gate, pki)
 }
 
 fn start(env: Env, config: Config) -> Gate {
@@ -193,13 +143,7 @@ fn wait_status(gate: &Gate, ck: &CertKey, want: u16, limit: Duration) {
 #[test]
 fn a_revoked_client_is_refused_in_each_reject_mode() {
     // reject = "http": nginx's 400 page; the other client of the same CA is admitted.
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[BAD], day()));
-    let gate = start(
-        env,
-        Config::new().client_auth_extra("crl = [\"pki/int.crl\"]"),
-    );
+    let (gate, pki) = gate_revoking(&[BAD], Config::new());
     assert_eq!(status(&gate, &pki.good), 200, "{}", gate.log());
     let out = gate.curl("/").cert(&pki.bad).run();
     assert_eq!(out.status, 400);
@@ -210,15 +154,7 @@ fn a_revoked_client_is_refused_in_each_reject_mode() {
     drop(gate);
 
     // reject = "handshake": the certificate_revoked alert.
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[BAD], day()));
-    let gate = start(
-        env,
-        Config::new()
-            .reject("handshake")
-            .client_auth_extra("crl = [\"pki/int.crl\"]"),
-    );
+    let (gate, pki) = gate_revoking(&[BAD], Config::new().reject("handshake"));
     let s = gate.s_client(Some(&pki.bad), REQUEST);
     assert!(
         s.alert("certificate revoked"),
@@ -229,15 +165,7 @@ fn a_revoked_client_is_refused_in_each_reject_mode() {
     drop(gate);
 
     // optional_no_ca: forwarded, marked as failed.
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[BAD], day()));
-    let gate = start(
-        env,
-        Config::new()
-            .mode("optional_no_ca")
-            .client_auth_extra("crl = [\"pki/int.crl\"]"),
-    );
+    let (gate, pki) = gate_revoking(&[BAD], Config::new().mode("optional_no_ca"));
     let out = gate.curl("/").cert(&pki.bad).run();
     assert_eq!(out.status, 200);
     assert_eq!(
@@ -250,21 +178,21 @@ fn a_revoked_client_is_refused_in_each_reject_mode() {
 
 #[test]
 fn a_crl_changed_on_disk_applies_without_sighup_and_the_cache_forgets() {
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[], day()));
-    let gate = start(
-        env,
+    let (gate, pki) = gate_revoking(
+        &[],
         Config::new()
             .workers(2)
-            .client_auth_extra("crl = [\"pki/int.crl\"]")
             .client_auth_extra("crl_refresh = \"1s\""),
     );
     // Several times: the chain is in the verified-chain cache.
     for _ in 0..4 {
         assert_eq!(status(&gate, &pki.bad), 200, "{}", gate.log());
     }
-    publish(&gate.env, "pki/int.crl", &crl(&pki.int, &[BAD], day()));
+    publish(
+        &gate.env,
+        "pki/int.crl",
+        &ca::crl(&pki.int, &[BAD], ca::DAY),
+    );
     wait_status(&gate, &pki.bad, 400, Duration::from_secs(8));
     for _ in 0..4 {
         assert_eq!(status(&gate, &pki.bad), 400);
@@ -272,23 +200,19 @@ fn a_crl_changed_on_disk_applies_without_sighup_and_the_cache_forgets() {
     }
     assert!(gate.log().contains("CRL file reloaded"), "{}", gate.log());
     // And back: un-revoking applies too.
-    publish(&gate.env, "pki/int.crl", &crl(&pki.int, &[], day()));
+    publish(&gate.env, "pki/int.crl", &ca::crl(&pki.int, &[], ca::DAY));
     wait_status(&gate, &pki.bad, 200, Duration::from_secs(8));
 }
 
 #[test]
 fn sighup_rereads_the_crls() {
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[], day()));
-    let gate = start(
-        env,
-        Config::new()
-            .client_auth_extra("crl = [\"pki/int.crl\"]")
-            .client_auth_extra("crl_refresh = \"1h\""),
-    );
+    let (gate, pki) = gate_revoking(&[], Config::new().client_auth_extra("crl_refresh = \"1h\""));
     assert_eq!(status(&gate, &pki.bad), 200);
-    publish(&gate.env, "pki/int.crl", &crl(&pki.int, &[BAD], day()));
+    publish(
+        &gate.env,
+        "pki/int.crl",
+        &ca::crl(&pki.int, &[BAD], ca::DAY),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     // No refresh for an hour: still admitted until the SIGHUP.
     assert_eq!(status(&gate, &pki.bad), 200);
@@ -302,7 +226,7 @@ fn sighup_rereads_the_crls() {
 fn a_broken_or_forged_update_keeps_the_previous_list() {
     let env = Env::new();
     let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[BAD], day()));
+    env.write("pki/int.crl", ca::crl(&pki.int, &[BAD], ca::DAY));
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gate = start(
         env,
@@ -331,7 +255,10 @@ fn a_broken_or_forged_update_keeps_the_previous_list() {
             "-----BEGIN X509 CRL-----\nMIIB\n".to_string(),
             "CRL file not reloaded",
         ),
-        (crl(&pki.impostor, &[], day()), "signature does not verify"),
+        (
+            ca::crl(&pki.impostor, &[], ca::DAY),
+            "signature does not verify",
+        ),
     ] {
         publish(&gate.env, "pki/int.crl", &contents);
         let deadline = Instant::now() + Duration::from_secs(8);
@@ -352,25 +279,11 @@ fn a_broken_or_forged_update_keeps_the_previous_list() {
     assert!(errors_metric(&after) >= Some(2), "{after}");
 }
 
-/// `/metrics` of the admin endpoint at `addr`.
-fn scrape(addr: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(c, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn stale_crls_are_refused_or_warned_about() {
     let env = Env::new();
     let pki = Pki::new(&env);
-    env.write(
-        "pki/int.crl",
-        crl(&pki.int, &[BAD], -time::Duration::hours(1)),
-    );
+    env.write("pki/int.crl", ca::crl(&pki.int, &[BAD], -ca::HOUR));
     let gate = start(
         env,
         Config::new().client_auth_extra("crl = [\"pki/int.crl\"]"),
@@ -382,10 +295,7 @@ fn stale_crls_are_refused_or_warned_about() {
 
     let env = Env::new();
     let pki = Pki::new(&env);
-    env.write(
-        "pki/int.crl",
-        crl(&pki.int, &[BAD], -time::Duration::hours(1)),
-    );
+    env.write("pki/int.crl", ca::crl(&pki.int, &[BAD], -ca::HOUR));
     let gate = start(
         env,
         Config::new()
@@ -406,10 +316,7 @@ fn stale_crls_are_refused_or_warned_about() {
 fn a_crl_going_stale_while_running_refuses_resumption_too() {
     let env = Env::new();
     let pki = Pki::new(&env);
-    env.write(
-        "pki/int.crl",
-        crl(&pki.int, &[], time::Duration::seconds(3)),
-    );
+    env.write("pki/int.crl", ca::crl(&pki.int, &[], 3));
     let gate = start(
         env,
         Config::new()
@@ -426,110 +333,46 @@ fn a_crl_going_stale_while_running_refuses_resumption_too() {
 
 #[test]
 fn chain_needs_a_crl_from_every_ca_leaf_only_the_issuers() {
-    // The root's CRL revokes the intermediate; the intermediate's revokes nobody.
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[], day()));
-    env.write("pki/root.crl", crl(&pki.root, &[pki.int_serial], day()));
+    // The status the good client gets from a gate with the intermediate's CRL (revoking nobody)
+    // and the root's (revoking the intermediate when `root_revokes_int`) on disk, `crls` of them
+    // configured, and `crl_check = "chain"` when `chain`.
+    let good_status = |root_revokes_int: bool, crls: &str, chain: bool| {
+        let env = Env::new();
+        let pki = Pki::new(&env);
+        let revoked: &[u64] = if root_revokes_int {
+            &[pki.int_serial]
+        } else {
+            &[]
+        };
+        env.write("pki/int.crl", ca::crl(&pki.int, &[], ca::DAY));
+        env.write("pki/root.crl", ca::crl(&pki.root, revoked, ca::DAY));
+        let mut config = Config::new().client_auth_extra(crls);
+        if chain {
+            config = config.client_auth_extra("crl_check = \"chain\"");
+        }
+        let gate = start(env, config);
+        (status(&gate, &pki.good), gate.log())
+    };
     let both = "crl = [\"pki/int.crl\", \"pki/root.crl\"]";
-    let gate = start(env, Config::new().client_auth_extra(both));
+    // The root's CRL revokes the intermediate; the intermediate's revokes nobody.
     // leaf: only the intermediate's CRL is consulted.
-    assert_eq!(status(&gate, &pki.good), 200, "{}", gate.log());
-    drop(gate);
-
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[], day()));
-    env.write("pki/root.crl", crl(&pki.root, &[pki.int_serial], day()));
-    let gate = start(
-        env,
-        Config::new()
-            .client_auth_extra(both)
-            .client_auth_extra("crl_check = \"chain\""),
-    );
-    assert_eq!(status(&gate, &pki.good), 400, "{}", gate.log());
-    drop(gate);
+    let (got, log) = good_status(true, both, false);
+    assert_eq!(got, 200, "{log}");
+    let (got, log) = good_status(true, both, true);
+    assert_eq!(got, 400, "{log}");
 
     // chain without the root's CRL: refused (nginx's behaviour); with it, admitted.
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[], day()));
-    env.write("pki/root.crl", crl(&pki.root, &[], day()));
-    let gate = start(
-        env,
-        Config::new()
-            .client_auth_extra("crl = [\"pki/int.crl\"]")
-            .client_auth_extra("crl_check = \"chain\""),
-    );
-    assert_eq!(status(&gate, &pki.good), 400, "{}", gate.log());
-    drop(gate);
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[], day()));
-    env.write("pki/root.crl", crl(&pki.root, &[], day()));
-    let gate = start(
-        env,
-        Config::new()
-            .client_auth_extra(both)
-            .client_auth_extra("crl_check = \"chain\""),
-    );
-    assert_eq!(status(&gate, &pki.good), 200, "{}", gate.log());
-}
-
-/// A client that keeps the last session it was given and offers it on the next connection.
-struct ResumingClient {
-    connector: SslConnector,
-    session: Arc<Mutex<Option<SslSession>>>,
-}
-
-impl ResumingClient {
-    fn new(server_ca: &Path, client: &CertKey, version: SslVersion) -> Self {
-        let mut b = SslConnector::builder(SslMethod::tls()).unwrap();
-        b.set_ca_file(server_ca).unwrap();
-        b.set_certificate_chain_file(&client.cert).unwrap();
-        b.set_private_key_file(&client.key, SslFiletype::PEM)
-            .unwrap();
-        b.set_min_proto_version(Some(version)).unwrap();
-        b.set_max_proto_version(Some(version)).unwrap();
-        if version == SslVersion::TLS1_2 {
-            b.set_options(SslOptions::NO_TICKET);
-        }
-        b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
-        let session: Arc<Mutex<Option<SslSession>>> = Arc::default();
-        let slot = session.clone();
-        b.set_new_session_callback(move |_, s| *slot.lock().unwrap() = Some(s));
-        Self {
-            connector: b.build(),
-            session,
-        }
-    }
-
-    /// One connection with one GET; returns (resumed, response).
-    fn get(&self, addr: SocketAddr) -> (bool, Response) {
-        let mut cfg = self.connector.configure().unwrap();
-        if let Some(s) = self.session.lock().unwrap().as_ref() {
-            // SAFETY: the session came from this connector's own context.
-            unsafe { cfg.set_session(s).unwrap() };
-        }
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let tls = cfg.connect("localhost", tcp).expect("handshake");
-        let resumed = tls.ssl().session_reused();
-        let mut c = HttpReader::new(tls);
-        let resp = c.roundtrip(&get("localhost", "/", &["Connection: close"]));
-        (resumed, resp)
-    }
+    let (got, log) = good_status(false, "crl = [\"pki/int.crl\"]", true);
+    assert_eq!(got, 400, "{log}");
+    let (got, log) = good_status(false, both, true);
+    assert_eq!(got, 200, "{log}");
 }
 
 fn resumption_never_outlives_revocation(version: SslVersion) {
-    let env = Env::new();
-    let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[], day()));
-    let gate = start(
-        env,
+    let (gate, pki) = gate_revoking(
+        &[],
         Config::new()
             .workers(2)
-            .client_auth_extra("crl = [\"pki/int.crl\"]")
             .client_auth_extra("crl_refresh = \"1s\""),
     );
     let client = ResumingClient::new(&gate.pki().server_ca, &pki.bad, version);
@@ -553,7 +396,11 @@ fn resumption_never_outlives_revocation(version: SslVersion) {
         "no resumption without a CRL change"
     );
 
-    publish(&gate.env, "pki/int.crl", &crl(&pki.int, &[BAD], day()));
+    publish(
+        &gate.env,
+        "pki/int.crl",
+        &ca::crl(&pki.int, &[BAD], ca::DAY),
+    );
     wait_status(&gate, &pki.bad, 400, Duration::from_secs(8));
     let (resumed, resp) = client.get(gate.addr());
     assert!(!resumed, "a session made before the revocation resumed");
@@ -580,11 +427,8 @@ fn tls12_session_ids_never_resume_past_revocation() {
 fn check_reports_each_crl_and_refuses_unusable_ones() {
     let env = Env::new();
     let pki = Pki::new(&env);
-    env.write("pki/int.crl", crl(&pki.int, &[BAD, GOOD], day()));
-    env.write(
-        "pki/old.crl",
-        crl(&pki.root, &[], -time::Duration::hours(1)),
-    );
+    env.write("pki/int.crl", ca::crl(&pki.int, &[BAD, GOOD], ca::DAY));
+    env.write("pki/old.crl", ca::crl(&pki.root, &[], -ca::HOUR));
     let port = free_port();
     let write = |extra: &[&str]| {
         let mut c = Config::new();
@@ -616,7 +460,10 @@ fn check_reports_each_crl_and_refuses_unusable_ones() {
 
     for (contents, reason) in [
         ("not a crl".to_string(), "not a CRL"),
-        (crl(&pki.impostor, &[], day()), "signature does not verify"),
+        (
+            ca::crl(&pki.impostor, &[], ca::DAY),
+            "signature does not verify",
+        ),
     ] {
         env.write("pki/x.crl", contents);
         let cfg = write(&["crl = [\"pki/int.crl\", \"pki/x.crl\"]"]);
@@ -633,8 +480,8 @@ fn check_reports_each_crl_and_refuses_unusable_ones() {
     }
     // A CRL from a CA the listener does not trust.
     let other_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let other = Issuer::new(ca_params("Stranger CA", 0x99), other_key);
-    env.write("pki/x.crl", crl(&other, &[], day()));
+    let other = Issuer::new(ca::ca_params("Stranger CA", 0x99), other_key);
+    env.write("pki/x.crl", ca::crl(&other, &[], ca::DAY));
     let out = env.check(&write(&["crl = [\"pki/x.crl\"]"]));
     assert!(!out.status.success());
     assert!(
@@ -717,7 +564,7 @@ fn an_upstream_whose_certificate_is_revoked_is_refused() {
     let int_pem = std::fs::read_to_string(&pki.good.cert).unwrap();
     let int_pem = &int_pem[int_pem.find("-----END CERTIFICATE-----").unwrap() + 26..];
     env.write("pki/crl-root.pem", pki.root_pem.clone() + int_pem);
-    env.write("pki/int.crl", crl(&pki.int, &[], day()));
+    env.write("pki/int.crl", ca::crl(&pki.int, &[], ca::DAY));
     let gate = start(
         env,
         Config::new()
@@ -735,7 +582,11 @@ fn an_upstream_whose_certificate_is_revoked_is_refused() {
         server.resumed.lock().unwrap().iter().any(|r| *r),
         "certgate never resumed towards the upstream: the test would prove nothing"
     );
-    publish(&gate.env, "pki/int.crl", &crl(&pki.int, &[SERVER], day()));
+    publish(
+        &gate.env,
+        "pki/int.crl",
+        &ca::crl(&pki.int, &[SERVER], ca::DAY),
+    );
     wait_status(&gate, &gate.pki().client1, 502, Duration::from_secs(8));
     let n = server.resumed.lock().unwrap().len();
     for _ in 0..3 {

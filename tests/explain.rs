@@ -10,13 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::ca;
 use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-    RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
-};
-use time::OffsetDateTime;
 
 /// Writes the configuration `c` renders into `env` and returns its path.
 fn config(env: &Env, c: &Config) -> PathBuf {
@@ -210,59 +205,18 @@ fn at_verifies_at_that_time() {
     );
 }
 
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p
-}
-
 #[test]
 fn revoked_by_a_crl() {
     let env = Env::new();
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let ca_params = ca_params("Explain CRL CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let ca = Issuer::new(ca_params, ca_key);
+    let (issuer, ca_pem) = ca::root("Explain CRL CA", 0x20);
     let client = |serial: u64| {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name = DistinguishedName::new();
-        p.distinguished_name
-            .push(DnType::CommonName, format!("c{serial}.crl.local"));
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p.serial_number = Some(SerialNumber::from(serial));
-        env.write(
-            &format!("c{serial}.pem"),
-            p.signed_by(&key, &ca).unwrap().pem(),
-        )
+        let (stem, cn) = (format!("c{serial}"), format!("c{serial}.crl.local"));
+        ca::client(&env, &stem, &cn, serial, &issuer, "").cert
     };
     let good = client(0x2001);
     let bad = client(0x2002);
-    let now = OffsetDateTime::now_utc();
-    let crl = CertificateRevocationListParams {
-        this_update: now - time::Duration::minutes(5),
-        next_update: now + time::Duration::days(1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![RevokedCertParams {
-            serial_number: SerialNumber::from(0x2002u64),
-            revocation_time: now - time::Duration::minutes(1),
-            reason_code: None,
-            invalidity_date: None,
-        }],
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&ca)
-    .unwrap();
-    env.write("crl-ca.pem", ca_cert.pem());
-    env.write("ca.crl", crl.pem().unwrap());
+    env.write("crl-ca.pem", ca_pem);
+    env.write("ca.crl", ca::crl(&issuer, &[0x2002], ca::DAY));
     let text = Config::new()
         .mode("required")
         .reject("handshake")
@@ -381,4 +335,163 @@ fn verify_depth_of_the_listener_applies() {
     let out = explain(&env, &config(&env, &c), &env.pki.client1.cert, &[]);
     assert_eq!(code(&out), 1, "{}", out.all());
     assert!(out.all().contains("verify: FAILED"), "{}", out.all());
+}
+
+/// A listener with `[[listener.sni]]` blocks whose rules differ, each admitting or refusing
+/// client1 (its own policy admits only the SPIFFE client):
+/// block 0 `api.acme.test`, `vip.partner.test`: client1 only;
+/// block 1 `*.partner.test`: client2 only;
+/// block 2 `b2b.example`: the partner CA's clients, refused at the handshake otherwise.
+fn sni_config(env: &Env, extra: &str) -> PathBuf {
+    let block = |names: &str, auth: &str| {
+        format!(
+            "\n[[listener.sni]]\nnames = {names}\n\
+             [listener.sni.tls]\ncertificate = \"pki/server-sni-chain.pem\"\n\
+             private_key = \"pki/server-sni.key\"\n\
+             [listener.sni.client_auth]\nmode = \"required\"\n{auth}\n"
+        )
+    };
+    let bundle = "ca = \"pki/client-ca-bundle.pem\"\n";
+    let blocks = [
+        block(
+            "[\"api.acme.test\", \"vip.partner.test\"]",
+            &format!("{bundle}allow_subjects = [{:?}]", dn::CLIENT1),
+        ),
+        block(
+            "[\"*.partner.test\"]",
+            &format!("{bundle}allow_subjects = [{:?}]", dn::CLIENT2),
+        ),
+        block(
+            "[\"b2b.example\"]",
+            "ca = \"pki/partner-ca.pem\"\nreject = \"handshake\"",
+        ),
+    ]
+    .concat();
+    // The listener's own rule first: the blocks' tables follow it.
+    let own = format!("allow_subjects = [{:?}]\n", dn::SPIFFE);
+    let mut c = Config::new()
+        .mode("required")
+        .client_auth_extra(&(own + &blocks));
+    if !extra.is_empty() {
+        c = c.listener_extra(extra);
+    }
+    config(env, &c)
+}
+
+#[test]
+fn the_sni_chooses_the_block_whose_policy_judges() {
+    let env = Env::new();
+    let cfg = sni_config(&env, "");
+    let client1 = &env.pki.client1.cert;
+    let run = |cert: &Path, sni: Option<&str>| {
+        let args: Vec<&str> = sni.map(|s| vec!["--sni", s]).unwrap_or_default();
+        let out = explain(&env, &cfg, cert, &args);
+        (code(&out), out.all())
+    };
+
+    // Block 0 admits client1, by its exact names, in any case.
+    for sni in ["api.acme.test", "VIP.Partner.Test"] {
+        let (code, text) = run(client1, Some(sni));
+        assert_eq!(code, 0, "{text}");
+        assert!(
+            text.contains(&format!(
+                "policy: [[listener.sni]] block 0 (names api.acme.test,vip.partner.test), \
+                 selected by SNI {sni:?}"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "allow_subjects: matched allow_subjects[0] {:?}",
+                dn::CLIENT1
+            )),
+            "{text}"
+        );
+        assert!(text.contains("result: admitted"), "{text}");
+    }
+
+    // Block 1's wildcard (one label) refuses client1 by its own rule.
+    let (code, text) = run(client1, Some("x.partner.test"));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("policy: [[listener.sni]] block 1 (names *.partner.test)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "allow_subjects: no match; nearest allow_subjects[0] {:?}",
+            dn::CLIENT2
+        )),
+        "{text}"
+    );
+    assert!(text.contains("outcome: 403 page \"Forbidden\""), "{text}");
+    // ... and admits client2, which block 0 refuses.
+    let (code, text) = run(&env.pki.client2.cert, Some("x.partner.test"));
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = run(&env.pki.client2.cert, Some("api.acme.test"));
+    assert_eq!(code, 1, "{text}");
+
+    // Block 2 verifies against its own CA: client1 fails with the alert, the partner's client
+    // passes.
+    let (code, text) = run(client1, Some("b2b.example"));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("policy: [[listener.sni]] block 2"), "{text}");
+    assert!(text.contains("outcome: TLS alert unknown_ca"), "{text}");
+    let (code, text) = run(&env.pki.partner_client.cert, Some("b2b.example"));
+    assert_eq!(code, 0, "{text}");
+
+    // Other names and no SNI: the listener's own policy, which admits only the SPIFFE client.
+    let (code, text) = run(client1, Some("a.b.partner.test"));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "policy: the listener's own [listener.client_auth]: SNI \"a.b.partner.test\" names \
+             no [[listener.sni]] block"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("nearest allow_subjects[0] {:?}", dn::SPIFFE)),
+        "{text}"
+    );
+    let (code, text) = run(client1, None);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("policy: the listener's own [listener.client_auth]: no SNI"),
+        "{text}"
+    );
+    let (code, text) = run(&env.pki.spiffe.cert, None);
+    assert_eq!(code, 0, "{text}");
+
+    // --json names the SNI and the policy.
+    let out = explain(&env, &cfg, client1, &["--sni", "x.partner.test", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["sni"], "x.partner.test");
+    assert!(
+        v["policy"].as_str().unwrap().contains("block 1"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(v["admitted"], false);
+}
+
+#[test]
+fn unknown_sni_reject_refuses_other_names_before_any_certificate() {
+    let env = Env::new();
+    let cfg = sni_config(&env, "unknown_sni = \"reject\"");
+    let client1 = &env.pki.client1.cert;
+    for args in [&["--sni", "a.b.partner.test"][..], &[]] {
+        let out = explain(&env, &cfg, client1, args);
+        let text = out.all();
+        assert_eq!(code(&out), 1, "{text}");
+        assert!(
+            text.contains("outcome: TLS alert unrecognized_name"),
+            "{text}"
+        );
+        assert!(text.contains("verify: not reached"), "{text}");
+        assert!(text.contains("rules: not reached"), "{text}");
+        assert!(!text.contains("headers ("), "{text}");
+    }
+    let out = explain(&env, &cfg, client1, &["--sni", "api.acme.test"]);
+    assert_eq!(code(&out), 0, "{}", out.all());
 }

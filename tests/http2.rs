@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::h2raw::*;
 use common::*;
 
 /// curl over HTTP/2 (ALPN h2).
@@ -59,53 +60,6 @@ fn nghttp(gate: &Gate, args: &[&str], urls: &[String]) -> String {
 // A raw HTTP/2 client: frames and HPACK literals written by hand, for what curl will not send.
 // ---------------------------------------------------------------------------------------------
 
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const RST_STREAM: u8 = 3;
-const SETTINGS: u8 = 4;
-const PING: u8 = 6;
-const GOAWAY: u8 = 7;
-const END_STREAM: u8 = 1;
-const END_HEADERS: u8 = 4;
-const PROTOCOL_ERROR: u32 = 1;
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// HPACK integer with an `n`-bit prefix.
-fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
-/// A header block of literal fields without indexing, new names, no Huffman: any bytes go.
-fn block(fields: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (name, value) in fields {
-        b.push(0);
-        hpack_int(&mut b, 0, 7, name.len());
-        b.extend_from_slice(name);
-        hpack_int(&mut b, 0, 7, value.len());
-        b.extend_from_slice(value);
-    }
-    b
-}
-
 /// How the server answered stream 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Answer {
@@ -137,96 +91,60 @@ fn raw_h2_events(addr: SocketAddr, frames: &[Vec<u8>], to_end: bool) -> Vec<Answ
 /// As [`raw_h2_events`]; `pings`: whether PINGs are answered.
 fn raw_h2_session(addr: SocketAddr, frames: &[Vec<u8>], to_end: bool, pings: bool) -> Vec<Answer> {
     let mut events = Vec::new();
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(SETTINGS, 0, 0, &[]));
-    for f in frames {
-        out.extend_from_slice(f);
-    }
-    s.write_all(&out).expect("write");
-    let mut buf = Vec::new();
+    let mut conn = connect(addr, frames);
     loop {
-        while buf.len() >= 9 {
-            let len =
-                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
+        let Ok(Some(f)) = conn.read_frame() else {
+            events.push(Answer::Nothing);
+            return events;
+        };
+        match f.kind {
+            SETTINGS if f.flags & ACK == 0 => {
+                let _ = conn.send_frame(SETTINGS, ACK, 0, &[]);
             }
-            let (kind, flags) = (buf[3], buf[4]);
-            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-            let payload: Vec<u8> = buf[9..9 + len].to_vec();
-            buf.drain(..9 + len);
-            let code =
-                |p: &[u8], at: usize| u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]);
-            match kind {
-                SETTINGS if flags & 1 == 0 => {
-                    let _ = s.write_all(&frame(SETTINGS, 1, 0, &[]));
-                }
-                RST_STREAM if stream == 1 => events.push(Answer::Reset(code(&payload, 0))),
-                PING if flags & 1 == 0 && pings => {
-                    let _ = s.write_all(&frame(PING, 1, 0, &payload));
-                }
-                GOAWAY => {
-                    events.push(Answer::GoAway(code(&payload, 4)));
-                    if !to_end {
-                        return events;
-                    }
-                }
-                HEADERS if stream == 1 => events.push(Answer::Status(status_of(&payload))),
-                _ => {}
+            RST_STREAM if f.stream == 1 => events.push(Answer::Reset(error_code(&f))),
+            PING if f.flags & ACK == 0 && pings => {
+                let _ = conn.send_frame(PING, ACK, 0, &f.payload);
             }
-            if !to_end && !events.is_empty() {
-                return events;
+            GOAWAY => {
+                events.push(Answer::GoAway(error_code(&f)));
+                if !to_end {
+                    return events;
+                }
             }
+            HEADERS if f.stream == 1 => events.push(Answer::Status(status(&f))),
+            _ => {}
         }
-        let mut chunk = [0u8; 16384];
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => {
-                events.push(Answer::Nothing);
-                return events;
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        if !to_end && !events.is_empty() {
+            return events;
         }
     }
 }
 
-/// The `:status` of a response header block as the h2 crate encodes it: an indexed static entry
-/// (8 to 14) or a literal with the static name 8.
-fn status_of(block: &[u8]) -> u16 {
-    const STATIC: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
-    match block.first() {
-        Some(&b) if b & 0x80 != 0 && (8..=14).contains(&(b & 0x7f)) => {
-            STATIC[usize::from(b & 0x7f) - 8]
-        }
-        Some(&b) if (b & 0x0f) == 8 || (b & 0x3f) == 8 => {
-            if block[1] & 0x80 == 0 {
-                let digits = &block[2..5];
-                return std::str::from_utf8(digits).unwrap().parse().unwrap();
-            }
-            // Huffman: digits 0-2 are 5-bit codes 0-2, digits 3-9 6-bit codes 0x19-0x1f.
-            let len = usize::from(block[1] & 0x7f);
-            let bits: Vec<u8> = block[2..2 + len]
-                .iter()
-                .flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1))
-                .collect();
-            let (mut at, mut status) = (0, 0u16);
-            for _ in 0..3 {
-                let five = bits[at..at + 5].iter().fold(0u8, |a, &b| a << 1 | b);
-                let digit = if five < 3 {
-                    at += 5;
-                    five
-                } else {
-                    let six = bits[at..at + 6].iter().fold(0u8, |a, &b| a << 1 | b);
-                    at += 6;
-                    six - 0x19 + 3
-                };
-                status = status * 10 + u16::from(digit);
-            }
-            status
-        }
-        other => panic!("unexpected status encoding {other:?} in {block:?}"),
+/// A plain h2c connection that has sent the preface, an empty SETTINGS and `frames` (in one
+/// write); reads time out after 5 s.
+fn connect(addr: SocketAddr, frames: &[Vec<u8>]) -> H2Raw<TcpStream> {
+    let mut conn = H2Raw::plain(addr).expect("connect");
+    conn.tcp()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend(settings(&[]));
+    for f in frames {
+        out.extend_from_slice(f);
     }
+    conn.send(&out).expect("write");
+    conn
+}
+
+fn error_code(f: &Frame) -> u32 {
+    f.error_code()
+        .unwrap_or_else(|| panic!("no error code in {f:?}"))
+}
+
+/// The `:status` of a response HEADERS frame.
+fn status(f: &Frame) -> u16 {
+    f.status()
+        .unwrap_or_else(|| panic!("unexpected status encoding in {f:?}"))
 }
 
 /// A GET's pseudo-headers for `authority`.
@@ -242,7 +160,7 @@ fn get_fields(authority: &[u8]) -> Vec<(&'static [u8], Vec<u8>)> {
 fn headers_frame(fields: &[(&[u8], Vec<u8>)], end_stream: bool) -> Vec<u8> {
     let f: Vec<(&[u8], &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
     let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
-    frame(HEADERS, flags, 1, &block(&f))
+    frame(HEADERS, flags, 1, &block_bytes(&f))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -944,18 +862,14 @@ fn client_reset_frees_the_upstream_at_once() {
     let auth = plain.to_string();
     let mut fields = get_fields(auth.as_bytes());
     fields[3].1 = b"/slow/4000".to_vec();
-    let mut s = TcpStream::connect(plain).unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(SETTINGS, 0, 0, &[]));
-    out.extend(headers_frame(&fields, true));
-    s.write_all(&out).unwrap();
+    let mut conn = connect(plain, &[headers_frame(&fields, true)]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while gate.echo().connections() == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(200));
-    let cancel = 8u32.to_be_bytes();
-    s.write_all(&frame(RST_STREAM, 0, 1, &cancel)).unwrap();
+    conn.send_frame(RST_STREAM, 0, 1, &CANCEL.to_be_bytes())
+        .unwrap();
     // The stream's access line comes at once, not when the upstream would have answered.
     let deadline = Instant::now() + Duration::from_millis(1500);
     while !gate.log().contains("client reset the stream") && Instant::now() < deadline {
@@ -1064,50 +978,31 @@ fn grpc_calls_see_upstream_failures_as_grpc_statuses() {
 
 /// Sends `frames` on a plain h2c connection and returns stream 1's status and body.
 fn raw_h2_response(addr: SocketAddr, frames: &[Vec<u8>]) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(SETTINGS, 0, 0, &[]));
-    for f in frames {
-        out.extend_from_slice(f);
-    }
-    s.write_all(&out).expect("write");
-    let (mut buf, mut status, mut body) = (Vec::new(), 0, Vec::new());
+    let mut conn = connect(addr, frames);
+    let (mut status_code, mut body) = (0, Vec::new());
     loop {
-        while buf.len() >= 9 {
-            let len =
-                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
+        let f = match conn.read_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) | Err(_) => panic!("connection ended before the response did"),
+        };
+        match f.kind {
+            SETTINGS if f.flags & ACK == 0 => {
+                let _ = conn.send_frame(SETTINGS, ACK, 0, &[]);
             }
-            let (kind, flags) = (buf[3], buf[4]);
-            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-            let payload: Vec<u8> = buf[9..9 + len].to_vec();
-            buf.drain(..9 + len);
-            match kind {
-                SETTINGS if flags & 1 == 0 => {
-                    let _ = s.write_all(&frame(SETTINGS, 1, 0, &[]));
+            HEADERS if f.stream == 1 => {
+                status_code = status(&f);
+                if f.flags & END_STREAM != 0 {
+                    return (status_code, body);
                 }
-                HEADERS if stream == 1 => {
-                    status = status_of(&payload);
-                    if flags & END_STREAM != 0 {
-                        return (status, body);
-                    }
-                }
-                DATA if stream == 1 => {
-                    body.extend_from_slice(&payload);
-                    if flags & END_STREAM != 0 {
-                        return (status, body);
-                    }
-                }
-                RST_STREAM | GOAWAY => panic!("stream refused: frame {kind}, {payload:?}"),
-                _ => {}
             }
-        }
-        let mut chunk = [0u8; 16384];
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => panic!("connection ended before the response did"),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            DATA if f.stream == 1 => {
+                body.extend_from_slice(&f.payload);
+                if f.flags & END_STREAM != 0 {
+                    return (status_code, body);
+                }
+            }
+            RST_STREAM | GOAWAY => panic!("stream refused: {f:?}"),
+            _ => {}
         }
     }
 }
@@ -1119,7 +1014,7 @@ fn request_trailers_become_chunked_trailers() {
     let mut fields = get_fields(auth.as_bytes());
     fields[0].1 = b"POST".to_vec();
     fields.push((b"te", b"trailers".to_vec()));
-    let trailers = block(&[(b"x-checksum", b"abc"), (b"grpc-timeout", b"1S")]);
+    let trailers = block(&[("x-checksum", "abc"), ("grpc-timeout", "1S")]);
     let (status, body) = raw_h2_response(
         plain,
         &[

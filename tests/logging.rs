@@ -11,72 +11,18 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::logfmt::*;
 use common::*;
 
 // ---------------------------------------------------------------------------------------------
 // Reading the log
 // ---------------------------------------------------------------------------------------------
 
-/// One logfmt line after tracing's `<time> <LEVEL> <target>: ` prefix, as a logfmt reader
-/// splits it: bare words are keys without value, quoted values are unescaped (JSON escapes).
-/// Colour codes are dropped first: this reads fields, `no_colour_codes` checks the codes.
-fn logfmt(line: &str) -> Vec<(String, Option<String>)> {
+/// The fields of one logfmt line after tracing's `<time> <LEVEL> <target>: ` prefix. Colour
+/// codes are dropped first: this reads fields, `no_colour_codes` checks the codes.
+fn fields(line: &str) -> Vec<(String, Option<String>)> {
     let line = strip_ansi(line);
-    let rest = line.split_once(": ").map_or(&line[..], |(_, r)| r);
-    let mut out = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        let mut key = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == ' ' || c == '=' {
-                break;
-            }
-            key.push(c);
-            chars.next();
-        }
-        if key.is_empty() && chars.peek().is_none() {
-            return out;
-        }
-        if chars.peek() != Some(&'=') {
-            out.push((key, None));
-            continue;
-        }
-        chars.next();
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '"' => break,
-                    '\\' => match chars.next() {
-                        Some('n') => value.push('\n'),
-                        Some('r') => value.push('\r'),
-                        Some('t') => value.push('\t'),
-                        Some('u') => {
-                            let hex: String = chars.by_ref().take(4).collect();
-                            let code = u32::from_str_radix(&hex, 16).expect("\\u escape");
-                            value.push(char::from_u32(code).expect("code point"));
-                        }
-                        Some(c) => value.push(c),
-                        None => panic!("dangling backslash in {line:?}"),
-                    },
-                    c => value.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ' ' {
-                    break;
-                }
-                value.push(c);
-                chars.next();
-            }
-        }
-        out.push((key, Some(value)));
-    }
+    logfmt(line.split_once(": ").map_or(&line[..], |(_, r)| r))
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -90,15 +36,6 @@ fn strip_ansi(s: &str) -> String {
         }
     }
     out
-}
-
-/// The values of `key` in a parsed line.
-fn values<'a>(fields: &'a [(String, Option<String>)], key: &str) -> Vec<&'a str> {
-    fields
-        .iter()
-        .filter(|(k, _)| k == key)
-        .filter_map(|(_, v)| v.as_deref())
-        .collect()
 }
 
 /// The log's lines that contain `needle`, waiting (bounded) until there are `n`.
@@ -126,21 +63,6 @@ fn access_lines(gate: &Gate, n: usize) -> Vec<String> {
     wait_lines(|| gate.log(), "certgate::access", n)
 }
 
-/// A self-signed client certificate with `cn` as its common name.
-fn self_signed(env: &Env, stem: &str, cn: &str) -> CertKey {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    let cert = params.self_signed(&key).unwrap();
-    CertKey {
-        cert: env.write(&format!("{stem}.pem"), cert.pem()),
-        key: env.write(&format!("{stem}.key"), key.serialize_pem()),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Item 2: client-controlled values cannot forge fields
 // ---------------------------------------------------------------------------------------------
@@ -161,12 +83,12 @@ fn a_forged_common_name_stays_inside_the_dn_field() {
         !log.lines().any(|l| l.starts_with("forged=")),
         "a line was injected:\n{log}"
     );
-    let fields = logfmt(&lines[0]);
+    let fields = fields(&lines[0]);
     assert_eq!(values(&fields, "status"), ["400"], "{}", lines[0]);
     let verify = values(&fields, "verify");
     assert_eq!(verify.len(), 1, "{}", lines[0]);
     assert!(verify[0].starts_with("FAILED:"), "{}", lines[0]);
-    assert!(values(&fields, "forged").is_empty(), "{}", lines[0]);
+    assert!(!has_key(&fields, "forged"), "{}", lines[0]);
     let dn = values(&fields, "dn");
     assert_eq!(dn.len(), 1, "{}", lines[0]);
     assert!(
@@ -183,7 +105,7 @@ fn the_path_and_method_are_quoted() {
     let r = c.roundtrip(&get(&gate.host(), "/a\"b?x=1%20status=200", &[]));
     assert_eq!(r.status, 200);
     let lines = access_lines(&gate, 1);
-    let fields = logfmt(&lines[0]);
+    let fields = fields(&lines[0]);
     assert_eq!(
         values(&fields, "path"),
         ["/a\"b?x=1%20status=200"],

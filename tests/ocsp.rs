@@ -519,17 +519,6 @@ fn the_staple_expiry_is_a_metric() {
     drop(gate);
 }
 
-/// `/metrics` of the admin endpoint at `addr`.
-fn scrape(addr: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(c, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn check_reports_the_staple_and_names_the_line_of_an_unusable_file() {
     let env = Env::new();

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::ca;
 use common::*;
 
 /// Block 0: `api.acme.test` and `*.partner.test`, partner clients only, its own subject header.
@@ -480,53 +481,13 @@ fn check_describes_the_blocks() {
 /// as `pki/block-ca.pem`, `pki/block.crl`, `pki/{good,bad}.pem`; the root is also appended to
 /// the listener's client CA bundle. Returns (good, bad).
 fn revoking_ca(env: &Env) -> (CertKey, CertKey) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-        DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
-        RevokedCertParams, SerialNumber, PKCS_ECDSA_P256_SHA256,
-    };
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name = DistinguishedName::new();
-    p.distinguished_name
-        .push(DnType::CommonName, "SNI CRL Root");
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let root_pem = p.self_signed(&key).unwrap().pem();
-    let root = Issuer::new(p, key);
+    let (root, root_pem) = ca::root("SNI CRL Root", 0x20);
     let client = |stem: &str, serial: u64| {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name = DistinguishedName::new();
-        p.distinguished_name
-            .push(DnType::CommonName, format!("{stem}.sni.local"));
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p.serial_number = Some(SerialNumber::from(serial));
-        let cert = p.signed_by(&key, &root).unwrap();
-        CertKey {
-            cert: env.write(&format!("pki/{stem}.pem"), cert.pem()),
-            key: env.write(&format!("pki/{stem}.key"), key.serialize_pem()),
-        }
+        let cn = format!("{stem}.sni.local");
+        ca::client(env, &format!("pki/{stem}"), &cn, serial, &root, "")
     };
     let (good, bad) = (client("good", 0x2001), client("bad", 0x2002));
-    let now = time::OffsetDateTime::now_utc();
-    let crl = CertificateRevocationListParams {
-        this_update: now - time::Duration::minutes(5),
-        next_update: now + time::Duration::days(1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![RevokedCertParams {
-            serial_number: SerialNumber::from(0x2002u64),
-            revocation_time: now - time::Duration::minutes(1),
-            reason_code: None,
-            invalidity_date: None,
-        }],
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&root)
-    .unwrap()
-    .pem()
-    .unwrap();
+    let crl = ca::crl(&root, &[0x2002], ca::DAY);
     env.write("pki/block-ca.pem", &root_pem);
     env.write("pki/block.crl", crl);
     let bundle = env.pki.dir.join("client-ca-bundle.pem");

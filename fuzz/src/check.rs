@@ -8,7 +8,8 @@ use std::path::Path;
 use crate::config::file::ConfigFile;
 use crate::config::Config;
 use crate::http::{
-    parse_request, parse_response, rewrite_request, rewrite_response, ChunkError, ChunkedScanner,
+    parse_request, parse_response, rewrite_request, rewrite_response, ChunkDecoder, ChunkError,
+    ChunkedScanner, Part,
     HeaderClass, Limits, RewriteCtx, MAX_HEADERS,
 };
 use crate::identity::rules::{Facts, RuleErrorKind};
@@ -146,23 +147,106 @@ fn listener_with_headers(names: &[u8]) -> Option<Config> {
 ///
 /// Properties: a scan consumes no more than it was given, all of it unless the body ended in
 /// it, nothing once done; and where the body ends (or which error it has) does not depend on
-/// how it was cut into reads.
+/// how it was cut into reads. The decoder (`ChunkDecoder`, which turns an HTTP/1.1 chunked body
+/// into HTTP/2 data and trailers), fed the body cut at other points, never panics, ends where the
+/// scanner ends or fails with the scanner's error, leaves what follows the body in its buffer,
+/// and its data is exactly the chunk payloads the scanner saw.
 pub fn chunked(data: &[u8]) {
     let Some((&seed, body)) = data.split_first() else {
         return;
     };
     let whole = scan_in_pieces(body, |_| body.len().max(1));
-    let mut state = u32::from(seed) | 1;
-    let cut = scan_in_pieces(body, |_| {
-        // xorshift: piece sizes from 1 to 16, varying along the body.
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        (state % 16) as usize + 1
-    });
+    let mut cuts = Cuts::new(seed, 16);
+    let cut = scan_in_pieces(body, |_| cuts.next());
     let bytewise = scan_in_pieces(body, |_| 1);
     assert_eq!(whole, cut, "seed {seed}\n{}", show(body));
     assert_eq!(whole, bytewise, "{}", show(body));
+
+    let parts = scan_parts(body);
+    assert_eq!(
+        parts.as_ref().map(|p| (p.0, p.1)),
+        whole.as_ref().map(|w| (w.0, w.1)),
+        "advance and scan disagree\n{}",
+        show(body)
+    );
+    let mut cuts = Cuts::new(seed.rotate_left(4), 64);
+    let decoded = decode_in_pieces(body, |_| cuts.next());
+    assert_eq!(decoded, parts, "decoder and scanner disagree, seed {seed}\n{}", show(body));
+    let decoded = decode_in_pieces(body, |_| 1);
+    assert_eq!(decoded, parts, "decoder byte by byte\n{}", show(body));
+}
+
+/// Read sizes from 1 to `max`, varying along the body (xorshift).
+struct Cuts {
+    state: u32,
+    max: u32,
+}
+
+impl Cuts {
+    fn new(seed: u8, max: u32) -> Self {
+        Self {
+            state: u32::from(seed) | 1,
+            max,
+        }
+    }
+
+    fn next(&mut self) -> usize {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 17;
+        self.state ^= self.state << 5;
+        (self.state % self.max) as usize + 1
+    }
+}
+
+/// The scanner over the whole body through `advance`: bytes of the body, whether it ended, and
+/// the chunk payloads (the `Part::Data` bytes) in order.
+fn scan_parts(body: &[u8]) -> Result<(usize, bool, Vec<u8>), ChunkError> {
+    let mut scanner = ChunkedScanner::new();
+    let mut payload = Vec::new();
+    let mut at = 0;
+    loop {
+        let (n, part) = scanner.advance(&body[at..])?;
+        assert!(n <= body.len() - at, "advance consumed more than given");
+        if part == Part::Data {
+            payload.extend_from_slice(&body[at..at + n]);
+        }
+        at += n;
+        if part == Part::Done {
+            assert_eq!(n, 0, "consumed after done");
+            return Ok((at, true, payload));
+        }
+        if at == body.len() {
+            // The last byte may have ended the body.
+            return Ok((at, scanner.is_done(), payload));
+        }
+        assert!(n > 0, "advance stuck at {at}");
+    }
+}
+
+/// The decoder over the body fed in pieces: bytes of the body (fed minus what is left in its
+/// buffer), whether it ended, and the data it produced.
+fn decode_in_pieces(
+    body: &[u8],
+    mut piece: impl FnMut(usize) -> usize,
+) -> Result<(usize, bool, Vec<u8>), ChunkError> {
+    let mut decoder = ChunkDecoder::default();
+    let mut buf = bytes::BytesMut::new();
+    let mut out = Vec::new();
+    let mut fed = 0;
+    while fed < body.len() {
+        let end = (fed + piece(fed)).min(body.len());
+        buf.extend_from_slice(&body[fed..end]);
+        fed = end;
+        let (data, trailers) = decoder.decode(&mut buf)?;
+        out.extend_from_slice(&data);
+        if trailers.is_some() {
+            let at = fed - buf.len();
+            assert_eq!(&buf[..], &body[at..fed], "the decoder changed what follows the body");
+            return Ok((at, true, out));
+        }
+        assert!(buf.is_empty(), "the decoder kept body bytes back");
+    }
+    Ok((fed, false, out))
 }
 
 fn scan_in_pieces(

@@ -3,7 +3,11 @@
 //! connection) and must refuse anything the next hop could frame differently — that disagreement is
 //! request smuggling. So [`ChunkedScanner`] follows RFC 9112 §7.1 strictly, byte by byte for the
 //! framing lines and in bulk over chunk data, in a fixed-size state machine with no allocation.
-//! [`LengthCounter`] is the trivial Content-Length counterpart.
+//! [`ChunkDecoder`] reads a chunked body through the same scanner, for a hop that needs the data
+//! without its framing. [`LengthCounter`] is the trivial Content-Length counterpart.
+
+use bytes::BytesMut;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// Most hex digits in a chunk size, leading zeros included: 16 digits cannot overflow a u64, and
 /// refusing longer sizes avoids disagreeing with parsers that truncate.
@@ -151,43 +155,56 @@ impl ChunkedScanner {
 
     /// Consumes the prefix of `input` that belongs to the body. Once done, consumes nothing.
     pub fn scan(&mut self, input: &[u8]) -> Result<ScanProgress, ChunkError> {
-        if let Some(e) = self.failed {
-            return Err(e);
-        }
-        match self.run(input) {
-            Ok(consumed) => Ok(ScanProgress {
-                consumed,
-                done: self.state == State::Done,
-            }),
-            Err(e) => {
-                self.failed = Some(e);
-                Err(e)
-            }
-        }
+        let consumed = self.run(input)?;
+        Ok(ScanProgress {
+            consumed,
+            done: self.state == State::Done,
+        })
     }
 
     fn run(&mut self, input: &[u8]) -> Result<usize, ChunkError> {
         let mut pos = 0;
-        while pos < input.len() {
-            if self.state == State::Data {
-                // Bulk path: skip over chunk data without looking at it.
-                let avail = (input.len() - pos) as u64;
-                let take = self.remaining.min(avail);
-                pos += take as usize;
-                self.remaining -= take;
-                if self.remaining == 0 {
-                    self.state = State::DataCr;
-                }
-                continue;
-            }
-            if self.state == State::Done {
-                break;
-            }
-            let Some(&b) = input.get(pos) else { break };
-            pos += 1;
-            self.step(b)?;
+        while pos < input.len() && self.state != State::Done {
+            let (n, _) = self.advance(&input[pos..])?;
+            pos += n;
         }
         Ok(pos)
+    }
+
+    /// Consumes the leading bytes of `input` that belong to one [`Part`] of the body and says
+    /// which: chunk data in bulk, or framing bytes one at a time until the part changes. Consumes
+    /// nothing at the end of the input or once done. [`ChunkDecoder`] reads the body through
+    /// this, so the scanner and the decoder have one grammar. After an error it stays failed.
+    pub fn advance(&mut self, input: &[u8]) -> Result<(usize, Part), ChunkError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let part = self.state.part();
+        if part == Part::Done {
+            return Ok((0, part));
+        }
+        if self.state == State::Data {
+            // Bulk path: skip over chunk data without looking at it.
+            let take = self.remaining.min(input.len() as u64);
+            self.remaining -= take;
+            if self.remaining == 0 {
+                self.state = State::DataCr;
+            }
+            // `take` is at most `input.len()`.
+            return Ok((take as usize, part));
+        }
+        let mut pos = 0;
+        while let Some(&b) = input.get(pos) {
+            if self.state.part() != part {
+                break;
+            }
+            pos += 1;
+            if let Err(e) = self.step(b) {
+                self.failed = Some(e);
+                return Err(e);
+            }
+        }
+        Ok((pos, part))
     }
 
     /// One framing byte.
@@ -280,7 +297,30 @@ impl ChunkedScanner {
     }
 }
 
+/// The parts of a chunked body, as [`ChunkedScanner::advance`] reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Chunk-size lines (with their extensions) and the CRLF after each chunk's data.
+    Framing,
+    /// Chunk data: the payload.
+    Data,
+    /// The trailer section after the last chunk, its final CRLF included.
+    Trailer,
+    /// The body has ended; nothing more belongs to it.
+    Done,
+}
+
 impl State {
+    #[inline]
+    fn part(self) -> Part {
+        match self {
+            State::Data => Part::Data,
+            State::Done => Part::Done,
+            s if s.in_trailer() => Part::Trailer,
+            _ => Part::Framing,
+        }
+    }
+
     #[inline]
     fn in_size_line(self) -> bool {
         use State::*;
@@ -335,6 +375,71 @@ fn is_vchar_or_obs(b: u8) -> bool {
 #[inline]
 fn is_qdtext(b: u8) -> bool {
     b == b'\t' || b == b' ' || (is_vchar_or_obs(b) && b != b'"' && b != b'\\')
+}
+
+/// Decodes a chunked body into its data and trailers, for a hop that does not speak chunked
+/// (HTTP/2): the data is forwarded without the framing, the trailers as a header block. It reads
+/// the body through [`ChunkedScanner::advance`], so it accepts and refuses exactly what the
+/// scanner does, with the same limits.
+#[derive(Debug, Default)]
+pub struct ChunkDecoder {
+    scanner: ChunkedScanner,
+    /// The trailer section so far, as sent (at most [`MAX_TRAILER_BYTES`]).
+    trailer: Vec<u8>,
+}
+
+impl ChunkDecoder {
+    /// Takes what it can from the start of `buf`: the chunk data in it, and the trailers once
+    /// the body ended (then `buf` holds only what follows the body). Trailer fields that frame
+    /// or route a message (`content-length`, `transfer-encoding`, `connection`, `host`, `te`)
+    /// are dropped.
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<(BytesMut, Option<HeaderMap>), ChunkError> {
+        let mut data = BytesMut::new();
+        loop {
+            let (n, part) = self.scanner.advance(buf)?;
+            let bytes = buf.split_to(n);
+            match part {
+                Part::Data => data.unsplit(bytes),
+                Part::Trailer => self.trailer.extend_from_slice(&bytes),
+                Part::Framing => {}
+                Part::Done => return Ok((data, Some(self.trailers()?))),
+            }
+            if buf.is_empty() && !self.scanner.is_done() {
+                return Ok((data, None));
+            }
+        }
+    }
+
+    /// The trailer fields of the finished body. The scanner has checked their grammar.
+    fn trailers(&mut self) -> Result<HeaderMap, ChunkError> {
+        let mut map = HeaderMap::new();
+        let section = std::mem::take(&mut self.trailer);
+        for line in section.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                continue;
+            }
+            let colon = line
+                .iter()
+                .position(|&b| b == b':')
+                .ok_or(ChunkError::InvalidTrailer)?;
+            let name =
+                HeaderName::from_bytes(&line[..colon]).map_err(|_| ChunkError::InvalidTrailer)?;
+            let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii())
+                .map_err(|_| ChunkError::InvalidTrailer)?;
+            // Framing and connection fields never travel as trailers.
+            if !matches!(
+                name.as_str(),
+                "content-length" | "transfer-encoding" | "connection" | "host" | "te"
+            ) {
+                map.append(name, value);
+            }
+        }
+        Ok(map)
+    }
 }
 
 /// Counts a Content-Length body: the caller forwards `consumed` bytes of each read until `done`.
@@ -396,6 +501,47 @@ mod tests {
     fn whole(body: &[u8]) -> Result<(usize, bool), ChunkError> {
         feed(&[body])
     }
+
+    /// Malformed bodies and the error each must be refused with.
+    const MALFORMED: &[(&[u8], ChunkError)] = {
+        use ChunkError::*;
+        &[
+            (b"\r\n", InvalidSize),
+            (b"x\r\n", InvalidSize),
+            (b"-1\r\n", InvalidSize),
+            (b"+1\r\n", InvalidSize),
+            (b"0x5\r\n", InvalidSize),
+            (b" 5\r\n", InvalidSize),
+            (b"5 \r\nhello\r\n", InvalidSize),
+            (b"5\nhello\r\n", BadLineEnding),
+            (b"5\r\rhello", BadLineEnding),
+            (b"5\r\nhello\n0\r\n\r\n", DataNotTerminated),
+            (b"5\r\nhelloX\r\n", DataNotTerminated),
+            (b"5\r\nhello\rX", DataNotTerminated),
+            (b"3\r\nhello\r\n", DataNotTerminated),
+            (b"5;\r\n", InvalidExtension),
+            (b"5;=v\r\n", InvalidExtension),
+            (b"5;a=\r\n", InvalidExtension),
+            (b"5;a =\r\n", InvalidExtension),
+            (b"5;a \r\n", InvalidExtension),
+            (b"5;a=b \r\n", InvalidExtension),
+            (b"5;a=\"b\r\n", InvalidExtension),
+            (b"5;a=\"b\" c\r\n", InvalidExtension),
+            (b"5;a=b\"c\"\r\n", InvalidExtension),
+            (b"5;a=\"\x00\"\r\n", InvalidExtension),
+            (b"5;a\nhello", BadLineEnding),
+            (b"5;a=\"b\nc\"\r\n", BadLineEnding),
+            (b"0\r\n\n", BadLineEnding),
+            (b"0\r\nX\r\n\r\n", InvalidTrailer),
+            (b"0\r\nX : v\r\n\r\n", InvalidTrailer),
+            (b"0\r\n X: v\r\n\r\n", InvalidTrailer),
+            (b"0\r\nX: v\n\r\n", BadLineEnding),
+            (b"0\r\nX: a\x00\r\n\r\n", InvalidTrailer),
+            (b"0\r\nX: v\r\r", BadLineEnding),
+            (b"0\r\n\rX", BadLineEnding),
+            (b"0\r\n\r\r", BadLineEnding),
+        ]
+    };
 
     const SAMPLE: &[u8] = b"5\r\nhello\r\n1a;ext=val;q=\"a\\\"b\" ; x\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: yes\r\nEtag: \"t\"\r\n\r\n";
 
@@ -468,44 +614,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        use ChunkError::*;
-        let cases: &[(&[u8], ChunkError)] = &[
-            (b"\r\n", InvalidSize),
-            (b"x\r\n", InvalidSize),
-            (b"-1\r\n", InvalidSize),
-            (b"+1\r\n", InvalidSize),
-            (b"0x5\r\n", InvalidSize),
-            (b" 5\r\n", InvalidSize),
-            (b"5 \r\nhello\r\n", InvalidSize),
-            (b"5\nhello\r\n", BadLineEnding),
-            (b"5\r\rhello", BadLineEnding),
-            (b"5\r\nhello\n0\r\n\r\n", DataNotTerminated),
-            (b"5\r\nhelloX\r\n", DataNotTerminated),
-            (b"5\r\nhello\rX", DataNotTerminated),
-            (b"3\r\nhello\r\n", DataNotTerminated),
-            (b"5;\r\n", InvalidExtension),
-            (b"5;=v\r\n", InvalidExtension),
-            (b"5;a=\r\n", InvalidExtension),
-            (b"5;a =\r\n", InvalidExtension),
-            (b"5;a \r\n", InvalidExtension),
-            (b"5;a=b \r\n", InvalidExtension),
-            (b"5;a=\"b\r\n", InvalidExtension),
-            (b"5;a=\"b\" c\r\n", InvalidExtension),
-            (b"5;a=b\"c\"\r\n", InvalidExtension),
-            (b"5;a=\"\x00\"\r\n", InvalidExtension),
-            (b"5;a\nhello", BadLineEnding),
-            (b"5;a=\"b\nc\"\r\n", BadLineEnding),
-            (b"0\r\n\n", BadLineEnding),
-            (b"0\r\nX\r\n\r\n", InvalidTrailer),
-            (b"0\r\nX : v\r\n\r\n", InvalidTrailer),
-            (b"0\r\n X: v\r\n\r\n", InvalidTrailer),
-            (b"0\r\nX: v\n\r\n", BadLineEnding),
-            (b"0\r\nX: a\x00\r\n\r\n", InvalidTrailer),
-            (b"0\r\nX: v\r\r", BadLineEnding),
-            (b"0\r\n\rX", BadLineEnding),
-            (b"0\r\n\r\r", BadLineEnding),
-        ];
-        for (body, want) in cases {
+        for (body, want) in MALFORMED {
             assert_eq!(
                 whole(body),
                 Err(*want),
@@ -585,5 +694,121 @@ mod tests {
         assert!(c.is_done());
         assert_eq!(c.scan(b"x").consumed, 0);
         assert!(LengthCounter::new(0).is_done());
+    }
+
+    /// What [`ChunkDecoder`] made of a whole input.
+    #[derive(Debug, PartialEq)]
+    struct Decoded {
+        data: Vec<u8>,
+        /// Once the body ended.
+        trailers: Option<HeaderMap>,
+        /// Input left after the body (all of it is fed).
+        rest: Vec<u8>,
+    }
+
+    /// Decodes `input` fed `step` bytes at a time until the body ends.
+    fn decode_all(input: &[u8], step: usize) -> Result<Decoded, ChunkError> {
+        let mut d = ChunkDecoder::default();
+        let mut buf = BytesMut::new();
+        let mut data = Vec::new();
+        let mut at = 0;
+        while at < input.len() {
+            let end = (at + step).min(input.len());
+            buf.extend_from_slice(&input[at..end]);
+            at = end;
+            let (got, done) = d.decode(&mut buf)?;
+            data.extend_from_slice(&got);
+            if let Some(trailers) = done {
+                buf.extend_from_slice(&input[at..]);
+                return Ok(Decoded {
+                    data,
+                    trailers: Some(trailers),
+                    rest: buf.to_vec(),
+                });
+            }
+        }
+        Ok(Decoded {
+            data,
+            trailers: None,
+            rest: buf.to_vec(),
+        })
+    }
+
+    #[test]
+    fn decoder_data_and_trailers_in_any_fragments() {
+        let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\ngrpc-status: 0\r\nX-A:b  \r\n\r\nNEXT";
+        for step in 1..=body.len() {
+            let got = decode_all(body, step).expect("decodes");
+            assert_eq!(got.data, b"hello world", "step {step}");
+            assert_eq!(got.rest, b"NEXT", "step {step}");
+            let trailers = got.trailers.expect("ended");
+            assert_eq!(trailers["grpc-status"], "0");
+            assert_eq!(trailers["x-a"], "b");
+        }
+    }
+
+    #[test]
+    fn decoder_ends_where_the_scanner_ends() {
+        let input = [SAMPLE, b"GET / HTTP/1.1\r\n"].concat();
+        for step in 1..=input.len() {
+            let got = decode_all(&input, step).expect("decodes");
+            assert_eq!(got.rest, b"GET / HTTP/1.1\r\n", "step {step}");
+            assert_eq!(
+                got.data,
+                [&b"hello"[..], b"abcdefghijklmnopqrstuvwxyz"].concat()
+            );
+            let trailers = got.trailers.expect("ended");
+            assert_eq!(trailers["x-trailer"], "yes");
+            assert_eq!(trailers["etag"], "\"t\"");
+        }
+        assert_eq!(
+            decode_all(b"3\r\nab", 2),
+            Ok(Decoded {
+                data: b"ab".to_vec(),
+                trailers: None,
+                rest: Vec::new()
+            })
+        );
+    }
+
+    /// One grammar: every body the scanner refuses, the decoder refuses with the same error,
+    /// however it is cut (the decoder once accepted `5 \r\n`, `5;a=\"b\r\n` and more).
+    #[test]
+    fn decoder_refuses_what_the_scanner_refuses() {
+        for (body, want) in MALFORMED {
+            for step in [1, 2, body.len()] {
+                assert_eq!(
+                    decode_all(body, step).map(|_| ()),
+                    Err(*want),
+                    "step {step}: {:?}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        let mut line = b"1;a=".to_vec();
+        line.extend(std::iter::repeat_n(b'x', MAX_CHUNK_LINE_BYTES as usize));
+        assert_eq!(decode_all(&line, 100), Err(ChunkError::LineTooLong));
+        let mut trailer = b"0\r\n".to_vec();
+        while trailer.len() < MAX_TRAILER_BYTES as usize + 10 {
+            trailer.extend_from_slice(b"X-Long-Trailer: aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(decode_all(&trailer, 100), Err(ChunkError::TrailerTooLarge));
+        let mut d = ChunkDecoder::default();
+        assert!(d.decode(&mut BytesMut::from(&b"z"[..])).is_err());
+        assert_eq!(
+            d.decode(&mut BytesMut::from(&b"0\r\n\r\n"[..])),
+            Err(ChunkError::InvalidSize),
+            "an error is sticky"
+        );
+    }
+
+    #[test]
+    fn decoder_trailers_drop_framing_fields_and_keep_any_token() {
+        let body = b"0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nconnection: x\r\n\
+                     Host: h\r\nTE: trailers\r\n!#$%&'*+-.^_`|~: \tv\x80 w \r\n\r\n";
+        let got = decode_all(body, body.len()).expect("decodes");
+        let trailers = got.trailers.expect("ended");
+        assert_eq!(trailers.len(), 1, "{trailers:?}");
+        assert_eq!(trailers["!#$%&'*+-.^_`|~"].as_bytes(), b"v\x80 w");
     }
 }

@@ -15,8 +15,8 @@ mod rewrite;
 pub mod xfcc;
 
 pub use chunked::{
-    ChunkError, ChunkedScanner, LengthCounter, ScanProgress, MAX_CHUNK_LINE_BYTES,
-    MAX_CHUNK_SIZE_DIGITS, MAX_TRAILER_BYTES,
+    ChunkDecoder, ChunkError, ChunkedScanner, LengthCounter, Part, ScanProgress,
+    MAX_CHUNK_LINE_BYTES, MAX_CHUNK_SIZE_DIGITS, MAX_TRAILER_BYTES,
 };
 pub use pages::{render, status_page_for, Page};
 pub use request::{parse_request, RequestHead, TargetForm};

@@ -20,7 +20,7 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -489,7 +489,7 @@ async fn respond_with(
             }
         }
         BodyKind::Chunked => {
-            let mut decoder = ChunkDecoder::default();
+            let mut decoder = h1::ChunkDecoder::default();
             loop {
                 let (data, done) = decoder
                     .decode(&mut buf)
@@ -731,183 +731,10 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// Decodes a chunked body into its data and trailers, strictly (RFC 9112 §7.1): the same
-/// limits as [`h1::ChunkedScanner`].
-#[derive(Debug, Default)]
-pub(crate) struct ChunkDecoder {
-    state: Chunk,
-    trailers: HeaderMap,
-    trailer_bytes: usize,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// A chunk-size line.
-    #[default]
-    Size,
-    /// Data bytes left in the chunk.
-    Data(u64),
-    /// The CRLF after chunk data.
-    DataEnd,
-    /// Trailer lines, until the empty one.
-    Trailers,
-}
-
-impl ChunkDecoder {
-    /// Takes what it can from `buf`: data to forward, and the trailers once the body ended.
-    pub(crate) fn decode(
-        &mut self,
-        buf: &mut BytesMut,
-    ) -> Result<(BytesMut, Option<HeaderMap>), h1::ChunkError> {
-        use h1::ChunkError as E;
-        let mut data = BytesMut::new();
-        loop {
-            match self.state {
-                Chunk::Size => {
-                    let Some(end) = find_crlf(buf, h1::MAX_CHUNK_LINE_BYTES as usize)? else {
-                        return Ok((data, None));
-                    };
-                    let line = buf.split_to(end + 2);
-                    let line = &line[..end];
-                    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-                    if digits == 0 {
-                        return Err(E::InvalidSize);
-                    }
-                    if digits > h1::MAX_CHUNK_SIZE_DIGITS as usize {
-                        return Err(E::SizeTooLong);
-                    }
-                    // Only BWS (spaces, tabs) may come between the size and an extension.
-                    let rest = &line[digits..];
-                    let ws = rest
-                        .iter()
-                        .take_while(|&&b| b == b' ' || b == b'\t')
-                        .count();
-                    let rest = &rest[ws..];
-                    if !(rest.is_empty() || rest[0] == b';') || rest.contains(&b'\r') {
-                        return Err(E::InvalidSize);
-                    }
-                    let size = std::str::from_utf8(&line[..digits])
-                        .ok()
-                        .and_then(|s| u64::from_str_radix(s, 16).ok())
-                        .ok_or(E::InvalidSize)?;
-                    self.state = if size == 0 {
-                        Chunk::Trailers
-                    } else {
-                        Chunk::Data(size)
-                    };
-                }
-                Chunk::Data(left) => {
-                    if buf.is_empty() {
-                        return Ok((data, None));
-                    }
-                    let take = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    data.unsplit(buf.split_to(take));
-                    let left = left - take as u64;
-                    self.state = if left == 0 {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(left)
-                    };
-                }
-                Chunk::DataEnd => {
-                    if buf.len() < 2 {
-                        return Ok((data, None));
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err(E::DataNotTerminated);
-                    }
-                    buf.advance(2);
-                    self.state = Chunk::Size;
-                }
-                Chunk::Trailers => {
-                    let limit = (h1::MAX_TRAILER_BYTES as usize).saturating_sub(self.trailer_bytes);
-                    let Some(end) = find_crlf(buf, limit).map_err(|_| E::TrailerTooLarge)? else {
-                        return Ok((data, None));
-                    };
-                    self.trailer_bytes += end + 2;
-                    let line = buf.split_to(end + 2);
-                    let line = &line[..end];
-                    if line.is_empty() {
-                        return Ok((data, Some(std::mem::take(&mut self.trailers))));
-                    }
-                    let colon = line
-                        .iter()
-                        .position(|&b| b == b':')
-                        .ok_or(E::InvalidTrailer)?;
-                    let name =
-                        HeaderName::from_bytes(&line[..colon]).map_err(|_| E::InvalidTrailer)?;
-                    let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii())
-                        .map_err(|_| E::InvalidTrailer)?;
-                    // Framing and connection fields never travel as trailers.
-                    if !matches!(
-                        name.as_str(),
-                        "content-length" | "transfer-encoding" | "connection" | "host" | "te"
-                    ) {
-                        self.trailers.append(name, value);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The position of the CRLF ending the line at the start of `buf`; `None` when more is needed.
-fn find_crlf(buf: &[u8], limit: usize) -> Result<Option<usize>, h1::ChunkError> {
-    match buf.iter().position(|&b| b == b'\n') {
-        Some(0) => Err(h1::ChunkError::BadLineEnding),
-        Some(i) if buf[i - 1] != b'\r' => Err(h1::ChunkError::BadLineEnding),
-        Some(i) if i - 1 > limit => Err(h1::ChunkError::LineTooLong),
-        Some(i) => Ok(Some(i - 1)),
-        None if buf.len() > limit + 1 => Err(h1::ChunkError::LineTooLong),
-        None => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proxy::request_id;
-
-    fn decode_all(input: &[u8], step: usize) -> Result<(Vec<u8>, HeaderMap), h1::ChunkError> {
-        let mut d = ChunkDecoder::default();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for piece in input.chunks(step) {
-            buf.extend_from_slice(piece);
-            let (data, done) = d.decode(&mut buf)?;
-            out.extend_from_slice(&data);
-            if let Some(t) = done {
-                return Ok((out, t));
-            }
-        }
-        Err(h1::ChunkError::InvalidSize)
-    }
-
-    #[test]
-    fn chunked_bodies_decode_in_any_fragments() {
-        let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\ngrpc-status: 0\r\nX-A: b\r\n\r\n";
-        for step in 1..body.len() {
-            let (data, trailers) = decode_all(body, step).expect("decodes");
-            assert_eq!(data, b"hello world");
-            assert_eq!(trailers["grpc-status"], "0");
-            assert_eq!(trailers["x-a"], "b");
-        }
-    }
-
-    #[test]
-    fn malformed_chunks_are_refused() {
-        for bad in [
-            &b"x\r\n"[..],
-            b"5\r\nhelloXX",
-            b"5\nhello\r\n",
-            b"11111111111111111\r\n",
-            b"\n",
-            b"5\r;a\r\nhello\r\n",
-            b"5\r\nhello\r\n0\r\nbad trailer\r\n\r\n",
-        ] {
-            assert!(decode_all(bad, bad.len()).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn request_head_translates_pseudo_headers() {

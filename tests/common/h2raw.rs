@@ -57,7 +57,8 @@ impl Frame {
     }
 
     /// The `:status` of a HEADERS frame whose block starts with a static-table status (200, 204,
-    /// 206, 304, 400, 404, 500), or a literal status with a plain (non-Huffman) value.
+    /// 206, 304, 400, 404, 500), or a literal status, plain or Huffman-coded (as the h2 crate
+    /// sends the others).
     pub fn status(&self) -> Option<u16> {
         if self.kind != HEADERS {
             return None;
@@ -79,19 +80,45 @@ impl Frame {
             0x8c => 400,
             0x8d => 404,
             0x8e => 500,
-            // Literal with name index 8..14 (:status), value not Huffman-coded.
+            // Literal with name index 8..14 (:status).
             0x08..=0x0e | 0x18..=0x1e | 0x48..=0x4e => {
                 let len = *block.get(1)?;
+                let v = block.get(2..2 + usize::from(len & 0x7f))?;
                 if len & 0x80 != 0 {
-                    return None;
+                    return huffman_status(v);
                 }
-                let v = block.get(2..2 + len as usize)?;
                 std::str::from_utf8(v).ok()?.parse().ok()?
             }
             _ => return None,
         };
         Some(code)
     }
+}
+
+/// Three Huffman-coded digits: 0-2 are the 5-bit codes 0-2, 3-9 the 6-bit codes 0x19-0x1f
+/// (RFC 7541, Appendix B).
+fn huffman_status(coded: &[u8]) -> Option<u16> {
+    let bits: Vec<u8> = coded
+        .iter()
+        .flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1))
+        .collect();
+    let (mut at, mut status) = (0, 0u16);
+    for _ in 0..3 {
+        let five = bits.get(at..at + 5)?.iter().fold(0u8, |a, &b| a << 1 | b);
+        let digit = if five < 3 {
+            at += 5;
+            five
+        } else {
+            let six = bits.get(at..at + 6)?.iter().fold(0u8, |a, &b| a << 1 | b);
+            at += 6;
+            six.checked_sub(0x19)? + 3
+        };
+        if digit > 9 {
+            return None;
+        }
+        status = status * 10 + u16::from(digit);
+    }
+    Some(status)
 }
 
 /// HPACK: an integer with an `n`-bit prefix whose high bits are `flags`.
@@ -125,6 +152,15 @@ pub fn block(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (n, v) in fields {
         literal(&mut out, n.as_bytes(), v.as_bytes());
+    }
+    out
+}
+
+/// A header block of literals, any bytes in names and values.
+pub fn block_bytes(fields: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, v) in fields {
+        literal(&mut out, n, v);
     }
     out
 }

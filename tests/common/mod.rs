@@ -30,8 +30,11 @@ pub use certgate_tools::echo::{self, pattern_byte, EchoServer};
 #[allow(unused_imports)]
 pub use certgate_tools::pki::{self, dn, san, CertKey, Pki};
 
+pub mod ca;
 pub mod h2raw;
+pub mod logfmt;
 mod raw;
+pub mod resuming;
 #[allow(unused_imports)]
 pub use raw::*;
 
@@ -981,6 +984,22 @@ impl std::fmt::Display for Seen {
 // Certificates and encodings
 // ---------------------------------------------------------------------------------------------
 
+/// A self-signed client certificate (ECDSA P-256) whose only subject attribute is the common
+/// name `cn`, written as `{stem}.pem` and `{stem}.key` in `env`: no CA trusts it.
+pub fn self_signed(env: &Env, stem: &str, cn: &str) -> CertKey {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let cert = params.self_signed(&key).unwrap();
+    CertKey {
+        cert: env.write(&format!("{stem}.pem"), cert.pem()),
+        key: env.write(&format!("{stem}.key"), key.serialize_pem()),
+    }
+}
+
 /// The first certificate (the leaf) of a PEM file.
 pub fn leaf(path: &Path) -> boring::x509::X509 {
     let pem = fs::read(path).unwrap();
@@ -1406,6 +1425,16 @@ pub fn post(host: &str, path: &str, extra: &[&str], body: &[u8]) -> Vec<u8> {
     let mut r = r.into_bytes();
     r.extend_from_slice(body);
     r
+}
+
+/// The `/metrics` text of the admin endpoint at `addr` (the whole response, head included).
+pub fn scrape(addr: SocketAddr) -> String {
+    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(c, "GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
 }
 
 // ---------------------------------------------------------------------------------------------

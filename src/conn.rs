@@ -1,6 +1,7 @@
 //! A connection on either side of the proxy, plain TCP or TLS, with one set of cancel-safe
 //! operations (see `io::Socket` and `tls::TlsStream`).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
@@ -93,16 +94,30 @@ impl Conn {
         }
     }
 
-    /// True when a write may be handed over and not awaited: no write is in flight (a
-    /// finished one is collected first), so a write started now takes all of its data at its
-    /// first poll, and the runtime is io_uring, whose kernel finishes it unpolled.
-    pub fn can_hand_over_write(&mut self) -> bool {
+    /// Writes `data` without waiting for the write to finish, when that is possible: on
+    /// io_uring, whose kernel finishes a parked write that nobody polls, and with no write in
+    /// flight (a finished one is collected first), so that the write takes all of `data` at
+    /// its first poll. The write's completion is collected by the connection's next write or
+    /// by the pool before reuse; a failure then shows as a closed connection.
+    ///
+    /// # Return
+    /// `None` when the write cannot be handed over (the caller awaits `write_all`); otherwise
+    /// how its start went.
+    pub fn hand_over(&mut self, data: &[u8]) -> Option<io::Result<()>> {
         if !crate::io::kernel_driven() {
-            return false;
+            return None;
         }
-        match self {
+        let idle = match self {
             Self::Plain(s) => s.settle_write(),
             Self::Tls(t) => t.socket_mut().settle_write(),
+        };
+        if !idle {
+            return None;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::pin::pin!(self.write_all(data)).poll(&mut cx) {
+            std::task::Poll::Ready(Err(e)) => Some(Err(e)),
+            _ => Some(Ok(())),
         }
     }
 

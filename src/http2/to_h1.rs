@@ -14,9 +14,8 @@
 //! Retries follow the HTTP/1.1 forward's rules (`proxy::error::fate`).
 
 use std::fmt::Write as _;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
-use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -303,22 +302,22 @@ async fn exchange(
     if s.ended && s.chunked {
         wire.extend_from_slice(b"0\r\n\r\n");
     }
-    if s.ended && up.conn.can_hand_over_write() {
-        // Handed over, not awaited (io_uring): with no write in flight the connection takes
-        // all of `wire` at the first poll and parks its write (see `io::Socket::write_all`), which
-        // the kernel finishes while the response is awaited, under that read's timeout. A failed write shows as a closed
-        // connection, which the retry rules treat as a failed send; the pool collects the
-        // write before reuse. This saves a wake-up and a timer per request.
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if let Poll::Ready(Err(e)) = pin!(up.conn.write_all(&wire)).poll(&mut cx) {
-            return Err(Kind::SendHead(e));
-        }
+    // A bodiless request's head is handed over, not awaited (on io_uring): the kernel finishes
+    // the write while the response is awaited, under that read's timeout, which saves a
+    // wake-up and a timer per request.
+    let handed = if s.ended {
+        up.conn.hand_over(&wire)
     } else {
-        match timeout(t.upstream_read, up.conn.write_all(&wire)).await {
+        None
+    };
+    match handed {
+        Some(Err(e)) => return Err(Kind::SendHead(e)),
+        Some(Ok(())) => {}
+        None => match timeout(t.upstream_read, up.conn.write_all(&wire)).await {
             Err(_) => return Err(Kind::SendTimeout),
             Ok(Err(e)) => return Err(Kind::SendHead(e)),
             Ok(Ok(())) => {}
-        }
+        },
     }
     if !s.ended {
         attempt.body_sent = true;

@@ -505,10 +505,19 @@ async fn exchange(
         answered: false,
         reused: up.reused,
     };
-    match timeout(t.upstream_read, up.conn.write_all(upstream_head)).await {
-        Err(_) => return Err((Kind::SendTimeout, attempt)),
-        Ok(Err(e)) => return Err((Kind::SendHead(e), attempt)),
-        Ok(Ok(())) => {}
+    // A bodiless request's head is handed over, not awaited (see `Conn::hand_over`).
+    let handed = match head.body {
+        BodyKind::None => up.conn.hand_over(upstream_head),
+        _ => None,
+    };
+    match handed {
+        Some(Err(e)) => return Err((Kind::SendHead(e), attempt)),
+        Some(Ok(())) => {}
+        None => match timeout(t.upstream_read, up.conn.write_all(upstream_head)).await {
+            Err(_) => return Err((Kind::SendTimeout, attempt)),
+            Ok(Err(e)) => return Err((Kind::SendHead(e), attempt)),
+            Ok(Ok(())) => {}
+        },
     }
     let mut body_sent = head.body == BodyKind::None;
     let mut sent_continue = false;

@@ -171,8 +171,12 @@ impl Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get().saturating_sub(1));
-        self.0.idle_since.set(Instant::now());
+        let left = self.0.active.get().saturating_sub(1);
+        self.0.active.set(left);
+        // Idle begins when the last stream ends (one clock read per idle spell, not per stream).
+        if left == 0 {
+            self.0.idle_since.set(Instant::now());
+        }
     }
 }
 

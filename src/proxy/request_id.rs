@@ -90,7 +90,20 @@ fn generate() -> String {
         c.set((thread, n + 1));
         (thread, n)
     });
-    format!("{prefix:016x}{thread:04x}{n:012x}")
+    // Written by hand: `format!` with three padded hex fields was ~0.5 % of a loaded worker.
+    let mut id = String::with_capacity(32);
+    push_hex(&mut id, prefix, 16);
+    push_hex(&mut id, u64::from(thread), 4);
+    push_hex(&mut id, n, 12);
+    id
+}
+
+/// Appends the low `digits` hex digits of `v`, zero-padded.
+fn push_hex(out: &mut String, v: u64, digits: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        out.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
+    }
 }
 
 /// Removes the client's `X-Request-Id` lines from a rewritten head (whose own, `ours`, was
@@ -125,6 +138,26 @@ mod tests {
         assert!(!plausible(b"a b"));
         assert!(!plausible(b"a\"b"));
         assert!(!plausible(&[b'a'; MAX_LEN + 1]));
+    }
+
+    #[test]
+    fn hex_is_zero_padded_like_format_and_keeps_its_width() {
+        for (v, digits) in [
+            (0u64, 4u32),
+            (0xabc, 4),
+            (0x1_2345, 4),
+            (u64::MAX, 16),
+            (42, 12),
+        ] {
+            let mut s = String::new();
+            push_hex(&mut s, v, digits);
+            let mask = if digits == 16 {
+                u64::MAX
+            } else {
+                (1u64 << (digits * 4)) - 1
+            };
+            assert_eq!(s, format!("{:0w$x}", v & mask, w = digits as usize));
+        }
     }
 
     #[test]

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 
 use crate::io::Socket;
+
+/// Write buffer a pooled plain connection keeps: a request head with identity fields fits.
+const STANDING_WRITE: usize = 8 * 1024;
 use crate::tls::TlsStream;
 
 /// A client or upstream connection, plain TCP or TLS over it; the proxy reads and writes both
@@ -126,9 +129,15 @@ impl Conn {
     /// pool, without a syscall, whether the server closed the connection meanwhile. (On TLS a
     /// late record, such as a session ticket, must go through the TLS layer: the pool peeks.)
     pub fn park_idle(&mut self) {
-        self.release_buffers();
-        if let Self::Plain(s) = self {
-            s.stand_read();
+        match self {
+            // The standing read keeps a small read buffer (taken before the release, which
+            // frees only what no operation holds), and a small write buffer stays for the next
+            // request's head: a pooled connection then costs no allocation per reuse.
+            Self::Plain(s) => {
+                s.stand_read();
+                s.trim_write_buffer(STANDING_WRITE);
+            }
+            Self::Tls(t) => t.release_buffers(),
         }
     }
 }

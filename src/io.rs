@@ -163,8 +163,10 @@ impl Socket {
     /// [`Socket::is_reusable`] learns without a syscall whether the server closed the
     /// connection or sent stray bytes meanwhile: the read has completed.
     pub fn stand_read(&mut self) {
+        // A buffer grown by a large response is given back; a small one is kept (no
+        // allocation per reuse).
         if let ReadSlot::Idle(_, buf) = &mut self.rd {
-            if buf.capacity() > READ_CHUNK {
+            if buf.capacity() > STANDING_READ {
                 *buf = Vec::new();
             }
         }
@@ -291,6 +293,16 @@ impl Socket {
         match unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } {
             0 => Ok(()),
             _ => Err(io::Error::last_os_error()),
+        }
+    }
+
+    /// Collects a finished write and releases the write buffer if it is larger than `max`.
+    pub fn trim_write_buffer(&mut self, max: usize) {
+        self.settle_write();
+        if let WriteSlot::Idle(_, buf) = &mut self.wr {
+            if buf.capacity() > max {
+                *buf = Vec::new();
+            }
         }
     }
 

@@ -325,7 +325,8 @@ async fn exchange(
             .await
             .map_err(Kind::RequestBody)?;
     }
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    // Grown by what arrives (a small response is one allocation of its size, not 8 KiB).
+    let mut buf = BytesMut::new();
     let limits = h1::Limits {
         max_head_bytes: 64 * 1024,
     };
@@ -583,7 +584,8 @@ fn request_head(
     length: Option<u64>,
     chunked: bool,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
+    // The identity lines (an escaped PEM among them) are most of a head: sized for them.
+    let mut out = Vec::with_capacity(512 + r.add.len());
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());

@@ -528,7 +528,8 @@ async fn exchange(
             .map_err(|e| (Kind::RequestBody(e), attempt))?;
         body_sent = true;
     }
-    let mut up_buf = BytesMut::with_capacity(8 * 1024);
+    // Grown by what arrives (a small response is one allocation of its size, not 8 KiB).
+    let mut up_buf = BytesMut::new();
     let limits = http::Limits {
         max_head_bytes: 64 * 1024,
     };

@@ -297,14 +297,15 @@ pub struct FileStatus {
 }
 
 /// What tells a changed file: modification time, size and inode.
+/// Shared with the OCSP staple's file watch (`tls::ocsp`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp {
+pub(crate) struct Stamp {
     mtime: Option<SystemTime>,
     len: u64,
     ino: u64,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp {

@@ -28,6 +28,8 @@ use boring::x509::X509;
 use foreign_types::ForeignTypeRef;
 use tracing::{info, warn};
 
+use super::crl::{stamp, Stamp};
+
 /// How often the response file is checked for a change.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(3);
 
@@ -790,24 +792,6 @@ impl<'a> Der<'a> {
 // ---------------------------------------------------------------------------------------------
 // Files and time
 // ---------------------------------------------------------------------------------------------
-
-/// What tells a changed file: modification time, size and inode.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp {
-    mtime: Option<SystemTime>,
-    len: u64,
-    ino: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        mtime: m.modified().ok(),
-        len: m.len(),
-        ino: m.ino(),
-    })
-}
 
 fn now() -> i64 {
     SystemTime::now()

@@ -14,6 +14,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod admin;
+pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod control;

@@ -414,7 +414,7 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
                     bytes,
                 )
             }
-            Ok(valid) => forward_stream(c, req, respond, valid, grpc, &rid).await,
+            Ok(valid) => forward_stream(c, req, respond, valid, grpc, &rid, started).await,
         }
     };
     c.stream_ended(outcome.client_gone);
@@ -426,7 +426,7 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
 /// upstreams ([`to_h1::forward`]), in the request's fields for HTTP/2 ones
 /// ([`upstream_request`]). Its body still streams from the client; `respond` answers the client;
 /// `valid` is what validation learnt (the declared length), `grpc` whether failures are
-/// answered as gRPC statuses. Every upstream protocol returns the stream's [`Outcome`], which
+/// answered as gRPC statuses, `started` when the stream arrived. Every upstream protocol returns the stream's [`Outcome`], which
 /// the caller logs.
 pub async fn forward_stream(
     c: &Shared,
@@ -435,6 +435,7 @@ pub async fn forward_stream(
     valid: request::Valid,
     grpc: bool,
     rid: &RequestId,
+    started: Instant,
 ) -> Outcome {
     let upstream = c.listener.upstream;
     // One call site per relay: two awaits of the same future type get two slots in this
@@ -445,7 +446,7 @@ pub async fn forward_stream(
         .get(upstream)
         .filter(|p| p.upstream().protocol == crate::config::UpstreamProtocol::H2);
     let Some(pool) = pool else {
-        return to_h1::forward(c, req, respond, valid, grpc, rid).await;
+        return to_h1::forward(c, req, respond, valid, grpc, rid, started).await;
     };
     let mut req = upstream_request(c, req, rid);
     // The h2 relay keeps `te: trailers` (gRPC needs it) and checks the length as it relays.

@@ -41,7 +41,8 @@ use crate::upstream::{Pool, UpstreamConn};
 /// Largest read from the upstream at once, and so the largest DATA batch.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Forwards one validated stream to the listener's (HTTP/1.1) upstream.
+/// Forwards one validated stream, which arrived at `started`, to the listener's (HTTP/1.1)
+/// upstream.
 pub async fn forward(
     c: &Shared,
     req: Request<RecvStream>,
@@ -49,8 +50,8 @@ pub async fn forward(
     valid: Valid,
     grpc: bool,
     rid: &RequestId,
+    started: Instant,
 ) -> Outcome {
-    let started = Instant::now();
     let admitted_by = &c.identity.admitted_by;
     let (parts, mut body) = req.into_parts();
     let head_only = parts.method == Method::HEAD;
@@ -226,9 +227,8 @@ async fn attempt_upstreams(
         attempts += 1;
         let stats = pool.stats(server);
         stats.requests.inc();
-        let connecting = Instant::now();
-        let checkout = pool.checkout(addr, t.upstream_connect).await;
-        out.connect_time = Some(connecting.elapsed());
+        let (checkout, connecting) = pool.checkout(addr, t.upstream_connect).await;
+        out.connect_time = Some(connecting);
         let mut attempt = Attempt {
             idempotent: s.idempotent,
             body_sent: false,
@@ -293,27 +293,35 @@ async fn exchange(
     out: &mut Outcome,
 ) -> Result<(ResponseHead, Bytes, BytesMut), Kind> {
     let t = c.listener.timeouts;
-    let mut wire = Vec::with_capacity(s.head.len() + s.first.len() + 16);
-    wire.extend_from_slice(&s.head);
-    if !s.first.is_empty() {
-        // A retry sends these again; the rest of a body never is.
-        push_chunk(&mut wire, &s.first, s.chunked);
-    }
-    if s.ended && s.chunked {
-        wire.extend_from_slice(b"0\r\n\r\n");
-    }
+    // The head alone (most requests) goes as it is; body bytes already in hand join it.
+    let joined;
+    let wire = if s.first.is_empty() && !(s.ended && s.chunked) {
+        &s.head
+    } else {
+        let mut w = Vec::with_capacity(s.head.len() + s.first.len() + 16);
+        w.extend_from_slice(&s.head);
+        if !s.first.is_empty() {
+            // A retry sends these again; the rest of a body never is.
+            push_chunk(&mut w, &s.first, s.chunked);
+        }
+        if s.ended && s.chunked {
+            w.extend_from_slice(b"0\r\n\r\n");
+        }
+        joined = w;
+        &joined
+    };
     // A bodiless request's head is handed over, not awaited (on io_uring): the kernel finishes
     // the write while the response is awaited, under that read's timeout, which saves a
     // wake-up and a timer per request.
     let handed = if s.ended {
-        up.conn.hand_over(&wire)
+        up.conn.hand_over(wire)
     } else {
         None
     };
     match handed {
         Some(Err(e)) => return Err(Kind::SendHead(e)),
         Some(Ok(())) => {}
-        None => match timeout(t.upstream_read, up.conn.write_all(&wire)).await {
+        None => match timeout(t.upstream_read, up.conn.write_all(wire)).await {
             Err(_) => return Err(Kind::SendTimeout),
             Ok(Err(e)) => return Err(Kind::SendHead(e)),
             Ok(Ok(())) => {}
@@ -438,7 +446,7 @@ async fn respond_with(
     pool: &Pool,
     up: UpstreamConn,
     resp: &ResponseHead,
-    raw: &[u8],
+    raw: &Bytes,
     mut buf: BytesMut,
     head_only: bool,
 ) -> Result<u64, (u64, BodyError)> {
@@ -678,16 +686,20 @@ fn push_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
 
 /// The upstream's fields for the client: connection-specific ones (and any the `connection`
 /// field names) dropped; names lowercased.
-fn response_fields(resp: &ResponseHead, raw: &[u8]) -> HeaderMap {
-    let mut nominated: Vec<Vec<u8>> = Vec::new();
+fn response_fields(resp: &ResponseHead, raw: &Bytes) -> HeaderMap {
+    // Fields nominated by `connection` are connection-specific too; kept as slices of the head
+    // (nothing allocated: the usual `connection: keep-alive` nominates nothing new).
+    let mut nominated: Vec<&[u8]> = Vec::new();
     for (name, value) in resp.headers(raw) {
         if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',') {
-                let t = token.trim_ascii();
-                if !t.is_empty() {
-                    nominated.push(t.to_ascii_lowercase());
-                }
-            }
+            nominated.extend(
+                value
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|t| {
+                        !t.is_empty() && !DROPPED.iter().any(|d| d.eq_ignore_ascii_case(t))
+                    }),
+            );
         }
     }
     let mut map = HeaderMap::with_capacity(resp.headers.len());
@@ -695,22 +707,32 @@ fn response_fields(resp: &ResponseHead, raw: &[u8]) -> HeaderMap {
         let Ok(n) = HeaderName::from_bytes(name) else {
             continue;
         };
-        match n.as_str() {
-            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
-            | "te" | "trailer" => continue,
-            other
-                if other != "content-length" && nominated.iter().any(|t| t == other.as_bytes()) =>
-            {
-                continue
-            }
-            _ => {}
+        if DROPPED.contains(&n.as_str().as_bytes())
+            || (n != http::header::CONTENT_LENGTH
+                && nominated
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(n.as_str().as_bytes())))
+        {
+            continue;
         }
-        if let Ok(v) = HeaderValue::from_bytes(value) {
+        // A slice of the head the response arrived in: no copy per field.
+        if let Ok(v) = HeaderValue::from_maybe_shared(raw.slice_ref(value)) {
             map.append(n, v);
         }
     }
     map
 }
+
+/// Connection-specific response fields, never relayed on HTTP/2.
+const DROPPED: [&[u8]; 7] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"transfer-encoding",
+    b"upgrade",
+    b"te",
+    b"trailer",
+];
 
 /// The client sent `expect: 100-continue`.
 fn expects_continue(headers: &HeaderMap) -> bool {
@@ -736,6 +758,35 @@ fn is_idempotent(m: &Method) -> bool {
 mod tests {
     use super::*;
     use crate::proxy::request_id;
+
+    #[test]
+    fn response_fields_drop_connection_specific_ones() {
+        let raw = Bytes::from_static(
+            b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+              Keep-Alive: timeout=5\r\nTE: trailers\r\nContent-Type: text/plain\r\n\
+              Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 3\r\n\r\n",
+        );
+        let limits = h1::Limits {
+            max_head_bytes: 64 * 1024,
+        };
+        let head = h1::parse_response(&raw, false, &limits)
+            .expect("valid")
+            .expect("whole");
+        let m = response_fields(&head, &raw);
+        let names: Vec<&str> = m.keys().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            ["server", "content-type", "set-cookie", "content-length"]
+        );
+        let cookies: Vec<&[u8]> = m
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(cookies, [&b"a=1"[..], b"b=2"]);
+        assert_eq!(m["server"], "up");
+        assert_eq!(m["content-length"], "3");
+    }
 
     #[test]
     fn request_head_translates_pseudo_headers() {

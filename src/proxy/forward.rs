@@ -233,9 +233,8 @@ async fn attempt_upstreams<'p>(
         attempts += 1;
         let stats = pool.stats(server);
         stats.requests.inc();
-        let connecting = Instant::now();
-        let checkout = pool.checkout(addr, t.upstream_connect).await;
-        s.connect_time = Some(connecting.elapsed());
+        let (checkout, connecting) = pool.checkout(addr, t.upstream_connect).await;
+        s.connect_time = Some(connecting);
         let (kind, attempt) = match checkout {
             // Nothing was sent.
             Err(e) => (

@@ -101,7 +101,9 @@ impl PeerHealth {
 
     /// A request got a response from this server.
     pub fn succeeded(&self) {
-        if self.accessed.load(Relaxed) < self.checked.load(Relaxed) {
+        // Read before written: no store to this line, shared by the workers, per request.
+        if self.fails.load(Relaxed) != 0 && self.accessed.load(Relaxed) < self.checked.load(Relaxed)
+        {
             self.fails.store(0, Relaxed);
         }
     }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::net::TcpStream;
 
@@ -83,7 +83,8 @@ pub struct UpstreamConn {
 pub struct Pool {
     upstream: Arc<Upstream>,
     balancer: Balancer,
-    idle: RefCell<HashMap<SocketAddr, Vec<(Conn, Instant)>>>,
+    /// Idle connections to each server, with when they went idle (coarse clock).
+    idle: RefCell<HashMap<SocketAddr, Vec<(Conn, Duration)>>>,
     /// This worker's counters of each server, same order as the servers.
     stats: Vec<Arc<ServerStats>>,
     /// `protocol = "h2"`: this worker's multiplexed connections to each server.
@@ -152,13 +153,23 @@ impl Pool {
     /// among the servers not in `tried`, primaries before backups, healthy before down (all
     /// down: tried anyway, as nginx). None when every server has been tried.
     pub fn choose(&self, key: &Key, tried: &Tried) -> Option<usize> {
-        let now = health::now();
+        // The clock is read only for a server with failures counted: without any, neither
+        // the verdict nor the failure window depends on the time.
+        let clock = std::cell::Cell::new(0);
+        let now = || {
+            if clock.get() == 0 {
+                clock.set(health::now());
+            }
+            clock.get()
+        };
         let (servers, health) = (&self.upstream.servers, &self.upstream.health);
         let choice = self.balancer.choose(key, tried, |i| {
             let h = &health[i];
             if h.active_down() {
                 Avail::CheckFailed
-            } else if h.passive_down(now, servers[i].max_fails, servers[i].fail_timeout) {
+            } else if h.fails() > 0
+                && h.passive_down(now(), servers[i].max_fails, servers[i].fail_timeout)
+            {
                 Avail::Failed
             } else {
                 Avail::Up
@@ -166,9 +177,9 @@ impl Pool {
         })?;
         let i = choice.index;
         if choice.despite_down {
-            health[i].trial(now);
-        } else {
-            health[i].picked(now, servers[i].fail_timeout);
+            health[i].trial(now());
+        } else if health[i].fails() > 0 {
+            health[i].picked(now(), servers[i].fail_timeout);
         }
         Some(i)
     }
@@ -225,18 +236,21 @@ impl Pool {
         self.count_idle(addr, 0);
     }
 
-    /// An idle connection to `addr` that is still usable, or a new one.
+    /// An idle connection to `addr` that is still usable, or a new one; with the time spent
+    /// connecting (zero for a pooled connection, as nginx's `$upstream_connect_time`: no clock
+    /// is read for a reuse).
     pub async fn checkout(
         &self,
         addr: SocketAddr,
         connect_timeout: Duration,
-    ) -> Result<UpstreamConn, ConnectError> {
+    ) -> (Result<UpstreamConn, ConnectError>, Duration) {
         if let Some(conn) = self.take_idle(addr) {
-            return Ok(UpstreamConn {
+            let up = UpstreamConn {
                 conn,
                 addr,
                 reused: true,
-            });
+            };
+            return (Ok(up), Duration::ZERO);
         }
         let host = self
             .upstream
@@ -244,20 +258,24 @@ impl Pool {
             .iter()
             .find(|s| s.addr == addr)
             .and_then(|s| s.host_name());
-        let conn = connect(addr, host, connect_timeout, self.upstream.tls.as_ref()).await?;
-        Ok(UpstreamConn {
+        let connecting = std::time::Instant::now();
+        let conn = connect(addr, host, connect_timeout, self.upstream.tls.as_ref()).await;
+        let took = connecting.elapsed();
+        let up = conn.map(|conn| UpstreamConn {
             conn,
             addr,
             reused: false,
-        })
+        });
+        (up, took)
     }
 
     fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
         let mut found = None;
+        let now = crate::clock::coarse();
         while let Some((mut conn, since)) = list.pop() {
-            if since.elapsed() < POOL_IDLE_MAX && conn.is_reusable() {
+            if now.saturating_sub(since) < POOL_IDLE_MAX && conn.is_reusable() {
                 found = Some(conn);
                 break;
             }
@@ -281,7 +299,7 @@ impl Pool {
             // Drop the oldest: it is the likeliest to be closed by the server.
             list.remove(0);
         }
-        list.push((conn, Instant::now()));
+        list.push((conn, crate::clock::coarse()));
         let n = list.len();
         drop(idle);
         self.count_idle(c.addr, n);

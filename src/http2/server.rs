@@ -116,7 +116,11 @@ impl Shared {
             if self.calm.get() {
                 return std::task::Poll::Ready(());
             }
-            self.calm_waker.set(Some(cx.waker().clone()));
+            // Polled on every turn of the connection's loop: the stored waker is kept when
+            // it is this task's already.
+            let kept = self.calm_waker.take().filter(|w| w.will_wake(cx.waker()));
+            self.calm_waker
+                .set(Some(kept.unwrap_or_else(|| cx.waker().clone())));
             std::task::Poll::Pending
         })
     }
@@ -278,6 +282,9 @@ pub async fn serve(s: Session, buffered: BytesMut) {
     // and removal each.
     let mut check = std::pin::pin!(monoio::time::sleep(t.request_head));
     let mut armed = true;
+    // Made once, polled on every turn: each registers its waker once, not once per stream.
+    let mut drained = std::pin::pin!(drain.fired());
+    let mut calm = std::pin::pin!(c.calm_needed());
     loop {
         // No stream for too long: before the first, `request_head`; after, `keepalive_idle`.
         let idle_limit = if c.used.get() {
@@ -320,7 +327,7 @@ pub async fn serve(s: Session, buffered: BytesMut) {
                 }
                 None => break,
             },
-            _ = c.calm_needed(), if !calmed => {
+            _ = calm.as_mut(), if !calmed => {
                 calmed = true;
                 tracing::warn!(
                     listener = %c.listener.name,
@@ -332,7 +339,7 @@ pub async fn serve(s: Session, buffered: BytesMut) {
                 conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
                 closing = Some(Instant::now());
             }
-            _ = drain.fired(), if closing.is_none() => {
+            _ = drained.as_mut(), if closing.is_none() => {
                 conn.graceful_shutdown();
                 closing = Some(Instant::now());
             }

@@ -2,6 +2,7 @@
 //! serving each connection as a task. Per-worker state is `Rc`; only `Config` is shared.
 
 use std::cell::{Cell, RefCell};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -93,10 +94,16 @@ impl Future for Fired<'_> {
         if self.drain.fired.get() {
             return Poll::Ready(());
         }
-        self.drain
-            .waiting
-            .borrow_mut()
-            .insert(self.ticket, cx.waker().clone());
+        // Polled again by the same task (a loop's `select!`): the waker stored is kept.
+        match self.drain.waiting.borrow_mut().entry(self.ticket) {
+            Entry::Occupied(mut e) if !e.get().will_wake(cx.waker()) => {
+                e.insert(cx.waker().clone());
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(e) => {
+                e.insert(cx.waker().clone());
+            }
+        }
         Poll::Pending
     }
 }
@@ -309,5 +316,60 @@ struct OpenGuard(Rc<Cell<usize>>);
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn fired_keeps_one_waker_per_future_and_wakes_it_once() {
+        let drain = Drain::default();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut a = std::pin::pin!(drain.fired());
+        let mut b = std::pin::pin!(drain.fired());
+        for _ in 0..3 {
+            assert!(a.as_mut().poll(&mut cx).is_pending());
+        }
+        assert!(b.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(drain.waiting.borrow().len(), 2);
+        // Another task polls `b` now: its waker replaces the first.
+        let other = Arc::new(Count(AtomicUsize::new(0)));
+        let other_waker = Waker::from(other.clone());
+        assert!(b
+            .as_mut()
+            .poll(&mut Context::from_waker(&other_waker))
+            .is_pending());
+        drain.fire();
+        assert_eq!(count.0.load(Ordering::Relaxed), 1);
+        assert_eq!(other.0.load(Ordering::Relaxed), 1);
+        assert!(a.as_mut().poll(&mut cx).is_ready());
+        assert!(b.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_dropped_fired_forgets_its_waker() {
+        let drain = Drain::default();
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        {
+            let mut f = std::pin::pin!(drain.fired());
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(drain.waiting.borrow().len(), 1);
+        }
+        assert!(drain.waiting.borrow().is_empty());
     }
 }

@@ -25,17 +25,17 @@ use h2::{Reason, RecvStream};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response};
 use monoio::time::timeout;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::request::Valid;
 use super::server::{refuse, send_data, Outcome, Shared};
 use crate::config::XfccMode;
 use crate::http::StripSet;
 use crate::http::{self as h1, xfcc, BodyKind, ResponseHead};
-use crate::proxy::error::{fate, Attempt, Error, Fate, Kind};
+use crate::proxy::error::{Attempt, Kind};
 use crate::proxy::request_id::RequestId;
+use crate::proxy::retry::{Failed, Retries};
 use crate::proxy::{BodyError, Side};
-use crate::upstream::balance::Tried;
 use crate::upstream::{Pool, UpstreamConn};
 
 /// Largest read from the upstream at once, and so the largest DATA batch.
@@ -139,8 +139,9 @@ pub async fn forward(
                 }
             }
         }
-        Err((error, attempts, earlier)) => {
-            out.attempts = Some(attempts);
+        Err(failed) => {
+            out.attempts = Some(failed.attempts);
+            let error = &failed.last;
             out.client_gone = error.side() == crate::proxy::Source::Client;
             let page = error.page();
             if let Some(server) = error.server.filter(|_| error.reached()) {
@@ -156,12 +157,7 @@ pub async fn forward(
                 }
                 None => respond.send_reset(Reason::CANCEL),
             }
-            let mut decision = format!("{admitted_by}; ");
-            for e in &earlier {
-                decision.push_str(&format!("{e}; then "));
-            }
-            decision.push_str(&error.to_string());
-            out.decision = decision;
+            out.decision = format!("{admitted_by}; {failed}");
         }
     }
     out
@@ -185,7 +181,7 @@ struct Sending {
 type Answered = (UpstreamConn, ResponseHead, Bytes, BytesMut, usize);
 
 /// Chooses servers and sends the request until one answers with a final head, as the
-/// HTTP/1.1 forward's retry rules allow.
+/// HTTP/1.1 forward's retry rules allow ([`Retries`]).
 async fn attempt_upstreams(
     c: &Shared,
     pool: &Pool,
@@ -193,40 +189,16 @@ async fn attempt_upstreams(
     body: &mut RecvStream,
     respond: &mut SendResponse<Bytes>,
     out: &mut Outcome,
-) -> Result<Answered, (Error, usize, Vec<Error>)> {
+) -> Result<Answered, Failed> {
     let t = c.listener.timeouts;
     let key = pool.key(
         c.identity.cert.as_ref().map(|x| x.fingerprint()),
         c.peer.ip(),
     );
-    let mut tried = Tried::default();
-    let mut tries_left = pool.tries();
-    let mut stale: Option<usize> = None;
-    // Every failed attempt so far, in order (the access line lists them all, as on HTTP/1.1).
-    let mut failures: Vec<Error> = Vec::new();
-    let mut attempts = 0;
+    let mut tries = Retries::new(pool, key);
     loop {
-        let server = match pool.choose(&key, &tried) {
-            Some(i) => i,
-            None => match stale.take() {
-                Some(i) => {
-                    pool.discard_idle(pool.server(i).addr);
-                    i
-                }
-                None => {
-                    let e = failures
-                        .pop()
-                        .unwrap_or_else(|| Error::new(Kind::NoServer, None));
-                    return Err((e, attempts, failures));
-                }
-            },
-        };
-        tried.insert(server);
+        let (server, _active) = tries.next_server()?;
         let addr = pool.server(server).addr;
-        let _active = pool.begin(server);
-        attempts += 1;
-        let stats = pool.stats(server);
-        stats.requests.inc();
         let (checkout, connecting) = pool.checkout(addr, t.upstream_connect).await;
         out.connect_time = Some(connecting);
         let mut attempt = Attempt {
@@ -236,48 +208,21 @@ async fn attempt_upstreams(
             reused: false,
         };
         let kind = match checkout {
-            Err(e) => {
-                stats.connect_failures.inc();
-                Kind::Connect(e)
-            }
+            Err(e) => Kind::Connect(e),
             Ok(mut up) => {
                 attempt.reused = up.reused;
                 match exchange(c, &mut up, s, body, respond, &mut attempt, out).await {
                     Ok((resp, raw, buf)) => {
                         pool.succeeded(server);
-                        return Ok((up, resp, raw, buf, attempts));
+                        return Ok((up, resp, raw, buf, tries.attempts()));
                     }
                     Err(kind) => kind,
                 }
             }
         };
-        let error = Error::new(kind, Some(addr));
-        let again = match fate(attempt, &error.kind) {
-            Fate::Stale => {
-                stale = Some(server);
-                true
-            }
-            Fate::Retry => {
-                pool.failed(server);
-                tries_left = tries_left.saturating_sub(1);
-                tries_left > 0
-            }
-            Fate::Failed => {
-                pool.failed(server);
-                false
-            }
-            Fate::Final => false,
-        };
-        if !again {
-            return Err((error, attempts, failures));
+        if let Some(failed) = tries.failed(server, attempt, kind) {
+            return Err(failed);
         }
-        stats.retries.inc();
-        let next = match error.kind {
-            Kind::Connect(_) => "trying another server",
-            _ => "trying again",
-        };
-        debug!(upstream = %addr, "upstream attempt failed: {error}; {next}");
-        failures.push(error);
     }
 }
 

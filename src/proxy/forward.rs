@@ -31,12 +31,13 @@ use monoio::time::timeout;
 use tracing::{debug, warn};
 
 use super::body::{self, BodyError, Side};
-use super::error::{fate, Attempt, Error, Fate, Kind};
+use super::error::{Attempt, Error, Kind};
 use super::identity::Identity;
 use super::request_id::{self, RequestId};
+use super::retry::{Failed, Retries};
 use super::Session;
 use crate::http::{self, BodyKind, Page, RequestHead, ResponseHead};
-use crate::upstream::balance::{Active, Tried};
+use crate::upstream::balance::Active;
 use crate::upstream::{Pool, UpstreamConn};
 
 /// Forwards one request: `attempt_upstreams` until one answers, then `send_response_head` and
@@ -141,23 +142,6 @@ enum End {
     Failed(Failed),
 }
 
-/// Every failed attempt of a request, the last one deciding the answer.
-struct Failed {
-    earlier: Vec<Error>,
-    last: Error,
-    /// Attempts made (0: no server to try).
-    attempts: usize,
-}
-
-impl fmt::Display for Failed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for e in &self.earlier {
-            write!(f, "{e}; then ")?;
-        }
-        self.last.fmt(f)
-    }
-}
-
 /// The access line's decision: what admitted the client, then how the exchange ended.
 struct Decision<'a>(&'a str, &'a End);
 
@@ -200,39 +184,10 @@ async fn attempt_upstreams<'p>(
     let t = s.listener.timeouts;
     let idempotent = is_idempotent(head);
     let key = pool.key(id.cert.as_ref().map(|c| c.fingerprint()), s.peer.ip());
-    let mut tried = Tried::default();
-    let mut tries_left = pool.tries();
-    // A server whose kept-alive connection was found closed: one more try on a new connection
-    // when no other server is left.
-    let mut stale: Option<usize> = None;
-    let mut failures: Vec<Error> = Vec::new();
-    let mut attempts = 0;
+    let mut tries = Retries::new(pool, key);
     loop {
-        let server = match pool.choose(&key, &tried) {
-            Some(i) => i,
-            None => match stale.take() {
-                Some(i) => {
-                    pool.discard_idle(pool.server(i).addr);
-                    i
-                }
-                None => {
-                    let last = failures
-                        .pop()
-                        .unwrap_or_else(|| Error::new(Kind::NoServer, None));
-                    return Err(Failed {
-                        earlier: failures,
-                        last,
-                        attempts,
-                    });
-                }
-            },
-        };
-        tried.insert(server);
+        let (server, active) = tries.next_server()?;
         let addr = pool.server(server).addr;
-        let active = pool.begin(server);
-        attempts += 1;
-        let stats = pool.stats(server);
-        stats.requests.inc();
         let (checkout, connecting) = pool.checkout(addr, t.upstream_connect).await;
         s.connect_time = Some(connecting);
         let (kind, attempt) = match checkout {
@@ -254,50 +209,15 @@ async fn attempt_upstreams<'p>(
                         resp,
                         buf,
                         _active: active,
-                        attempts,
+                        attempts: tries.attempts(),
                     });
                 }
                 Err((kind, attempt)) => (kind, attempt),
             },
         };
-        if matches!(kind, Kind::Connect(_)) {
-            stats.connect_failures.inc();
+        if let Some(failed) = tries.failed(server, attempt, kind) {
+            return Err(failed);
         }
-        let error = Error::new(kind, Some(addr));
-        let again = match fate(attempt, &error.kind) {
-            Fate::Stale => {
-                stale = Some(server);
-                true
-            }
-            Fate::Retry => {
-                pool.failed(server);
-                tries_left = tries_left.saturating_sub(1);
-                tries_left > 0
-            }
-            Fate::Failed => {
-                pool.failed(server);
-                false
-            }
-            Fate::Final => false,
-        };
-        if !again {
-            return Err(Failed {
-                earlier: failures,
-                last: error,
-                attempts,
-            });
-        }
-        stats.retries.inc();
-        let next = match error.kind {
-            Kind::Connect(_) => "trying another server",
-            _ => "trying again",
-        };
-        debug!(
-            upstream = %addr,
-            pooled = attempt.reused,
-            "upstream attempt failed: {error}; {next}"
-        );
-        failures.push(error);
     }
 }
 

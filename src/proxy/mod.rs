@@ -17,6 +17,7 @@ mod forward;
 pub mod identity;
 pub mod proxy_protocol;
 pub mod request_id;
+pub mod retry;
 mod tcp;
 mod to_h2;
 

@@ -216,11 +216,7 @@ impl<'p> Tries<'p> {
     pub(crate) fn failed(&mut self, server: usize, kind: Kind, how: How) -> Option<Error> {
         let pool = self.pool;
         let addr = pool.server(server).addr;
-        let stats = pool.stats(server);
-        if matches!(kind, Kind::Connect(_)) {
-            stats.connect_failures.inc();
-        }
-        let error = Error::new(kind, Some(addr));
+        let error = crate::proxy::retry::attempt_failed(pool, server, kind);
         if how.stale && !self.stale_retried {
             // Not the server's fault, and no try used up: a pooled connection the server was
             // closing.
@@ -235,7 +231,7 @@ impl<'p> Tries<'p> {
         }
         self.tries_left = self.tries_left.saturating_sub(1);
         if how.retry && self.tries_left > 0 {
-            stats.retries.inc();
+            pool.stats(server).retries.inc();
             debug!(upstream = %addr, "h2 upstream attempt failed: {error}; trying another server");
             self.last = Some(error);
             return None;

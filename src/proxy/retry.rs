@@ -33,6 +33,15 @@ impl fmt::Display for Failed {
     }
 }
 
+/// The failure of an attempt on `server` (either upstream protocol), counted in the server's
+/// metrics when no connection could be made.
+pub(crate) fn attempt_failed(pool: &Pool, server: usize, kind: Kind) -> Error {
+    if matches!(kind, Kind::Connect(_)) {
+        pool.stats(server).connect_failures.inc();
+    }
+    Error::new(kind, Some(pool.server(server).addr))
+}
+
 /// One request's way through the servers of a pool.
 pub struct Retries<'p> {
     pool: &'p Pool,
@@ -105,12 +114,7 @@ impl<'p> Retries<'p> {
     /// this one last.
     pub fn failed(&mut self, server: usize, attempt: Attempt, kind: Kind) -> Option<Failed> {
         let pool = self.pool;
-        let addr = pool.server(server).addr;
-        let stats = pool.stats(server);
-        if matches!(kind, Kind::Connect(_)) {
-            stats.connect_failures.inc();
-        }
-        let error = Error::new(kind, Some(addr));
+        let error = attempt_failed(pool, server, kind);
         let again = match fate(attempt, &error.kind) {
             Fate::Stale => {
                 self.stale = Some(server);
@@ -134,13 +138,13 @@ impl<'p> Retries<'p> {
                 attempts: self.attempts,
             });
         }
-        stats.retries.inc();
+        pool.stats(server).retries.inc();
         let next = match error.kind {
             Kind::Connect(_) => "trying another server",
             _ => "trying again",
         };
         debug!(
-            upstream = %addr,
+            upstream = %pool.server(server).addr,
             pooled = attempt.reused,
             "upstream attempt failed: {error}; {next}"
         );

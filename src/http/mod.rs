@@ -21,6 +21,7 @@ pub use chunked::{
 pub use pages::{render, status_page_for, Page};
 pub use request::{parse_request, RequestHead, TargetForm};
 pub use response::{parse_response, ResponseHead};
+pub(crate) use rewrite::nominated;
 pub use rewrite::{rewrite_request, rewrite_response, RewriteCtx, StripSet};
 
 use std::ops::Range;

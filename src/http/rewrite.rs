@@ -247,7 +247,7 @@ pub fn rewrite_response(
 }
 
 /// Whether a `Connection` field of this head lists `name` (RFC 9110 §7.6.1).
-fn nominated(headers: &[HeaderSpan], buf: &[u8], name: &[u8]) -> bool {
+pub(crate) fn nominated(headers: &[HeaderSpan], buf: &[u8], name: &[u8]) -> bool {
     headers
         .iter()
         .filter(|h| h.class == HeaderClass::Connection)

@@ -31,7 +31,7 @@ use super::request::Valid;
 use super::server::{refuse, send_data, Outcome, Shared};
 use crate::config::XfccMode;
 use crate::http::StripSet;
-use crate::http::{self as h1, xfcc, BodyKind, ResponseHead};
+use crate::http::{self as h1, xfcc, BodyKind, HeaderClass, ResponseHead};
 use crate::proxy::error::{Attempt, Kind};
 use crate::proxy::request_id::RequestId;
 use crate::proxy::retry::{Failed, Retries};
@@ -632,52 +632,34 @@ fn push_chunk(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
 /// The upstream's fields for the client: connection-specific ones (and any the `connection`
 /// field names) dropped; names lowercased.
 fn response_fields(resp: &ResponseHead, raw: &Bytes) -> HeaderMap {
-    // Fields nominated by `connection` are connection-specific too; kept as slices of the head
-    // (nothing allocated: the usual `connection: keep-alive` nominates nothing new).
-    let mut nominated: Vec<&[u8]> = Vec::new();
-    for (name, value) in resp.headers(raw) {
-        if name.eq_ignore_ascii_case(b"connection") {
-            nominated.extend(
-                value
-                    .split(|&b| b == b',')
-                    .map(<[u8]>::trim_ascii)
-                    .filter(|t| {
-                        !t.is_empty() && !DROPPED.iter().any(|d| d.eq_ignore_ascii_case(t))
-                    }),
-            );
-        }
-    }
     let mut map = HeaderMap::with_capacity(resp.headers.len());
-    for (name, value) in resp.headers(raw) {
+    for h in &resp.headers {
+        let name = h.name.get(raw);
+        // Classified by the parser; nominated as the HTTP/1.1 rewrite reads `Connection`.
+        let hop_by_hop = match h.class {
+            HeaderClass::Connection
+            | HeaderClass::KeepAlive
+            | HeaderClass::ProxyConnection
+            | HeaderClass::TransferEncoding
+            | HeaderClass::Upgrade
+            | HeaderClass::Te
+            | HeaderClass::Trailer => true,
+            HeaderClass::ContentLength => false,
+            _ => resp.connection_nominates && h1::nominated(&resp.headers, raw, name),
+        };
+        if hop_by_hop {
+            continue;
+        }
         let Ok(n) = HeaderName::from_bytes(name) else {
             continue;
         };
-        if DROPPED.contains(&n.as_str().as_bytes())
-            || (n != http::header::CONTENT_LENGTH
-                && nominated
-                    .iter()
-                    .any(|t| t.eq_ignore_ascii_case(n.as_str().as_bytes())))
-        {
-            continue;
-        }
         // A slice of the head the response arrived in: no copy per field.
-        if let Ok(v) = HeaderValue::from_maybe_shared(raw.slice_ref(value)) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(raw.slice_ref(h.value.get(raw))) {
             map.append(n, v);
         }
     }
     map
 }
-
-/// Connection-specific response fields, never relayed on HTTP/2.
-const DROPPED: [&[u8]; 7] = [
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"transfer-encoding",
-    b"upgrade",
-    b"te",
-    b"trailer",
-];
 
 /// The client sent `expect: 100-continue`.
 fn expects_continue(headers: &HeaderMap) -> bool {
@@ -707,7 +689,7 @@ mod tests {
     #[test]
     fn response_fields_drop_connection_specific_ones() {
         let raw = Bytes::from_static(
-            b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+            b"HTTP/1.1 200 OK\r\nServer: up\r\nConnection: keep-alive, x-hop, Content-Length\r\nX-Hop: 1\r\n\
               Keep-Alive: timeout=5\r\nTE: trailers\r\nContent-Type: text/plain\r\n\
               Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 3\r\n\r\n",
         );

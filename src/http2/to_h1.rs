@@ -34,7 +34,7 @@ use crate::http::StripSet;
 use crate::http::{self as h1, xfcc, BodyKind, HeaderClass, ResponseHead};
 use crate::proxy::error::{Attempt, Kind};
 use crate::proxy::request_id::RequestId;
-use crate::proxy::retry::{Failed, Retries};
+use crate::proxy::retry::{send_head, Failed, Retries};
 use crate::proxy::{BodyError, Side};
 use crate::upstream::{Pool, UpstreamConn};
 
@@ -255,23 +255,7 @@ async fn exchange(
         joined = w;
         &joined
     };
-    // A bodiless request's head is handed over, not awaited (on io_uring): the kernel finishes
-    // the write while the response is awaited, under that read's timeout, which saves a
-    // wake-up and a timer per request.
-    let handed = if s.ended {
-        up.conn.hand_over(wire)
-    } else {
-        None
-    };
-    match handed {
-        Some(Err(e)) => return Err(Kind::SendHead(e)),
-        Some(Ok(())) => {}
-        None => match timeout(t.upstream_read, up.conn.write_all(wire)).await {
-            Err(_) => return Err(Kind::SendTimeout),
-            Ok(Err(e)) => return Err(Kind::SendHead(e)),
-            Ok(Ok(())) => {}
-        },
-    }
+    send_head(&mut up.conn, wire, s.ended, t.upstream_read).await?;
     if !s.ended {
         attempt.body_sent = true;
         out.bytes.0 += send_body(c, up, body, s.chunked)

@@ -34,7 +34,7 @@ use super::body::{self, BodyError, Side};
 use super::error::{Attempt, Error, Kind};
 use super::identity::Identity;
 use super::request_id::{self, RequestId};
-use super::retry::{Failed, Retries};
+use super::retry::{send_head, Failed, Retries};
 use super::Session;
 use crate::http::{self, BodyKind, Page, RequestHead, ResponseHead};
 use crate::upstream::balance::Active;
@@ -424,20 +424,14 @@ async fn exchange(
         answered: false,
         reused: up.reused,
     };
-    // A bodiless request's head is handed over, not awaited (see `Conn::hand_over`).
-    let handed = match head.body {
-        BodyKind::None => up.conn.hand_over(upstream_head),
-        _ => None,
-    };
-    match handed {
-        Some(Err(e)) => return Err((Kind::SendHead(e), attempt)),
-        Some(Ok(())) => {}
-        None => match timeout(t.upstream_read, up.conn.write_all(upstream_head)).await {
-            Err(_) => return Err((Kind::SendTimeout, attempt)),
-            Ok(Err(e)) => return Err((Kind::SendHead(e), attempt)),
-            Ok(Ok(())) => {}
-        },
-    }
+    send_head(
+        &mut up.conn,
+        upstream_head,
+        head.body == BodyKind::None,
+        t.upstream_read,
+    )
+    .await
+    .map_err(|kind| (kind, attempt))?;
     let mut body_sent = head.body == BodyKind::None;
     let mut sent_continue = false;
     if !body_sent && !head.expect_continue {

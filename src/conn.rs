@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 
 use crate::io::Socket;
+use crate::tls::TlsStream;
 
 /// Write buffer a pooled plain connection keeps: a request head with identity fields fits.
 const STANDING_WRITE: usize = 8 * 1024;
-use crate::tls::TlsStream;
 
 /// A client or upstream connection, plain TCP or TLS over it; the proxy reads and writes both
 /// alike.

@@ -433,8 +433,8 @@ async fn stream(c: &Shared, req: Request<RecvStream>, mut respond: SendResponse<
 /// upstreams ([`to_h1::forward`]), in the request's fields for HTTP/2 ones
 /// ([`upstream_request`]). Its body still streams from the client; `respond` answers the client;
 /// `valid` is what validation learnt (the declared length), `grpc` whether failures are
-/// answered as gRPC statuses, `started` when the stream arrived. Every upstream protocol returns the stream's [`Outcome`], which
-/// the caller logs.
+/// answered as gRPC statuses, `started` when the stream arrived. Every upstream protocol
+/// returns the stream's [`Outcome`], which the caller logs.
 pub async fn forward_stream(
     c: &Shared,
     req: Request<RecvStream>,

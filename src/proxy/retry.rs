@@ -190,7 +190,8 @@ mod tests {
     use crate::config::Config;
     use crate::upstream::ConnectError;
 
-    /// A pool of `servers` placeholder servers (never contacted), `tries` tries per request.
+    /// A pool of `servers` placeholder servers (never contacted); `extra` lines end its
+    /// `[[upstream]]` table.
     fn pool(servers: usize, extra: &str) -> Pool {
         let list: Vec<String> = (1..=servers)
             .map(|i| format!("\"127.0.0.{i}:9\""))
@@ -213,6 +214,12 @@ mod tests {
         }
     }
 
+    /// An idempotent request's connect to `server` was refused, and it goes again.
+    fn retried(tries: &mut Retries<'_>, server: usize) {
+        let failed = tries.failed(server, attempt(true, false, false), refused());
+        assert!(failed.is_none(), "{failed:?}");
+    }
+
     fn refused() -> Kind {
         Kind::Connect(ConnectError::Refused(
             io::ErrorKind::ConnectionRefused.into(),
@@ -224,14 +231,10 @@ mod tests {
         let pool = pool(2, "");
         let mut tries = Retries::new(&pool, Key::default());
         let (a, _) = tries.next_server().expect("first");
-        assert!(tries
-            .failed(a, attempt(true, false, false), refused())
-            .is_none());
+        retried(&mut tries, a);
         let (b, _) = tries.next_server().expect("second");
         assert_ne!(a, b, "the server that failed is not tried again");
-        assert!(tries
-            .failed(b, attempt(true, false, false), refused())
-            .is_none());
+        retried(&mut tries, b);
         let failed = tries.next_server().err().expect("no server left");
         assert_eq!(failed.attempts, 2);
         assert_eq!(failed.earlier.len(), 1);
@@ -249,9 +252,7 @@ mod tests {
         let pool = pool(3, "tries = 2");
         let mut tries = Retries::new(&pool, Key::default());
         let (a, _) = tries.next_server().expect("first");
-        assert!(tries
-            .failed(a, attempt(true, false, false), refused())
-            .is_none());
+        retried(&mut tries, a);
         let (b, _) = tries.next_server().expect("second");
         let failed = tries
             .failed(b, attempt(true, false, false), refused())
@@ -293,9 +294,7 @@ mod tests {
             .next_server()
             .expect("the same server, on a new connection");
         assert_eq!(again, a);
-        assert!(tries
-            .failed(a, attempt(true, false, false), refused())
-            .is_none());
+        retried(&mut tries, a);
         let failed = tries.next_server().err().expect("no server left");
         assert_eq!((failed.attempts, failed.earlier.len()), (2, 1));
     }

@@ -8,12 +8,15 @@
 #     Requests/s, server CPU per request (utime + stime of the server's processes from
 #     /proc/<pid>/stat, as perf/lib.sh measures), p99 latency, and the ratios certgate/nginx
 #     against the target: at most half of nginx's CPU per request, p99 no worse than nginx's.
+#     --rate R holds both servers to the same R requests/s (certgate-load --rate): CPU per request
+#     is then compared at equal load, below either server's limit, instead of each at its own
+#     maximum (where the rig's CPU 1, not the server, may set the pace).
 # Both: --connections (64) x --streams (10) concurrent streams, one server worker pinned to CPU 0;
 # the load (1 thread) and the shared upstream on CPU 1. A server that does not negotiate ALPN h2
 # (certgate before its HTTP/2 support) is not measured; the output says so.
 #
 # Usage: perf/h2load.sh [--rounds 3] [--duration 5s] [--connections 64] [--streams 10]
-#                       [--servers "certgate nginx"] [--parts "h2load mtls"]
+#                       [--servers "certgate nginx"] [--parts "h2load mtls"] [--rate R]
 #                       [--no-install] [--no-build]
 # Output: Markdown on stdout; raw JSON lines and the tools' reports in perf/out/h2load-<time>/.
 set -euo pipefail
@@ -21,7 +24,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 rounds=3 duration=5 connections=64 streams=10 servers="certgate nginx" parts="h2load mtls"
-install=1 build=1
+install=1 build=1 rate=""
 while (($#)); do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
@@ -30,6 +33,7 @@ while (($#)); do
     --streams) streams=$2; shift 2 ;;
     --servers) servers=$2; shift 2 ;;
     --parts) parts=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
     --no-install) install=0; shift ;;
     --no-build) build=0; shift ;;
     -h | --help)
@@ -42,6 +46,7 @@ done
 if ! [[ $duration =~ ^[0-9]+$ ]] || ((duration < 1 || duration > 600)); then die "--duration: whole seconds, 1s..600s"; fi
 if ! [[ $connections =~ ^[0-9]+$ ]] || ((connections < 1 || connections > 10000)); then die "--connections 1..10000"; fi
 if ! [[ $streams =~ ^[0-9]+$ ]] || ((streams < 1 || streams > 128)); then die "--streams 1..128 (nginx and certgate allow 128 concurrent streams)"; fi
+if [[ -n $rate ]] && ! [[ $rate =~ ^[1-9][0-9]{0,6}$ ]]; then die "--rate: requests per second, 1..9999999"; fi
 for p in $parts; do [[ $p == h2load || $p == mtls ]] || die "--parts: h2load and/or mtls, not '$p'"; done
 
 # nginx's peer config with HTTP/2 on its TLS listener (nginx 1.22: `listen ... ssl http2`).
@@ -177,7 +182,7 @@ part_mtls() {
           --connect "127.0.0.1:${SRV_PORT[$s]}" --server-name localhost --ca "$PKI/server-ca.pem" \
           --cert "$PKI/client.pem" --key "$PKI/client.key" --protocol h2 --mode keepalive \
           --connections "$connections" --streams "$streams" --threads 1 --pin "$LOAD_CPU" \
-          --duration "${duration}s" --max-errors 1000000000 --json || true
+          --duration "${duration}s" --max-errors 1000000000 ${rate:+--rate "$rate"} --json || true
         python3 "$PERF_DIR/report.py" merge "${METER[@]}" metric=h2_mtls round="$round" <"$out" >>"$jsonl"
         show_last "$jsonl"
       done
@@ -191,9 +196,10 @@ part_mtls() {
     notes
     echo "- certgate-load $("$CERTGATE_LOAD" --version 2>/dev/null | awk '{print $2}'): 1 thread on CPU $LOAD_CPU, $connections connections x $streams streams, ${duration}s per run, client certificate required by both servers; servers on CPU $SERVER_CPU, one worker each, same upstream"
     echo "- Speed of CPU $SERVER_CPU (openssl speed) after the runs: $(calibrate "$SERVER_CPU")"
-    echo "- Command: \`perf/h2load.sh --parts mtls --rounds $rounds --duration ${duration}s --connections $connections --streams $streams --servers \"$servers\"\`"
+    [[ -n $rate ]] && echo "- Both servers held to $rate requests/s (certgate-load --rate): CPU per request at equal load"
+    echo "- Command: \`perf/h2load.sh --parts mtls --rounds $rounds --duration ${duration}s --connections $connections --streams $streams --servers \"$servers\"${rate:+ --rate $rate}\`"
     echo
-    if ((${#active[@]})); then mtls_table "$jsonl"; else echo "No server measured."; fi
+    if ((${#active[@]})); then RATE=$rate mtls_table "$jsonl"; else echo "No server measured."; fi
     echo
   } | tee "$RUN/h2-mtls.md"
   for s in "${active[@]}"; do stop_server "$s"; done
@@ -203,7 +209,7 @@ part_mtls() {
 # the ratios certgate/nginx against the targets.
 mtls_table() {
   python3 - "$1" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 servers = [s for s in ("certgate", "nginx", "haproxy", "caddy") if any(r.get("server") == s for r in recs)]
@@ -245,6 +251,12 @@ if c and n:
     print(f"certgate/nginx: requests/s {rps:.2f}" if rps is not None else "certgate/nginx: requests/s —", end="")
     print(f", CPU per request {cpu:.2f} (target ≤ 0.50: {'met' if cpu <= 0.5 else 'NOT met'})" if cpu is not None else ", CPU per request —", end="")
     print(f", p99 {p99:.2f} (target ≤ 1.00: {'met' if p99 <= 1.0 else 'NOT met'})" if p99 is not None else ", p99 —")
+rate = float(os.environ.get("RATE") or 0)
+short = [s for s in servers if rate and (m[s]["ops_per_s"][0] or 0) < 0.98 * rate]
+if short:
+    print()
+    print(f"Short of the {rate:,.0f} requests/s asked: {', '.join(short)} (at its limit: "
+          "not a comparison at equal load; choose a lower --rate).")
 PY
 }
 

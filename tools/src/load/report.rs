@@ -77,7 +77,8 @@ pub enum ErrorDetail {
     Io(std::io::Error),
     Handshake(certgate::tls::HandshakeError),
     Read(super::http::ReadError),
-    H2(h2::Error),
+    /// An HTTP/2 failure: a reset, a GOAWAY, a protocol error or the connection lost.
+    H2(String),
 }
 
 impl std::fmt::Display for ErrorDetail {

@@ -425,6 +425,27 @@ pub async fn request(
     }
 }
 
+/// Queues the request's HEADERS for stream `id`, with CONTINUATION frames when the block is
+/// larger than a frame may be (a very long `--path`).
+fn queue_headers(link: &Link, id: u32) {
+    let mut out = link.out.borrow_mut();
+    let mut chunks = link.block.chunks(MAX_FRAME).peekable();
+    let mut kind = HEADERS;
+    let mut flags = END_STREAM;
+    while let Some(chunk) = chunks.next() {
+        if chunks.peek().is_none() {
+            flags |= END_HEADERS;
+        }
+        push_frame(&mut out, kind, flags, id, chunk);
+        (kind, flags) = (CONTINUATION, 0);
+    }
+    if link.block.is_empty() {
+        push_frame(&mut out, HEADERS, END_STREAM | END_HEADERS, id, &[]);
+    }
+    drop(out);
+    link.wake_driver();
+}
+
 /// Sends the request on a new stream and waits for its whole response; the final status.
 async fn exchange(link: &Link) -> Result<u16, Failure> {
     // The server's concurrency limit: wait for room (or for the connection to refuse).
@@ -460,7 +481,7 @@ async fn exchange(link: &Link) -> Result<u16, Failure> {
         unacked: 0,
     });
     let guard = StreamGuard { link, id };
-    link.queue(HEADERS, END_HEADERS | END_STREAM, id, &link.block);
+    queue_headers(link, id);
     let result = poll_fn(|cx| {
         let mut streams = link.streams.borrow_mut();
         let Some(s) = streams.iter_mut().find(|s| s.id == id) else {
@@ -770,7 +791,11 @@ impl Reader {
                 link.complete(id, Ok(done));
             }
             (Some(_), _) => return Err(Failure::protocol("trailers without END_STREAM")),
-            (None, Some(code)) if (100..200).contains(&code) => {}
+            (None, Some(code)) if (100..200).contains(&code) => {
+                if end {
+                    return Err(Failure::protocol("an interim 1xx head ending its stream"));
+                }
+            }
             (None, Some(code)) => {
                 s.status = Some(code);
                 if end {
@@ -1083,7 +1108,8 @@ mod tests {
             frame(SETTINGS, 0, 0, &[0, 3, 0]),
             frame(PING, 0, 0, b"short"),
             frame(PUSH_PROMISE, END_HEADERS, 1, &[0, 0, 0, 2]),
-            vec![0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0], // above the frame size
+            frame(HEADERS, END_HEADERS | END_STREAM, 1, b"\x08\x03103"), // 103 ending it
+            vec![0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0],                    // above the frame size
         ];
         for (i, mut wire) in cases.into_iter().enumerate() {
             let link = Link::new(Vec::new());
@@ -1139,6 +1165,35 @@ mod tests {
         assert_eq!(current(), Some(2));
         conn.lost(2);
         assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn a_long_request_block_goes_in_continuation_frames() {
+        let mut block = vec![0x82];
+        block.resize(MAX_FRAME * 2 + 10, 0x82);
+        let link = Link::new(block.clone());
+        queue_headers(&link, 5);
+        let out = link.out.borrow();
+        let mut at = 0;
+        let mut frames = Vec::new();
+        let mut joined = Vec::new();
+        while at < out.len() {
+            let len = usize::from(out[at]) << 16
+                | usize::from(out[at + 1]) << 8
+                | usize::from(out[at + 2]);
+            frames.push((out[at + 3], out[at + 4], out[at + 8], len));
+            joined.extend_from_slice(&out[at + 9..at + 9 + len]);
+            at += 9 + len;
+        }
+        assert_eq!(
+            frames,
+            [
+                (HEADERS, END_STREAM, 5, MAX_FRAME),
+                (CONTINUATION, 0, 5, MAX_FRAME),
+                (CONTINUATION, END_HEADERS, 5, 10)
+            ]
+        );
+        assert_eq!(joined, block);
     }
 
     #[test]

@@ -121,30 +121,10 @@ fn huffman_status(coded: &[u8]) -> Option<u16> {
     Some(status)
 }
 
-/// HPACK: an integer with an `n`-bit prefix whose high bits are `flags`.
-fn hpack_int(out: &mut Vec<u8>, flags: u8, n: u32, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(flags | v as u8);
-        return;
-    }
-    out.push(flags | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
 /// HPACK: a literal header field without indexing, new name, no Huffman: any bytes go through,
 /// uppercase and control characters included.
 pub fn literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.push(0x00);
-    hpack_int(out, 0, 7, name.len());
-    out.extend_from_slice(name);
-    hpack_int(out, 0, 7, value.len());
-    out.extend_from_slice(value);
+    certgate_tools::hpack::literal(out, 0, name, value);
 }
 
 /// A header block of literals.

@@ -33,6 +33,7 @@ use monoio::task::JoinHandle;
 
 use super::client::{io_kind, Client};
 use super::report::{ErrorDetail, ErrorKind, Outcome};
+use crate::hpack::literal;
 use certgate::conn::Conn;
 
 /// Connection-level receive window: large enough that a body never waits for a WINDOW_UPDATE
@@ -120,6 +121,18 @@ struct Stream {
     waker: Option<Waker>,
     /// DATA bytes received since the last stream WINDOW_UPDATE.
     unacked: u32,
+}
+
+impl Stream {
+    fn new(id: u32) -> Stream {
+        Stream {
+            id,
+            status: None,
+            done: None,
+            waker: None,
+            unacked: 0,
+        }
+    }
 }
 
 /// What a connection's task and the slots using it share.
@@ -473,13 +486,7 @@ async fn exchange(link: &Link) -> Result<u16, Failure> {
         });
     }
     link.next_id.set(id + 2);
-    link.streams.borrow_mut().push(Stream {
-        id,
-        status: None,
-        done: None,
-        waker: None,
-        unacked: 0,
-    });
+    link.streams.borrow_mut().push(Stream::new(id));
     let guard = StreamGuard { link, id };
     queue_headers(link, id);
     let result = poll_fn(|cx| {
@@ -887,33 +894,6 @@ fn request_block(req: &http::Request<()>) -> Vec<u8> {
     b
 }
 
-/// A literal field without indexing: by static-table name `index`, or with `name` when 0.
-fn literal(out: &mut Vec<u8>, index: usize, name: &[u8], value: &[u8]) {
-    integer(out, 4, 0x00, index);
-    if index == 0 {
-        integer(out, 7, 0x00, name.len());
-        out.extend_from_slice(name);
-    }
-    integer(out, 7, 0x00, value.len());
-    out.extend_from_slice(value);
-}
-
-/// An HPACK integer with an `n`-bit prefix after the bits in `first`.
-fn integer(out: &mut Vec<u8>, n: u32, first: u8, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -964,13 +944,7 @@ mod tests {
     }
 
     fn open(link: &Link, id: u32) {
-        link.streams.borrow_mut().push(Stream {
-            id,
-            status: None,
-            done: None,
-            waker: None,
-            unacked: 0,
-        });
+        link.streams.borrow_mut().push(Stream::new(id));
     }
 
     fn done(link: &Link, id: u32) -> Option<Result<u16, Failure>> {

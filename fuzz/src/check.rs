@@ -400,9 +400,10 @@ pub fn dn_rules(data: &[u8]) {
         // Exact subject rules alone: admitted exactly when one of them is this DN.
         if !subjects.is_empty() && subjects.iter().all(|r| !r.starts_with('~')) {
             let exact = Rules::compile(&subjects, &[], &[]).expect("compiled above");
-            let equal = subjects
-                .iter()
-                .any(|r| Dn::parse(r).is_ok_and(|d| d.key() == subject_key));
+            // Each rule as the compiler reads it: OpenSSL's one-line form in certificate order.
+            let equal = subjects.iter().any(|r| {
+                crate::identity::rules::read_exact(r).is_ok_and(|(d, _)| d.key() == subject_key)
+            });
             assert_eq!(
                 exact.check_facts(&facts, true).is_ok(),
                 equal,

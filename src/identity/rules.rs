@@ -265,8 +265,8 @@ impl DnRules {
                 out.regexes.push((index, re));
                 continue;
             }
-            let dn = Dn::parse(rule).map_err(|e| fail(RuleErrorKind::Dn(e)))?;
-            let dn = match DnSpelling::of(rule, &dn) {
+            let (dn, spelling) = read_exact(rule).map_err(|e| fail(RuleErrorKind::Dn(e)))?;
+            let dn = match spelling {
                 DnSpelling::Plain => dn,
                 DnSpelling::ForwardOrder { first } => {
                     return Err(fail(RuleErrorKind::ForwardOrder {
@@ -276,7 +276,7 @@ impl DnRules {
                     }))
                 }
                 DnSpelling::OpensslOneline => {
-                    let read = dn.reversed();
+                    let read = dn;
                     warnings.push(RuleWarning::new(
                         family,
                         index,
@@ -421,11 +421,24 @@ fn normalize_fingerprint(rule: &str) -> Result<String, RuleErrorKind> {
     Ok(hex.to_ascii_lowercase())
 }
 
+/// The DN an exact rule stands for, and how it was spelled: as written, except OpenSSL's
+/// one-line form, which lists the certificate's order and is read reversed. (The fuzz oracle of
+/// exact rules reads them through this too.)
+pub(crate) fn read_exact(rule: &str) -> Result<(Dn, DnSpelling), super::dn::DnError> {
+    let dn = Dn::parse(rule)?;
+    let spelling = DnSpelling::of(rule, &dn);
+    let dn = match spelling {
+        DnSpelling::OpensslOneline => dn.reversed(),
+        _ => dn,
+    };
+    Ok((dn, spelling))
+}
+
 /// How an exact DN rule in RFC 4514 syntax is spelled, judged from the order of its attribute
 /// types (most specific first, as RFC 2253 prints certificate DNs, or the reverse) and from
 /// OpenSSL's one-line signature (` = ` around the first `=`).
 #[derive(Debug, PartialEq, Eq)]
-enum DnSpelling {
+pub(crate) enum DnSpelling {
     /// Most specific first, or no order to tell (one RDN, types of equal or unknown rank).
     Plain,
     /// Most general first (`C=DE,O=Acme,CN=alice`): certificate order pasted as RFC 2253, which

@@ -20,7 +20,6 @@
 //! Like HTTP/1.1 keep-alive, the slot that finds no usable connection opens one (and the
 //! connection's handshake counts in its operation); the other slots of that connection wait.
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io;
@@ -708,7 +707,7 @@ impl Reader {
                     id,
                     Err(Failure {
                         kind: ErrorKind::Protocol,
-                        what: format!("stream reset by the server ({})", reason(code)),
+                        what: format!("stream reset by the server ({:?})", h2::Reason::from(code)),
                         unprocessed: code == REFUSED_STREAM,
                         gone: false,
                     }),
@@ -751,7 +750,7 @@ impl Reader {
                 let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
                 let why = Failure {
                     kind: ErrorKind::Protocol,
-                    what: format!("GOAWAY from the server ({})", reason(code)),
+                    what: format!("GOAWAY from the server ({:?})", h2::Reason::from(code)),
                     unprocessed: true,
                     gone: true,
                 };
@@ -837,30 +836,6 @@ fn parse_status(v: &[u8]) -> Option<u16> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
-/// The name of an HTTP/2 error code.
-fn reason(code: u32) -> Cow<'static, str> {
-    const NAMES: [&str; 14] = [
-        "NO_ERROR",
-        "PROTOCOL_ERROR",
-        "INTERNAL_ERROR",
-        "FLOW_CONTROL_ERROR",
-        "SETTINGS_TIMEOUT",
-        "STREAM_CLOSED",
-        "FRAME_SIZE_ERROR",
-        "REFUSED_STREAM",
-        "CANCEL",
-        "COMPRESSION_ERROR",
-        "CONNECT_ERROR",
-        "ENHANCE_YOUR_CALM",
-        "INADEQUATE_SECURITY",
-        "HTTP_1_1_REQUIRED",
-    ];
-    match NAMES.get(code as usize) {
-        Some(n) => Cow::Borrowed(n),
-        None => Cow::Owned(format!("error code {code:#x}")),
-    }
-}
-
 fn push_frame(out: &mut Vec<u8>, kind: u8, flags: u8, id: u32, payload: &[u8]) {
     let len = payload.len() as u32;
     out.extend_from_slice(&len.to_be_bytes()[1..]);
@@ -941,6 +916,27 @@ mod tests {
         let mut fields = Vec::new();
         d.decode(&mut block.to_vec(), &mut fields).unwrap();
         fields.into_iter().map(|(n, v, _)| (n, v)).collect()
+    }
+
+    /// The frames queued on `link`: type, flags, stream, payload.
+    fn queued(link: &Link) -> Vec<(u8, u8, u32, Vec<u8>)> {
+        let out = link.out.borrow();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        while at < out.len() {
+            let len = usize::from(out[at]) << 16
+                | usize::from(out[at + 1]) << 8
+                | usize::from(out[at + 2]);
+            let id = u32::from_be_bytes([out[at + 5], out[at + 6], out[at + 7], out[at + 8]]);
+            frames.push((
+                out[at + 3],
+                out[at + 4],
+                id,
+                out[at + 9..at + 9 + len].to_vec(),
+            ));
+            at += 9 + len;
+        }
+        frames
     }
 
     fn open(link: &Link, id: u32) {
@@ -1032,14 +1028,10 @@ mod tests {
         assert_eq!(done(&link, 3).unwrap().unwrap(), 404);
         assert_eq!(link.max_streams.get(), 1);
         // Queued: SETTINGS ACK, PING ACK, a stream WINDOW_UPDATE at half the stream window.
-        let out = link.out.borrow();
-        let mut at = 0;
-        let mut kinds = Vec::new();
-        while at < out.len() {
-            let len = usize::from(out[at + 1]) << 8 | usize::from(out[at + 2]);
-            kinds.push((out[at + 3], out[at + 4], out[at + 8]));
-            at += 9 + len;
-        }
+        let kinds: Vec<_> = queued(&link)
+            .into_iter()
+            .map(|(kind, flags, id, _)| (kind, flags, id as u8))
+            .collect();
         assert_eq!(
             kinds,
             [(SETTINGS, ACK, 0), (PING, ACK, 0), (WINDOW_UPDATE, 0, 1)]
@@ -1147,18 +1139,11 @@ mod tests {
         block.resize(MAX_FRAME * 2 + 10, 0x82);
         let link = Link::new(block.clone());
         queue_headers(&link, 5);
-        let out = link.out.borrow();
-        let mut at = 0;
-        let mut frames = Vec::new();
-        let mut joined = Vec::new();
-        while at < out.len() {
-            let len = usize::from(out[at]) << 16
-                | usize::from(out[at + 1]) << 8
-                | usize::from(out[at + 2]);
-            frames.push((out[at + 3], out[at + 4], out[at + 8], len));
-            joined.extend_from_slice(&out[at + 9..at + 9 + len]);
-            at += 9 + len;
-        }
+        let frames: Vec<_> = queued(&link)
+            .into_iter()
+            .map(|(kind, flags, id, payload)| (kind, flags, id, payload.len()))
+            .collect();
+        let joined: Vec<u8> = queued(&link).into_iter().flat_map(|f| f.3).collect();
         assert_eq!(
             frames,
             [
